@@ -1,0 +1,136 @@
+"""NumPy / CuPy backend: one codebase, two array libraries.
+
+Every op in ``layers/`` starts with ``xp = get_array_module(x)``: the array module
+comes from the inputs, never from a global setting, so the same function runs on
+NumPy arrays (CPU) and on CuPy arrays (GPU). Host/device copies happen only at the
+edges: in the data pipeline, the metrics, and checkpoints.
+
+    >>> from engine.backend import get_array_module, to_device, to_numpy
+    >>> x = np.ones((2, 3), dtype=np.float32)
+    >>> get_array_module(x) is np
+    True
+    >>> xg = to_device(x, "cuda")      # needs CuPy and a GPU
+    >>> to_numpy(xg)                   # back to the host
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_INSTALL_HINT = (
+    "install the GPU extra that matches your CUDA version: "
+    "pip install -e '.[cuda12]' (CUDA 12) or pip install -e '.[cuda13]' (CUDA 13)"
+)
+
+try:  # CuPy is optional: everything works on NumPy without it.
+    import cupy as _cupy  # type: ignore
+except Exception as _e:  # ImportError, or a broken CUDA install raising at import
+    _cupy = None
+    _CUPY_IMPORT_ERROR = repr(_e)
+else:
+    _CUPY_IMPORT_ERROR = None
+
+
+class GPUUnavailableError(RuntimeError):
+    """Raised when the GPU is asked for but CuPy or a usable GPU is missing."""
+
+
+def cupy_module():
+    """Return the imported ``cupy`` module, or ``None`` when CuPy is not installed."""
+    return _cupy
+
+
+def get_array_module(*arrays):
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``.
+
+    This is the one question every op asks of its inputs. Non-array arguments
+    (None, Python numbers) are ignored.
+    """
+    if _cupy is not None:
+        for a in arrays:
+            if isinstance(a, _cupy.ndarray):
+                return _cupy
+    return np
+
+
+def is_gpu_array(x) -> bool:
+    return _cupy is not None and isinstance(x, _cupy.ndarray)
+
+
+def gpu_status() -> tuple[bool, str]:
+    """Answer "is a GPU usable here?" honestly, with the reason.
+
+    Returns ``(usable, reason)``. Usable means CuPy imports, sees at least one CUDA
+    device, and can actually run a kernel on it (a driver mismatch only shows then).
+    """
+    if _cupy is None:
+        return False, f"CuPy is not installed ({_CUPY_IMPORT_ERROR}); {_INSTALL_HINT}"
+    try:
+        n = _cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # no driver, no device
+        return False, f"CuPy is installed but no CUDA device is usable: {e}"
+    if n == 0:
+        return False, "CuPy is installed but found no CUDA device"
+    try:
+        a = _cupy.arange(4, dtype=_cupy.float32)
+        float((a * 2).sum())
+    except Exception as e:
+        return False, f"CuPy found {n} CUDA device(s) but could not run a kernel: {e}"
+    name = _cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    if isinstance(name, bytes):
+        name = name.decode()
+    return True, f"GPU 0: {name} ({n} device(s))"
+
+
+def gpu_available() -> bool:
+    """True when CuPy is installed and a CUDA device can run kernels."""
+    return gpu_status()[0]
+
+
+def require_gpu():
+    """Return the ``cupy`` module, or raise one clear error saying what is missing."""
+    ok, reason = gpu_status()
+    if not ok:
+        raise GPUUnavailableError(f"the GPU was requested but is not usable: {reason}")
+    return _cupy
+
+
+def check_device(device: str) -> str:
+    """Validate a device name ('cpu' or 'cuda'); raise ValueError naming the flag value."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda":
+        require_gpu()
+    return device
+
+
+def to_device(x, device: str):
+    """Copy an array to ``device`` ('cpu' gives NumPy, 'cuda' gives CuPy).
+
+    Returns the input unchanged when it already lives there.
+    """
+    if device == "cpu":
+        return to_numpy(x)
+    if device == "cuda":
+        cp = require_gpu()
+        return cp.asarray(x)
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def to_numpy(x):
+    """Return a NumPy array for ``x`` (copying from the GPU if needed)."""
+    if is_gpu_array(x):
+        return _cupy.asnumpy(x)
+    return np.asarray(x)
+
+
+def device_of(x) -> str:
+    return "cuda" if is_gpu_array(x) else "cpu"
+
+
+def synchronize(xp=None):
+    """Wait for queued GPU work (for timing); a no-op on NumPy."""
+    if _cupy is not None and (xp is None or xp is _cupy):
+        try:
+            _cupy.cuda.Stream.null.synchronize()
+        except Exception:
+            pass

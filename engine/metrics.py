@@ -1,0 +1,39 @@
+"""Top-k error, the paper's two numbers (Section 4.1 reports top-1 and top-5)."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.backend import to_numpy
+
+
+def topk_correct(scores, labels, k: int) -> np.ndarray:
+    """Boolean (N,): is the true label among the k highest scores of its row?
+
+    Ties are broken pessimistically: a label counts as in the top k only if fewer than
+    k other classes score strictly higher *or equal*. (A constant prediction is then
+    never correct, which keeps an untrained net from scoring 100% top-5 by ties.)
+    """
+    s = to_numpy(scores)
+    y = to_numpy(labels).astype(np.int64)
+    if s.ndim != 2 or y.shape != (s.shape[0],):
+        raise ValueError(f"topk_correct: scores must be (N, K) and labels (N,), got "
+                         f"{s.shape} and {y.shape}")
+    if not 1 <= k <= s.shape[1]:
+        raise ValueError(f"topk_correct: k must be in [1, {s.shape[1]}], got {k}")
+    true = s[np.arange(len(y)), y][:, None]
+    others_at_least = (s >= true).sum(axis=1) - 1   # classes other than y scoring >= y's
+    return others_at_least < k
+
+
+def topk_error(scores, labels, k: int = 1) -> float:
+    """Fraction of rows whose label is not among the k highest scores."""
+    return float(1.0 - topk_correct(scores, labels, k).mean())
+
+
+def confusion_matrix(pred, labels, num_classes: int) -> np.ndarray:
+    """(K, K) counts: row = true class, column = predicted class."""
+    p = to_numpy(pred).astype(np.int64)
+    y = to_numpy(labels).astype(np.int64)
+    m = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(m, (y, p), 1)  # a tiny matrix, once per evaluation: clarity over speed
+    return m

@@ -1,0 +1,48 @@
+"""Fully connected layer (fc6, fc7, fc8 of AlexNet)."""
+from __future__ import annotations
+
+from layers._checks import check_float_array, check_same_backend, check_same_dtype
+
+
+def linear_forward(x, w, b):
+    """Affine map ``out = x @ w.T + b``.
+
+    Inputs:
+      x: (N, D_in)          a batch of feature vectors (flatten conv maps first)
+      w: (D_out, D_in)      weights, stored as PyTorch's nn.Linear and Caffe store them
+      b: (D_out,) or None   bias
+    Returns: (out (N, D_out), cache)
+    """
+    op = "linear_forward"
+    check_float_array(x, "x", op, ndim=2)
+    check_float_array(w, "w", op, ndim=2)
+    if b is not None:
+        check_float_array(b, "b", op, ndim=1)
+    check_same_dtype(op, x=x, w=w, b=b)
+    check_same_backend(op, x=x, w=w, b=b)
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"{op}: x has {x.shape[1]} features but w expects {w.shape[1]} "
+                         f"(x shape {tuple(x.shape)}, w shape {tuple(w.shape)})")
+    if b is not None and b.shape[0] != w.shape[0]:
+        raise ValueError(f"{op}: b has shape {tuple(b.shape)}, expected ({w.shape[0]},)")
+    out = x @ w.T
+    if b is not None:
+        out += b
+    return out, (x, w, b is not None)
+
+
+def linear_backward(dout, cache):
+    """Gradients of ``out = x @ w.T + b``.
+
+    dx = dout @ w         (N, D_in)
+    dw = dout.T @ x       (D_out, D_in)
+    db = sum_n dout[n]    (D_out,)  (None if the forward had no bias)
+    """
+    x, w, has_b = cache
+    if dout.shape != (x.shape[0], w.shape[0]):
+        raise ValueError(f"linear_backward: dout has shape {tuple(dout.shape)}, "
+                         f"expected {(x.shape[0], w.shape[0])}")
+    dx = dout @ w
+    dw = dout.T @ x
+    db = dout.sum(axis=0) if has_b else None
+    return dx, dw, db

@@ -1,0 +1,273 @@
+"""Thin layer objects over the pure functions, as ``nn.Conv2d`` sits over ``F.conv2d``.
+
+A layer holds its parameters and their gradients (dicts with the same keys, e.g.
+``{"w": ..., "b": ...}``) and the cache of its last forward pass. The math lives in
+the functions; these classes only keep state for the model and the optimizer.
+
+    layer.forward(x, train)  -> out       (remembers what backward needs)
+    layer.backward(dout)     -> dx        (fills layer.grads)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.backend import get_array_module, to_device
+from layers.activations import relu_backward, relu_forward, tanh_backward, tanh_forward
+from layers.conv import conv2d_backward, conv2d_forward
+from layers.dropout import dropout_backward, dropout_forward
+from layers.linear import linear_backward, linear_forward
+from layers.lrn import lrn_backward, lrn_forward
+from layers.pool import maxpool2d_backward, maxpool2d_forward
+
+
+class Layer:
+    """Base class: no parameters, identity-free; subclasses fill in forward/backward."""
+
+    def __init__(self):
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.cache = None
+
+    def forward(self, x, train: bool = True):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def to(self, device: str):
+        """Move parameters and gradients to 'cpu' or 'cuda' (in place; returns self)."""
+        for k in list(self.params):
+            self.params[k] = to_device(self.params[k], device)
+            self.grads[k] = to_device(self.grads[k], device)
+        self.cache = None
+        return self
+
+    def output_shape(self, in_shape: tuple) -> tuple:
+        """Shape of one example's output for one example's input shape (no batch dim)."""
+        return in_shape
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def _check_backward(self):
+        if self.cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before a training forward")
+
+
+def _normal(rng, shape, std, dtype):
+    return (rng.standard_normal(shape) * std).astype(dtype)
+
+
+class Conv2d(Layer):
+    """Convolution with weights (F, C/groups, KH, KW) and biases (F,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, pad=0, groups=1,
+                 weight_std=0.01, bias_init=0.0, rng=None, dtype=np.float32):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.pad, self.groups = (kh, kw), stride, pad, groups
+        self.params["w"] = _normal(rng, (out_channels, in_channels // groups, kh, kw),
+                                   weight_std, dtype)
+        self.params["b"] = np.full(out_channels, bias_init, dtype=dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def forward(self, x, train=True):
+        out, cache = conv2d_forward(x, self.params["w"], self.params["b"],
+                                    stride=self.stride, pad=self.pad, groups=self.groups)
+        self.cache = cache if train else None
+        return out
+
+    def backward(self, dout):
+        self._check_backward()
+        dx, dw, db = conv2d_backward(dout, self.cache)
+        # Rebinding (not copying into) the gradient arrays: the model's grads dict is
+        # rebuilt from the layers each step, so no copy is needed.
+        self.grads["w"] = dw
+        self.grads["b"] = db
+        self.cache = None
+        return dx
+
+    def output_shape(self, in_shape):
+        c, h, w = in_shape
+        kh, kw = self.kernel_size
+        sh, sw = (self.stride, self.stride) if isinstance(self.stride, int) else self.stride
+        ph, pw = (self.pad, self.pad) if isinstance(self.pad, int) else self.pad
+        return (self.out_channels, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel={self.kernel_size}, "
+                f"stride={self.stride}, pad={self.pad}, groups={self.groups}")
+
+
+class Linear(Layer):
+    """Fully connected layer with weights (out_features, in_features)."""
+
+    def __init__(self, in_features, out_features, weight_std=0.01, bias_init=0.0, rng=None,
+                 dtype=np.float32):
+        super().__init__()
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.in_features, self.out_features = in_features, out_features
+        self.params["w"] = _normal(rng, (out_features, in_features), weight_std, dtype)
+        self.params["b"] = np.full(out_features, bias_init, dtype=dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def forward(self, x, train=True):
+        out, cache = linear_forward(x, self.params["w"], self.params["b"])
+        self.cache = cache if train else None
+        return out
+
+    def backward(self, dout):
+        self._check_backward()
+        dx, dw, db = linear_backward(dout, self.cache)
+        # Rebinding (not copying into) the gradient arrays: the model's grads dict is
+        # rebuilt from the layers each step, so no copy is needed.
+        self.grads["w"] = dw
+        self.grads["b"] = db
+        self.cache = None
+        return dx
+
+    def output_shape(self, in_shape):
+        return (self.out_features,)
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}"
+
+
+class ReLU(Layer):
+    def forward(self, x, train=True):
+        out, cache = relu_forward(x)
+        self.cache = cache if train else None
+        return out
+
+    def backward(self, dout):
+        self._check_backward()
+        dx = relu_backward(dout, self.cache)
+        self.cache = None
+        return dx
+
+
+class Tanh(Layer):
+    def forward(self, x, train=True):
+        out, cache = tanh_forward(x)
+        self.cache = cache if train else None
+        return out
+
+    def backward(self, dout):
+        self._check_backward()
+        dx = tanh_backward(dout, self.cache)
+        self.cache = None
+        return dx
+
+
+class LocalResponseNorm(Layer):
+    """LRN across channels with the paper's constants and alpha as the paper writes it."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x, train=True):
+        out, cache = lrn_forward(x, size=self.size, alpha=self.alpha, beta=self.beta, k=self.k)
+        self.cache = cache if train else None
+        return out
+
+    def backward(self, dout):
+        self._check_backward()
+        dx = lrn_backward(dout, self.cache)
+        self.cache = None
+        return dx
+
+    def extra_repr(self):
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class MaxPool2d(Layer):
+    """Max-pooling; the paper's overlapping pooling is size=3, stride=2."""
+
+    def __init__(self, size=3, stride=2):
+        super().__init__()
+        self.size, self.stride = size, stride
+
+    def forward(self, x, train=True):
+        out, cache = maxpool2d_forward(x, size=self.size, stride=self.stride)
+        self.cache = cache if train else None
+        return out
+
+    def backward(self, dout):
+        self._check_backward()
+        dx = maxpool2d_backward(dout, self.cache)
+        self.cache = None
+        return dx
+
+    def output_shape(self, in_shape):
+        c, h, w = in_shape
+        kh, kw = (self.size, self.size) if isinstance(self.size, int) else self.size
+        sh, sw = (self.stride, self.stride) if isinstance(self.stride, int) else self.stride
+        return (c, (h - kh) // sh + 1, (w - kw) // sw + 1)
+
+    def extra_repr(self):
+        return f"size={self.size}, stride={self.stride}"
+
+
+class Dropout(Layer):
+    """Dropout whose masks are reproducible and resumable.
+
+    The mask of the t-th training forward is drawn from a generator seeded with
+    (seed, t), so a run restarted from a checkpoint (which stores t) draws the same
+    masks it would have drawn without the stop.
+    """
+
+    def __init__(self, p=0.5, mode="inverted", seed=0):
+        super().__init__()
+        self.p, self.mode, self.seed = p, mode, int(seed)
+        self.calls = 0
+
+    def forward(self, x, train=True):
+        if not train:
+            out, _ = dropout_forward(x, p=self.p, train=False, mode=self.mode)
+            self.cache = None
+            return out
+        xp = get_array_module(x)
+        s = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(1)[0])
+        self.calls += 1
+        out, cache = dropout_forward(x, p=self.p, train=True, mode=self.mode,
+                                     rng=xp.random.default_rng(s))
+        self.cache = cache
+        return out
+
+    def backward(self, dout):
+        self._check_backward()
+        dx = dropout_backward(dout, self.cache)
+        self.cache = None
+        return dx
+
+    def extra_repr(self):
+        return f"p={self.p}, mode={self.mode!r}"
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W), as the transition from conv5 to fc6."""
+
+    def forward(self, x, train=True):
+        self.cache = x.shape if train else None
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        self._check_backward()
+        shape = self.cache
+        self.cache = None
+        return dout.reshape(shape)
+
+    def output_shape(self, in_shape):
+        n = 1
+        for d in in_shape:
+            n *= d
+        return (n,)

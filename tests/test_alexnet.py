@@ -1,0 +1,115 @@
+"""The AlexNet model: shapes and parameter counts of each preset, the paper's
+initialisation, forward/backward plumbing, save/load and devices."""
+import numpy as np
+import pytest
+
+from alexnet import AlexNet
+from engine.backend import to_numpy
+from layers.loss import softmax_cross_entropy
+
+
+def test_paper_preset_parameter_count_and_shapes():
+    net = AlexNet("paper")                    # groups=2: the two-GPU net of Section 3.5
+    assert net.num_params() == 60_965_224
+    shapes = dict(net.layer_shapes)
+    assert shapes["conv1"] == (96, 55, 55) and shapes["pool1"] == (96, 27, 27)
+    assert shapes["conv2"] == (256, 27, 27) and shapes["pool2"] == (256, 13, 13)
+    assert shapes["conv5"] == (256, 13, 13) and shapes["pool5"] == (256, 6, 6)
+    assert shapes["fc8"] == (1000,)
+    assert net.params["conv2.w"].shape == (256, 48, 5, 5)   # each kernel sees 48 of 96 maps
+    assert net.params["conv3.w"].shape == (384, 256, 3, 3)  # conv3 sees both halves
+    assert net.params["conv4.w"].shape == (384, 192, 3, 3)
+    assert net.params["fc6.w"].shape == (4096, 9216)
+
+
+def test_paper_preset_one_column_and_224_input():
+    # groups=1 gives conv2/4/5 twice the input channels per kernel.
+    assert AlexNet("paper", groups=1).num_params() == 60_965_224 + 307_200 + 663_552 + 442_368
+    # 224 gives 54x54 after conv1, not the paper's 55x55, and a smaller fc6.
+    net = AlexNet("paper", input_size=224)
+    assert dict(net.layer_shapes)["conv1"] == (96, 54, 54)
+
+
+def test_mini_and_tiny_presets():
+    mini = AlexNet("mini")
+    assert mini.num_params() == 4_557_514
+    assert dict(mini.layer_shapes)["pool5"] == (256, 2, 2)
+    assert AlexNet("mini", input_size=32, in_channels=3).params["fc6.w"].shape == (1024, 2304)
+    tiny = AlexNet("tiny")
+    assert tiny.num_params() < 200_000
+    names = [n for n, _ in mini.layers]
+    # conv-ReLU-LRN-pool twice, three convs, pool, three fc with dropout: the paper's order
+    assert names[:8] == ["conv1", "relu1", "lrn1", "pool1", "conv2", "relu2", "lrn2", "pool2"]
+    assert names[-7:] == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
+
+
+def test_paper_initialisation():
+    net = AlexNet("mini", seed=1)
+    p = net.params
+    for name in ("conv2", "conv4", "conv5", "fc6", "fc7"):
+        np.testing.assert_array_equal(p[f"{name}.b"], 1.0)
+    for name in ("conv1", "conv3", "fc8"):
+        np.testing.assert_array_equal(p[f"{name}.b"], 0.0)
+    assert abs(p["fc6.w"].std() - 0.01) < 2e-4 and abs(p["fc6.w"].mean()) < 2e-4
+    he = AlexNet("mini", init="he").params
+    np.testing.assert_array_equal(he["conv2.b"], np.float32(0.1))
+    assert abs(he["conv2.w"].std() - np.sqrt(2 / (64 * 25))) < 1e-3
+
+
+def test_forward_backward_keys_shapes_dtype():
+    net = AlexNet("tiny", init="he")
+    x = np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    logits = net.forward(x, train=True)
+    assert logits.shape == (4, 10) and logits.dtype == np.float32
+    _, d = softmax_cross_entropy(logits, np.array([0, 1, 2, 3]))
+    dx = net.backward(d)
+    assert dx.shape == x.shape
+    assert net.params.keys() == net.grads.keys()
+    for k in net.params:
+        assert net.grads[k].shape == net.params[k].shape and net.grads[k].dtype == np.float32
+    # test mode: no dropout, deterministic
+    a = net.forward(x, train=False)
+    b = net.forward(x, train=False)
+    np.testing.assert_array_equal(a, b)
+    feats = net.forward(x, train=False, until="relu7")
+    assert feats.shape == (4, 128)
+
+
+def test_bad_inputs_and_options():
+    net = AlexNet("tiny")
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 1, 28, 28\)"):
+        net.forward(np.zeros((2, 3, 28, 28), np.float32))
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        AlexNet("huge")
+    with pytest.raises(ValueError, match="input_size=8 is too small"):
+        AlexNet("mini", input_size=8)
+    with pytest.raises(ValueError, match="unknown init"):
+        AlexNet("mini", init="xavier")
+
+
+def test_save_load_roundtrip(tmp_path):
+    net = AlexNet("tiny", init="he", seed=5)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    net.forward(x, train=True)                          # advances the dropout counters
+    path = tmp_path / "m.npz"
+    net.save(str(path))
+    back = AlexNet.load(str(path))
+    assert back.config == net.config
+    for k, v in net.params.items():
+        np.testing.assert_array_equal(back.params[k], v)
+    assert back.extra_state() == net.extra_state()
+    np.testing.assert_array_equal(back.forward(x, train=True), net.forward(x, train=True))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a readable model file"):
+        AlexNet.load(str(tmp_path / "bad.npz"))
+
+
+def test_model_on_both_backends_agree(xp):
+    net = AlexNet("tiny", init="he", seed=2)
+    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    ref = net.forward(x, train=False)
+    if xp is np:
+        np.testing.assert_array_equal(net.to("cpu").forward(x, train=False), ref)
+        return
+    out = net.to("cuda").forward(xp.asarray(x), train=False)
+    np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,190 @@
+"""ReLU, tanh, fully connected, dropout and softmax cross-entropy: gradient checks,
+reference values computed another way, dtype preservation and bad input."""
+import numpy as np
+import pytest
+
+from engine.backend import to_numpy
+from engine.gradcheck import check_loss, check_op
+from layers.activations import relu_backward, relu_forward, tanh_backward, tanh_forward
+from layers.dropout import dropout_backward, dropout_forward
+from layers.linear import linear_backward, linear_forward
+from layers.loss import softmax, softmax_cross_entropy
+
+
+def away_from_zero(rng, shape, xp, margin=0.05):
+    """Random values with |x| >= margin, so finite differences never straddle ReLU's kink."""
+    x = rng.standard_normal(shape)
+    x = np.sign(x) * (np.abs(x) + margin)
+    return xp.asarray(x)
+
+
+# ---------------------------------------------------------------- ReLU / tanh
+
+def test_relu_forward_backward_values(xp):
+    x = xp.asarray(np.array([[-2.0, -0.5, 0.0, 0.5, 3.0]], dtype=np.float32))
+    out, cache = relu_forward(x)
+    np.testing.assert_array_equal(to_numpy(out), [[0, 0, 0, 0.5, 3.0]])
+    dx = relu_backward(xp.ones_like(x) * 7, cache)
+    np.testing.assert_array_equal(to_numpy(dx), [[0, 0, 0, 7, 7]])
+    assert out.dtype == np.float32 and dx.dtype == np.float32
+
+
+def test_relu_gradcheck(xp, rng):
+    x = away_from_zero(rng, (3, 4, 5), xp)
+    res = check_op("relu", relu_forward, lambda d, c: relu_backward(d, c), {"x": x}, ["x"])
+    assert all(r.passed for r in res), res
+
+
+def test_tanh_gradcheck_and_saturation(xp, rng):
+    x = xp.asarray(rng.standard_normal((4, 6)))
+    res = check_op("tanh", tanh_forward, tanh_backward, {"x": x}, ["x"])
+    assert all(r.passed for r in res), res
+    # tanh saturates: its gradient at x = 10 is below 1e-7, ReLU's stays 1.
+    big = xp.asarray(np.array([10.0]))
+    _, c = tanh_forward(big)
+    assert float(to_numpy(tanh_backward(xp.ones_like(big), c))[0]) < 1e-7
+
+
+@pytest.mark.parametrize("fn", [relu_forward, tanh_forward])
+def test_activations_reject_integers(fn):
+    with pytest.raises(TypeError, match=fn.__name__):
+        fn(np.arange(4))
+
+
+# ---------------------------------------------------------------- linear
+
+def test_linear_matches_loops(xp, rng):
+    x = rng.standard_normal((3, 5))
+    w = rng.standard_normal((4, 5))
+    b = rng.standard_normal(4)
+    out, _ = linear_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b))
+    ref = np.array([[sum(x[n, i] * w[o, i] for i in range(5)) + b[o] for o in range(4)]
+                    for n in range(3)])
+    np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-12)
+
+
+def test_linear_gradcheck(xp, rng):
+    inputs = {k: xp.asarray(rng.standard_normal(s))
+              for k, s in [("x", (4, 7)), ("w", (3, 7)), ("b", (3,))]}
+    res = check_op("linear", linear_forward, linear_backward, inputs, ["x", "w", "b"])
+    assert len(res) == 3 and all(r.passed for r in res), res
+
+
+def test_linear_float32_stays_float32(xp, rng):
+    x = xp.asarray(rng.standard_normal((2, 3)).astype(np.float32))
+    w = xp.asarray(rng.standard_normal((4, 3)).astype(np.float32))
+    b = xp.zeros(4, dtype=np.float32)
+    out, cache = linear_forward(x, w, b)
+    dx, dw, db = linear_backward(xp.ones_like(out), cache)
+    assert {a.dtype for a in (out, dx, dw, db)} == {np.dtype(np.float32)}
+
+
+def test_linear_bad_input():
+    x = np.zeros((2, 3), np.float32)
+    w = np.zeros((4, 3), np.float32)
+    b = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"linear_forward: x has 5 features but w expects 3"):
+        linear_forward(np.zeros((2, 5), np.float32), w, b)
+    with pytest.raises(ValueError, match=r"linear_forward: x must have 2 dimensions, got 4"):
+        linear_forward(np.zeros((2, 3, 1, 1), np.float32), w, b)
+    with pytest.raises(TypeError, match=r"linear_forward: x must be a floating-point"):
+        linear_forward(np.zeros((2, 3), np.int64), w, b)
+    with pytest.raises(TypeError, match=r"linear_forward: all arrays must share one dtype"):
+        linear_forward(x.astype(np.float64), w, b)
+    with pytest.raises(ValueError, match=r"linear_forward: b has shape \(3,\)"):
+        linear_forward(x, w, np.zeros(3, np.float32))
+
+
+# ---------------------------------------------------------------- dropout
+
+def test_dropout_mask_statistics_and_scaling(xp):
+    x = xp.ones((200, 500), dtype=np.float32)
+    out, cache = dropout_forward(x, p=0.5, seed=3)
+    kept = to_numpy(out) != 0
+    assert abs(kept.mean() - 0.5) < 0.01          # 100,000 Bernoulli(0.5): sd 0.0016
+    np.testing.assert_array_equal(to_numpy(out)[kept], 2.0)  # inverted: kept units scaled by 1/(1-p)
+    assert abs(float(to_numpy(out).mean()) - 1.0) < 0.02    # unbiased in expectation
+    out3, _ = dropout_forward(x, p=0.2, seed=3)
+    assert abs((to_numpy(out3) != 0).mean() - 0.8) < 0.01
+    assert out.dtype == np.float32
+
+
+def test_dropout_paper_mode_test_time_scaling(xp, rng):
+    x = xp.asarray(rng.standard_normal((4, 8)).astype(np.float32))
+    out, cache = dropout_forward(x, p=0.5, train=False, mode="paper")
+    np.testing.assert_allclose(to_numpy(out), 0.5 * to_numpy(x))
+    np.testing.assert_allclose(to_numpy(dropout_backward(xp.ones_like(x), cache)), 0.5)
+    out, _ = dropout_forward(x, p=0.5, train=True, mode="paper", seed=0)
+    vals = to_numpy(out)[to_numpy(out) != 0]
+    assert np.all(np.isin(vals, to_numpy(x)))      # kept units are not rescaled in paper mode
+    out, _ = dropout_forward(x, p=0.5, train=False)  # inverted: identity at test time
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(x))
+
+
+def test_dropout_reproducible_from_seed(xp):
+    x = xp.ones((10, 10), dtype=np.float32)
+    a, _ = dropout_forward(x, seed=7)
+    b, _ = dropout_forward(x, seed=7)
+    c, _ = dropout_forward(x, seed=8)
+    np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert not np.array_equal(to_numpy(a), to_numpy(c))
+
+
+def test_dropout_gradcheck_fixed_mask(xp, rng):
+    x = xp.asarray(rng.standard_normal((5, 6)))
+    for mode in ("inverted", "paper"):
+        res = check_op("dropout", dropout_forward, dropout_backward, {"x": x}, ["x"],
+                       kwargs={"p": 0.5, "seed": 11, "mode": mode})
+        assert all(r.passed for r in res), res
+
+
+def test_dropout_bad_p():
+    with pytest.raises(ValueError, match=r"dropout_forward: p must be in \[0, 1\), got 1.0"):
+        dropout_forward(np.ones(3, np.float32), p=1.0)
+    with pytest.raises(ValueError, match="dropout_forward: mode"):
+        dropout_forward(np.ones(3, np.float32), mode="bogus")
+
+
+# ---------------------------------------------------------------- softmax cross-entropy
+
+def test_softmax_cross_entropy_matches_formula(xp, rng):
+    z = rng.standard_normal((5, 4))
+    y = np.array([0, 3, 1, 1, 2])
+    loss, dz = softmax_cross_entropy(xp.asarray(z), xp.asarray(y))
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    ref = -np.mean(np.log(p[np.arange(5), y]))
+    assert abs(float(loss) - ref) < 1e-12
+    onehot = np.eye(4)[y]
+    np.testing.assert_allclose(to_numpy(dz), (p - onehot) / 5, atol=1e-14)
+    np.testing.assert_allclose(to_numpy(softmax(xp.asarray(z))), p, rtol=1e-12)
+
+
+def test_softmax_cross_entropy_gradcheck(xp, rng):
+    z = xp.asarray(rng.standard_normal((6, 5)))
+    y = xp.asarray(rng.integers(0, 5, size=6))
+    res = check_loss("softmax_cross_entropy", lambda logits: softmax_cross_entropy(logits, y),
+                     {"logits": z}, "logits")
+    assert all(r.passed for r in res), res
+
+
+def test_softmax_cross_entropy_extreme_logits(xp):
+    z = xp.asarray(np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]], dtype=np.float32))
+    y = xp.asarray(np.array([2, 1]))
+    loss, dz = softmax_cross_entropy(z, y)
+    # Row 0 puts all mass on class 0 while the label is 2: -log p = 2e4 exactly.
+    # Row 1 splits mass between classes 1 and 2: -log p = log 2.
+    assert np.isfinite(float(loss)) and np.all(np.isfinite(to_numpy(dz)))
+    assert abs(float(loss) - (2e4 + np.log(2)) / 2) < 1e-2
+    assert loss.dtype == np.float32 and dz.dtype == np.float32
+
+
+def test_softmax_cross_entropy_bad_labels():
+    z = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\).*\[0, 3\]"):
+        softmax_cross_entropy(z, np.array([0, 3]))
+    with pytest.raises(ValueError, match=r"got values in \[-1, 0\]"):
+        softmax_cross_entropy(z, np.array([-1, 0]))
+    with pytest.raises(TypeError, match="labels must be an integer array"):
+        softmax_cross_entropy(z, np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"labels must have shape \(2,\)"):
+        softmax_cross_entropy(z, np.array([0, 1, 2]))
