@@ -1,0 +1,168 @@
+"""train.py end to end on the committed Fashion-MNIST subset: a real (short) run that
+must learn, exact resume (after an epoch and mid-epoch), NaN handling, evaluation of
+a checkpoint, and one-line errors for bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import train
+from tests.conftest import ROOT
+
+SUBSET = os.path.join(ROOT, "data", "fashion-mnist-subset")
+QUICK = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
+         "--train-limit", "384", "--batch-size", "64", "--quiet", "--no-ten-crop"]
+
+
+def params_of(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files if k.startswith(("param/", "velocity/"))}
+
+
+def test_short_real_training_run_learns(tmp_path):
+    """Three epochs of the tiny net on 2,000 real images must get well below the 90%
+    error of chance (measured here: about 40% test top-1 error)."""
+    out = tmp_path / "run"
+    rc = train.main(["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
+                     "--train-limit", "2000", "--epochs", "3", "--lr", "0.02",
+                     "--dropout", "0", "--quiet", "--out", str(out)])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test_top1_error"] < 0.6, m["test_top1_error"]
+    assert m["test_top5_error"] < m["test_top1_error"]
+    assert m["test_eval"] == "ten-crop" and "test_center_top1_error" in m
+    assert len(m["history"]) == 3
+    for h in m["history"]:
+        assert {"train_loss", "train_top1_error", "val_top1_error", "lr", "seconds"} <= set(h)
+    assert m["history"][-1]["train_loss"] < m["history"][0]["train_loss"]
+    for f in ("last.npz", "best.npz", "curves.png", "kernels.png"):
+        assert (out / f).stat().st_size > 0
+
+
+def test_resume_after_an_epoch_gives_identical_weights(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main(QUICK + ["--epochs", "2", "--out", str(a)]) == 0
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(b)]) == 0
+    assert train.main(["--resume", str(b / "last.npz"), "--epochs", "2", "--out", str(b)]) == 0
+    pa, pb = params_of(a / "last.npz"), params_of(b / "last.npz")
+    assert pa.keys() == pb.keys() and len(pa) == 32
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    ma = json.loads((a / "metrics.json").read_text())
+    mb = json.loads((b / "metrics.json").read_text())
+    assert ma["test_top1_error"] == mb["test_top1_error"]
+
+
+class StopAfter:
+    """Stands in for train.StopRequest: asks to stop once `n` steps have run."""
+    n = 2
+
+    def __init__(self):
+        self.checks = 0
+
+    @property
+    def requested(self):
+        self.checks += 1
+        return self.checks > StopAfter.n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def test_interrupt_mid_epoch_saves_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(a)]) == 0
+    monkeypatch.setattr(train, "StopRequest", StopAfter)
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(b)]) == 130   # like Ctrl-C
+    with np.load(b / "last.npz") as f:
+        state = json.loads(str(f["train_state"]))
+    assert state["epoch"] == 0 and state["step"] == 2
+    monkeypatch.undo()
+    assert train.main(["--resume", str(b / "last.npz"), "--out", str(b)]) == 0
+    pa, pb = params_of(a / "last.npz"), params_of(b / "last.npz")
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, monkeypatch,
+                                                                      capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    before = (out / "last.npz").read_bytes()
+    real = train.softmax_cross_entropy
+    calls = {"n": 0}
+
+    def exploding(logits, labels, **kw):
+        loss, d = real(logits, labels, **kw)
+        calls["n"] += 1
+        return (loss * np.nan if calls["n"] == 3 else loss), d
+
+    monkeypatch.setattr(train, "softmax_cross_entropy", exploding)
+    rc = train.main(["--resume", str(out / "last.npz"), "--epochs", "2", "--out", str(out)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "the loss became nan at epoch 2, step 3" in err and "last.npz" in err
+    assert (out / "last.npz").read_bytes() == before
+
+
+def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    ev = tmp_path / "eval"
+    assert train.main(["--eval-only", str(out / "best.npz"), "--out", str(ev)]) == 0
+    m2 = json.loads((ev / "metrics.json").read_text())
+    assert m2["test_top1_error"] == m["test_top1_error"]
+    assert m2["test_top5_error"] == m["test_top5_error"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "imagenet"], "error: --dataset: unknown dataset 'imagenet'"),
+    (["--data-dir", "/nonexistent/folder"], "error: --data-dir: folder '/nonexistent/folder' does not exist"),
+    (["--resume", "/nonexistent/last.npz"], "error: --resume: checkpoint '/nonexistent/last.npz' does not exist"),
+    (["--epochs", "0"], "error: --epochs must be >= 1, got 0"),
+    (["--pool", "3x2"], "error: --pool must be 'size,stride'"),
+])
+def test_bad_flags_give_one_line_errors(argv, message, capsys):
+    rc = train.main(argv + ["--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith(message), err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_unknown_preset_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--model", "huge"])
+    assert e.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_cuda_without_gpu_is_one_line_error(capsys):
+    from engine.backend import gpu_available
+    if gpu_available():
+        pytest.skip("a GPU is present here, so --device cuda is valid")
+    rc = train.main(["--device", "cuda", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: the GPU was requested but is not usable")
+    assert "pip install" in err and len(err.splitlines()) == 1
+
+
+def test_corrupted_dataset_file_is_detected_not_trained_on(tmp_path, capsys):
+    bad = tmp_path / "fashion-mnist"
+    bad.mkdir()
+    for name in os.listdir(SUBSET):
+        if name.endswith(".gz"):
+            data = open(os.path.join(SUBSET, name), "rb").read()
+            if name.startswith("train-images"):
+                data = data[: len(data) // 2]                      # truncated download
+            (bad / name).write_bytes(data)
+    rc = train.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--quiet",
+                     "--no-download", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: ") and "train-images-idx3-ubyte.gz" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "last.npz").exists()

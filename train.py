@@ -1,0 +1,586 @@
+"""Train AlexNet with the paper's recipe (Section 5) on a small real dataset.
+
+    python train.py                                   # Fashion-MNIST, `mini` preset, CPU
+    python train.py --dataset fashion-mnist-subset --model tiny --epochs 3
+    python train.py --dataset cifar10 --device cuda
+    python train.py --dataset folder:/path/to/photos --model paper
+    python train.py --eval-only runs/fashion-mnist-mini/best.npz
+
+The recipe: SGD with batch 128, momentum 0.9, weight decay 5e-4, learning rate 0.01
+divided by 10 when the validation error stops improving (at most three times). The
+validation set is held out of the training set; the test set is used only for the
+final report, as top-1 and top-5 error on the centre crop and on ten crops.
+
+Everything goes into --out: metrics.json, last.npz and best.npz checkpoints,
+curves.png and kernels.png (the first-layer kernels, the paper's Figure 3).
+Ctrl-C saves a checkpoint that --resume continues from.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from alexnet import PRESETS, AlexNet, atomic_savez
+from engine.backend import GPUUnavailableError, check_device, to_device, to_numpy
+from engine.metrics import topk_correct
+from engine.optim import SGD
+from engine.progress import ProgressBar
+from layers.loss import softmax, softmax_cross_entropy
+
+DATASETS = ("fashion-mnist", "fashion-mnist-subset", "mnist", "cifar10", "cifar100")
+
+# How each dataset is cropped: training uses random `crop` x `crop` patches of the image
+# zero-padded by `pad` (the small-scale analog of the paper's random 227 patches of
+# 256 x 256 images); testing uses the centre (the unpadded image) or ten crops.
+DATA_DEFAULTS = {
+    "fashion-mnist": dict(pad=2, crop=28, flip=True),
+    "fashion-mnist-subset": dict(pad=2, crop=28, flip=True),
+    "mnist": dict(pad=2, crop=28, flip=False),   # a mirrored digit is another digit
+    "cifar10": dict(pad=4, crop=32, flip=True),
+    "cifar100": dict(pad=4, crop=32, flip=True),
+    "folder": dict(pad=0, crop=227, flip=True),  # 256 x 256 images, the paper's 227 crops
+}
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (NaN loss, bad checkpoint): reported in one line."""
+
+
+# ---------------------------------------------------------------------------- arguments
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train AlexNet (Krizhevsky et al. 2012) with the paper's recipe on a small "
+                    "real dataset, CPU (NumPy) or GPU (CuPy).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist, fashion-mnist-subset (bundled, offline), mnist, cifar10, "
+                        "cifar100, or folder:PATH (one sub-folder per class, JPEG/PNG)")
+    d.add_argument("--data-dir", default=None,
+                   help="folder holding the dataset files (else $ALEXNET_DATA, the cache folder, "
+                        "and for Fashion-MNIST /usr/share/datasets/fashion-mnist are searched, "
+                        "then the files are downloaded and checksummed)")
+    d.add_argument("--no-download", action="store_true",
+                   help="never download; fail if the files are not found locally")
+    d.add_argument("--train-limit", type=int, default=None, metavar="N",
+                   help="use only the first N training images (quick runs)")
+    d.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of the training set held out for validation (LR schedule, "
+                        "best checkpoint); the test set is only used for the final report")
+    d.add_argument("--no-crop", action="store_true",
+                   help="turn off random-crop augmentation (train on the centre crop)")
+    d.add_argument("--no-flip", action="store_true",
+                   help="turn off random horizontal reflections")
+    d.add_argument("--no-pca", action="store_true",
+                   help="turn off PCA colour augmentation (only applies to RGB data)")
+    d.add_argument("--ten-crop", dest="ten_crop", action="store_true", default=True,
+                   help="also evaluate on ten crops (corners, centre, mirrors; softmax averaged)")
+    d.add_argument("--no-ten-crop", dest="ten_crop", action="store_false",
+                   help="evaluate on the centre crop only")
+    d.add_argument("--no-prefetch", action="store_true",
+                   help="prepare batches in the main thread instead of in the background")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default="mini", choices=sorted(PRESETS),
+                   help="AlexNet preset: paper (3x227x227), mini (28-32 px), tiny (fast)")
+    m.add_argument("--groups", type=int, default=None,
+                   help="groups of conv2/4/5 (2 = the paper's two-GPU split); default: preset's")
+    m.add_argument("--init", default="paper", choices=["paper", "he"],
+                   help="paper: N(0, 0.01) weights, biases 1 in conv2,4,5 and fc6,7; "
+                        "he: He-scaled weights, those biases 0.1 (as Caffe)")
+    m.add_argument("--activation", default="relu", choices=["relu", "tanh"])
+    m.add_argument("--no-lrn", action="store_true", help="drop local response normalization")
+    m.add_argument("--pool", default="3,2", help="max-pool size,stride (3,2 overlapping as the "
+                                                 "paper; 2,2 non-overlapping)")
+    m.add_argument("--dropout", type=float, default=0.5, help="dropout probability in fc6, fc7")
+
+    o = p.add_argument_group("optimization (the paper's recipe by default)")
+    o.add_argument("--epochs", type=int, default=30)
+    o.add_argument("--batch-size", type=int, default=128)
+    o.add_argument("--lr", type=float, default=0.01)
+    o.add_argument("--momentum", type=float, default=0.9)
+    o.add_argument("--weight-decay", type=float, default=5e-4)
+    o.add_argument("--lr-patience", type=int, default=2,
+                   help="divide the LR by 10 after this many epochs without a new best "
+                        "validation error")
+    o.add_argument("--max-lr-drops", type=int, default=3,
+                   help="the paper divided the LR by 10 three times before the end")
+    o.add_argument("--seed", type=int, default=0,
+                   help="seeds weights, the validation split, shuffling, augmentation, dropout")
+
+    r = p.add_argument_group("run")
+    r.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    r.add_argument("--out", default=None, help="output folder (default runs/DATASET-MODEL)")
+    r.add_argument("--resume", default=None, metavar="PATH",
+                   help="continue from a checkpoint (last.npz) written by an earlier run")
+    r.add_argument("--eval-only", default=None, metavar="CHECKPOINT",
+                   help="evaluate a checkpoint on the test set and exit, without training")
+    r.add_argument("--eval-batch-size", type=int, default=256)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_pool(text: str):
+    try:
+        size, stride = (int(t) for t in text.split(","))
+    except ValueError:
+        raise ValueError(f"--pool must be 'size,stride' such as 3,2; got {text!r}") from None
+    return size, stride
+
+
+def validate_args(a):
+    if not (a.dataset in DATASETS or a.dataset.startswith("folder:")):
+        raise ValueError(f"--dataset: unknown dataset {a.dataset!r}; choose one of "
+                         f"{', '.join(DATASETS)} or folder:PATH")
+    for flag, v in (("--epochs", a.epochs), ("--batch-size", a.batch_size),
+                    ("--eval-batch-size", a.eval_batch_size)):
+        if v < 1:
+            raise ValueError(f"{flag} must be >= 1, got {v}")
+    if a.train_limit is not None and a.train_limit < 2:
+        raise ValueError(f"--train-limit must be >= 2, got {a.train_limit}")
+    if not 0 < a.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
+    if a.lr <= 0:
+        raise ValueError(f"--lr must be positive, got {a.lr}")
+    if not 0 <= a.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {a.dropout}")
+    a.pool_tuple = parse_pool(a.pool)
+    if a.data_dir is not None and not os.path.isdir(a.data_dir):
+        raise FileNotFoundError(f"--data-dir: folder {a.data_dir!r} does not exist")
+    for flag, path in (("--resume", a.resume), ("--eval-only", a.eval_only)):
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(f"{flag}: checkpoint {path!r} does not exist")
+
+
+# ---------------------------------------------------------------------------- data
+
+def dataset_kind(name: str) -> str:
+    return "folder" if name.startswith("folder:") else name
+
+
+def load_data(a):
+    from engine.datasets import load_dataset, load_image_folder
+
+    if a.dataset.startswith("folder:"):
+        ds = load_image_folder(a.dataset[len("folder:"):])
+    else:
+        ds = load_dataset(a.dataset, data_dir=a.data_dir, download=not a.no_download)
+    return ds
+
+
+def split_train_val(x, y, val_fraction, seed, limit=None):
+    """Deterministic hold-out: shuffle indices with the seed, last part is validation."""
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    n = len(x)
+    n_val = max(1, int(round(n * val_fraction)))
+    if n - n_val < 1:
+        raise ValueError(f"--val-fraction {val_fraction} leaves no training images out of {n}")
+    perm = np.random.default_rng([seed, 12345]).permutation(n)
+    tr, va = np.sort(perm[: n - n_val]), np.sort(perm[n - n_val:])
+    return x[tr], y[tr], x[va], y[va]
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False):
+    """Top-1 and top-5 error on the centre crop (and on ten crops if asked), and the
+    mean loss on the centre crop. Returns a dict of floats."""
+    from engine.loader import iterate_eval
+
+    k5 = min(5, model.config["num_classes"])
+    out = {}
+    modes = ["center"] + (["ten"] if ten_crop else [])
+    for mode in modes:
+        c1 = c5 = 0
+        loss_sum = 0.0
+        for xb, yb in iterate_eval(x_u8, y, batch_size, mode=mode, device=device, **prep):
+            if mode == "ten":
+                # (10, N, C, H, W): average the ten softmax outputs, as the paper did.
+                probs = None
+                for crop in xb:
+                    p = softmax(model.forward(crop, train=False))
+                    probs = p if probs is None else probs + p
+                scores = probs / 10
+            else:
+                logits = model.forward(xb, train=False)
+                scores = logits
+                loss, _ = softmax_cross_entropy(logits, yb, check_labels=False)
+                loss_sum += float(loss) * len(yb)
+            c1 += int(topk_correct(scores, yb, 1).sum())
+            c5 += int(topk_correct(scores, yb, k5).sum())
+        n = len(y)
+        tag = "" if mode == "center" else "tencrop_"
+        out[f"{tag}top1_error"] = 1 - c1 / n
+        out[f"{tag}top5_error"] = 1 - c5 / n
+        if mode == "center":
+            out["loss"] = loss_sum / n
+    return out
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path, model, opt, state, prep):
+    arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"velocity/{k}": to_numpy(v) for k, v in opt.velocity.items()})
+    arrays["mean"] = np.asarray(prep["mean"])
+    if prep.get("pca") is not None:
+        arrays["pca_eigvals"] = np.asarray(prep["pca"][0])
+        arrays["pca_eigvecs"] = np.asarray(prep["pca"][1])
+    arrays["config"] = np.array(json.dumps(model.config))
+    arrays["extra_state"] = np.array(json.dumps(model.extra_state()))
+    arrays["train_state"] = np.array(json.dumps(state))
+    atomic_savez(path, arrays)
+
+
+def load_checkpoint(path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            ck = {k: f[k] for k in f.files}
+        ck["config"] = json.loads(str(ck["config"]))
+        ck["train_state"] = json.loads(str(ck["train_state"]))
+        ck["extra_state"] = json.loads(str(ck.get("extra_state", np.array("{}"))))
+    except Exception as e:
+        raise TrainingError(f"checkpoint {path!r} is not a readable train.py checkpoint ({e})") \
+            from e
+    return ck
+
+
+# ---------------------------------------------------------------------------- plots
+
+def save_plots(out_dir, history, model):
+    """curves.png (loss and error per epoch) and kernels.png (conv1, the paper's Fig. 3)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if history:
+        ep = [h["epoch"] for h in history]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+        ax1.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+        ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend()
+        ax2.plot(ep, [100 * h["train_top1_error"] for h in history], "o-", label="train")
+        ax2.plot(ep, [100 * h["val_top1_error"] for h in history], "o-", label="validation")
+        ax2.set_xlabel("epoch"), ax2.set_ylabel("top-1 error (%)"), ax2.legend()
+        for h in history[1:]:
+            if h["lr"] < history[0]["lr"] and h["lr"] != history[history.index(h) - 1]["lr"]:
+                ax2.axvline(h["epoch"], color="gray", ls=":", lw=1)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
+        plt.close(fig)
+    grid = kernel_grid(to_numpy(model.params["conv1.w"]))
+    plt.imsave(os.path.join(out_dir, "kernels.png"), grid, cmap="gray" if grid.ndim == 2 else None)
+
+
+def kernel_grid(w, pad=1):
+    """Tile conv1's kernels (F, C, kh, kw) into one image, each scaled to [0, 1]."""
+    f, c, kh, kw = w.shape
+    cols = int(math.ceil(math.sqrt(f)))
+    rows = int(math.ceil(f / cols))
+    chans = 3 if c == 3 else 1
+    grid = np.ones((rows * (kh + pad) + pad, cols * (kw + pad) + pad, chans), np.float32)
+    for i in range(f):
+        k = w[i] if c == 3 else w[i, :1]
+        k = (k - k.min()) / max(1e-12, float(k.max() - k.min()))
+        r, q = divmod(i, cols)
+        y0, x0 = pad + r * (kh + pad), pad + q * (kw + pad)
+        grid[y0:y0 + kh, x0:x0 + kw] = k.transpose(1, 2, 0)
+    return grid[..., 0] if chans == 1 else grid
+
+
+# ---------------------------------------------------------------------------- training
+
+class StopRequest:
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request to stop after the
+    current step, so the checkpoint written then is consistent (never a half-applied
+    SGD update). A second Ctrl-C interrupts at once, as usual."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step and saving a checkpoint "
+              "(press Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread (e.g. called from a notebook thread)
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def saved_args(a) -> dict:
+    """The run's settings as stored in checkpoints (so --resume needs no other flag)."""
+    return {k: v for k, v in vars(a).items() if k != "pool_tuple"}
+
+
+# Settings that belong to the invocation, not to the run: never taken from a checkpoint.
+PER_INVOCATION = ("resume", "eval_only", "device", "out", "quiet", "no_prefetch",
+                  "eval_batch_size")
+
+
+def explicit_flags(parser, argv) -> set:
+    """Which options were given on the command line (as opposed to defaults)."""
+    import copy
+
+    p = copy.deepcopy(parser)
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    ns, _ = p.parse_known_args(argv)
+    return set(vars(ns))
+
+
+def apply_checkpoint_args(a, path, explicit):
+    """Take the run's settings from the checkpoint at ``path``, except flags given
+    explicitly now (e.g. --epochs to train longer) and per-invocation ones."""
+    saved = load_checkpoint(path)["train_state"].get("args", {})
+    for k, v in saved.items():
+        if k not in explicit and k not in PER_INVOCATION and hasattr(a, k):
+            setattr(a, k, v)
+
+
+def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_dir,
+              last_path, best_path, ck_prep):
+    """One epoch (or the rest of one, when resuming mid-epoch), then validation,
+    the learning-rate schedule and the checkpoints."""
+    epoch = state["epoch"] + 1
+    start = state["step"]
+    part = state["partial"] or dict(seen=0, correct=0, loss_sum=0.0, seconds=0.0)
+    n_batches = len(loader)
+    bar = ProgressBar(n_batches, desc=f"epoch {epoch}/{a.epochs}",
+                      enabled=None if not a.quiet else False)
+    t0 = time.perf_counter()
+    i = start
+    for xb, yb in loader.iterate(epoch, start=start):
+        logits = model.forward(xb, train=True)
+        loss, dlogits = softmax_cross_entropy(logits, yb, check_labels=False)
+        lv = float(loss)
+        if not math.isfinite(lv):
+            raise TrainingError(
+                f"the loss became {lv} at epoch {epoch}, step {i + 1} (lr {state['lr']:g}); "
+                f"stopped without saving. The last good checkpoint is {last_path}. "
+                f"Try a smaller --lr or --init he.")
+        model.backward(dlogits)
+        opt.step(model.grads)
+        i += 1
+        n = len(yb)
+        part["seen"] += n
+        part["loss_sum"] += lv * n
+        part["correct"] += int(topk_correct(logits, yb, 1).sum())
+        rate = (part["seen"] - 0) / (part["seconds"] + time.perf_counter() - t0)
+        bar.update(i, loss=f"{part['loss_sum'] / part['seen']:.4f}",
+                   err=f"{100 * (1 - part['correct'] / part['seen']):.2f}%",
+                   **{"img/s": f"{rate:.0f}"})
+        if stop.requested and i < n_batches:
+            part["seconds"] += time.perf_counter() - t0
+            state.update(step=i, partial=part)
+            save_checkpoint(last_path, model, opt, state, ck_prep)
+            return
+    part["seconds"] += time.perf_counter() - t0
+    val = evaluate(model, va_x, va_y, prep, a.eval_batch_size, device)
+    entry = dict(epoch=epoch, train_loss=part["loss_sum"] / part["seen"],
+                 train_top1_error=1 - part["correct"] / part["seen"], val_loss=val["loss"],
+                 val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
+                 lr=state["lr"], seconds=part["seconds"],
+                 images_per_second=part["seen"] / part["seconds"])
+    state["history"].append(entry)
+    state.update(epoch=epoch, step=0, partial=None)
+    line = bar.close(loss=f"{entry['train_loss']:.4f}",
+                     err=f"{100 * entry['train_top1_error']:.2f}%",
+                     val_err=f"{100 * val['top1_error']:.2f}%", lr=f"{state['lr']:g}",
+                     **{"img/s": f"{entry['images_per_second']:.0f}"})
+    if not bar.live:
+        print(line, flush=True)
+    improved = state["best_val"] is None or val["top1_error"] < state["best_val"]
+    if improved:
+        state.update(best_val=val["top1_error"], best_epoch=epoch, since_best=0)
+    else:
+        state["since_best"] += 1
+        if state["since_best"] >= a.lr_patience and state["lr_drops"] < a.max_lr_drops:
+            state["lr"] /= 10
+            state["lr_drops"] += 1
+            state["since_best"] = 0
+            opt.lr = state["lr"]
+            print(f"validation error has not improved for {a.lr_patience} epochs: "
+                  f"learning rate divided by 10, now {state['lr']:g}")
+    save_checkpoint(last_path, model, opt, state, ck_prep)
+    if improved:
+        save_checkpoint(best_path, model, opt, state, ck_prep)
+    save_plots(out_dir, state["history"], model)
+
+
+def train(a) -> dict:
+    from engine.augment import mean_image, rgb_pca
+    from engine.loader import BatchLoader
+
+    device = check_device(a.device)
+    resume = load_checkpoint(a.resume) if a.resume else None
+    ds = load_data(a)
+    kind = dataset_kind(a.dataset)
+    dflt = DATA_DEFAULTS[kind]
+    print(f"data: {ds.name} from {ds.source}: {len(ds.train_x)} train / {len(ds.test_x)} test "
+          f"images of shape {tuple(ds.train_x.shape[1:])}, {len(ds.classes)} classes")
+    tr_x, tr_y, va_x, va_y = split_train_val(ds.train_x, ds.train_y, a.val_fraction, a.seed,
+                                             a.train_limit)
+    c, h, w = tr_x.shape[1:]
+    crop = min(dflt["crop"], h, w)
+    scale = 1.0 / 255.0
+    if resume is not None:
+        mean = resume["mean"]
+        pca = ((resume["pca_eigvals"], resume["pca_eigvecs"])
+               if "pca_eigvals" in resume else None)
+    else:
+        mean = mean_image(tr_x, scale=scale)
+        pca = rgb_pca(tr_x, scale=scale) if (c == 3 and not a.no_pca) else None
+    prep = dict(mean=mean, pad=dflt["pad"], crop=crop, scale=scale)
+
+    if resume is not None:
+        model = AlexNet(**resume["config"])
+        model.load_state_dict({k[6:]: v for k, v in resume.items() if k.startswith("param/")})
+        model.load_extra_state(resume["extra_state"])
+    else:
+        model = AlexNet(a.model, in_channels=c, num_classes=len(ds.classes), input_size=crop,
+                        groups=a.groups, init=a.init, activation=a.activation,
+                        lrn=not a.no_lrn, pool=a.pool_tuple, dropout=a.dropout, seed=a.seed)
+    model.to(device)
+    opt = SGD(model.params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
+    state = dict(epoch=0, step=0, partial=None, lr=a.lr, lr_drops=0, best_val=None,
+                 best_epoch=None, since_best=0, history=[], args=saved_args(a))
+    if resume is not None:
+        opt.load_state_dict({"lr": resume["train_state"]["lr"], "momentum": a.momentum,
+                             "weight_decay": a.weight_decay,
+                             "velocity": {k[9:]: v for k, v in resume.items()
+                                          if k.startswith("velocity/")}})
+        state.update({k: v for k, v in resume["train_state"].items() if k != "args"})
+        print(f"resumed from {a.resume}: {state['epoch']} epoch(s) and {state['step']} step(s) "
+              f"done, lr {state['lr']:g}")
+    out_dir = a.out or os.path.join("runs", f"{kind}-{model.config['preset']}")
+    os.makedirs(out_dir, exist_ok=True)
+    print(model.summary() if not a.quiet else repr(model))
+    print(f"device: {device}; {len(tr_x)} train / {len(va_x)} validation images; "
+          f"batch {a.batch_size}, lr {state['lr']:g}, momentum {a.momentum}, "
+          f"weight decay {a.weight_decay}; output in {out_dir}")
+
+    # Bad labels are silent bugs: check the whole set once instead of every batch.
+    k = len(ds.classes)
+    for name, yy in (("train", ds.train_y), ("test", ds.test_y)):
+        if yy.min() < 0 or yy.max() >= k:
+            raise ValueError(f"{ds.name}: {name} labels outside [0, {k})")
+
+    last_path = os.path.join(out_dir, "last.npz")
+    best_path = os.path.join(out_dir, "best.npz")
+    train_prep = dict(prep, pad=0 if a.no_crop else dflt["pad"],
+                      flip=dflt["flip"] and not a.no_flip, pca=pca)
+    loader = BatchLoader(tr_x, tr_y, a.batch_size, shuffle=True, seed=a.seed, device=device,
+                         drop_last=False, prefetch=not a.no_prefetch, **train_prep)
+    ck_prep = dict(prep, pca=pca)
+    stop = StopRequest()
+    with stop:
+        while state["epoch"] < a.epochs and not stop.requested:
+            run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device,
+                      out_dir, last_path, best_path, ck_prep)
+    if stop.requested:
+        print(f"\ninterrupted after {state['epoch']} epoch(s) and {state['step']} step(s): "
+              f"saved {last_path}; continue with: python train.py --resume {last_path}",
+              file=sys.stderr)
+        return {"interrupted": True, "epoch": state["epoch"], "step": state["step"]}
+
+    # Final report on the test set, with the best checkpoint (lowest validation error).
+    if os.path.exists(best_path):
+        best = load_checkpoint(best_path)
+        model.load_state_dict({k[6:]: v for k, v in best.items() if k.startswith("param/")})
+    test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
+    metrics = report(test, state, ds, out_dir, model, a)
+    save_plots(out_dir, state["history"], model)
+    return metrics
+
+
+def report(test, state, ds, out_dir, model, a) -> dict:
+    primary = "tencrop_" if a.ten_crop else ""
+    metrics = dict(
+        dataset=ds.name, data_source=ds.source, model=model.config["preset"],
+        num_params=model.num_params(), device=a.device,
+        test_top1_error=test[f"{primary}top1_error"], test_top5_error=test[f"{primary}top5_error"],
+        test_eval="ten-crop" if a.ten_crop else "centre crop",
+        test_center_top1_error=test["top1_error"], test_center_top5_error=test["top5_error"],
+        best_epoch=state.get("best_epoch"), best_val_top1_error=state.get("best_val"),
+        epochs=state["epoch"], history=state["history"], config=model.config,
+        args={k: v for k, v in vars(a).items() if k != "pool_tuple"})
+    if a.ten_crop:
+        metrics.update(test_tencrop_top1_error=test["tencrop_top1_error"],
+                       test_tencrop_top5_error=test["tencrop_top5_error"])
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    print(f"test ({len(ds.test_x)} images, best epoch {state.get('best_epoch')}): "
+          f"centre crop top-1 error {100 * test['top1_error']:.2f}%, "
+          f"top-5 error {100 * test['top5_error']:.2f}%")
+    if a.ten_crop:
+        print(f"test, ten crops: top-1 error {100 * test['tencrop_top1_error']:.2f}%, "
+              f"top-5 error {100 * test['tencrop_top5_error']:.2f}%")
+    print(f"wrote {out_dir}/metrics.json, last.npz, best.npz, curves.png, kernels.png")
+    return metrics
+
+
+def eval_only(a) -> dict:
+    device = check_device(a.device)
+    ck = load_checkpoint(a.eval_only)
+    model = AlexNet(**ck["config"])
+    model.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("param/")})
+    model.to(device)
+    ds = load_data(a)
+    kind = dataset_kind(a.dataset)
+    prep = dict(mean=ck["mean"], pad=DATA_DEFAULTS[kind]["pad"],
+                crop=model.config["input_size"], scale=1.0 / 255.0)
+    if tuple(ds.test_x.shape[1:2]) != (model.config["in_channels"],):
+        raise ValueError(f"--eval-only: the checkpoint expects {model.config['in_channels']} "
+                         f"channel(s) but {ds.name} has {ds.test_x.shape[1]}")
+    test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
+    out_dir = a.out or os.path.dirname(os.path.abspath(a.eval_only))
+    state = dict(ck["train_state"])
+    return report(test, state, ds, out_dir, model, a)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    from engine.datasets import DatasetError
+
+    try:
+        ck = a.resume or a.eval_only
+        if ck is not None:
+            if not os.path.isfile(ck):
+                raise FileNotFoundError(f"{'--resume' if a.resume else '--eval-only'}: "
+                                        f"checkpoint {ck!r} does not exist")
+            apply_checkpoint_args(a, ck, explicit_flags(parser, argv))
+        validate_args(a)
+        metrics = eval_only(a) if a.eval_only else train(a)
+    except (DatasetError, GPUUnavailableError, TrainingError, FileNotFoundError,
+            ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if not isinstance(e, TrainingError) else 1
+    return 130 if metrics.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
