@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--pool", default="3,2", help="max-pool size,stride (3,2 overlapping as the "
                                                  "paper; 2,2 non-overlapping)")
     m.add_argument("--dropout", type=float, default=0.5, help="dropout probability in fc6, fc7")
+    m.add_argument("--width", type=float, default=1.0,
+                   help="multiply every conv layer's kernel count (0.5: the paper's one-column "
+                        "comparison net with half the kernels)")
 
     o = p.add_argument_group("optimization (the paper's recipe by default)")
     o.add_argument("--epochs", type=int, default=30)
@@ -151,6 +154,8 @@ def validate_args(a):
         raise ValueError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
     if a.lr <= 0:
         raise ValueError(f"--lr must be positive, got {a.lr}")
+    if not a.width > 0:
+        raise ValueError(f"--width must be positive, got {a.width}")
     if not 0 <= a.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {a.dropout}")
     a.pool_tuple = parse_pool(a.pool)
@@ -461,7 +466,8 @@ def train(a) -> dict:
     else:
         model = AlexNet(a.model, in_channels=c, num_classes=len(ds.classes), input_size=crop,
                         groups=a.groups, init=a.init, activation=a.activation,
-                        lrn=not a.no_lrn, pool=a.pool_tuple, dropout=a.dropout, seed=a.seed)
+                        lrn=not a.no_lrn, pool=a.pool_tuple, dropout=a.dropout, seed=a.seed,
+                        width=a.width)
     model.to(device)
     opt = SGD(model.params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
     state = dict(epoch=0, step=0, partial=None, lr=a.lr, lr_drops=0, best_val=None,

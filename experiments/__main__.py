@@ -1,0 +1,241 @@
+"""Reproduce the paper's claims at small scale: ``python -m experiments NAME``.
+
+    python -m experiments list                 # the claims
+    python -m experiments relu                 # one claim, 3 seeds, small scale
+    python -m experiments all --seeds 3        # every claim in sequence
+    python -m experiments lrn --scale full --device cuda
+
+Each run is an ordinary ``train.py`` run; its output lands in
+``experiments/results/SCALE/CLAIM/VARIANT/seedN``. A claim's summary (mean and standard
+deviation over seeds, a verdict, a plot) goes to ``experiments/results/SCALE/CLAIM.json``
+and ``.png``, and ``docs/RESULTS.md`` is regenerated from every summary present.
+Runs already finished are reused, so an interrupted sweep continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from experiments.claims import CLAIMS, SCALES  # noqa: E402
+
+RESULTS = os.path.join(ROOT, "experiments", "results")
+
+
+def epochs_to(history, key, threshold):
+    """First (fractional) epoch at which history[key] <= threshold, interpolating
+    linearly between epochs; None if never reached."""
+    prev_e, prev_v = 0.0, 1.0      # before training the error is ~chance; treat as 100%
+    for h in history:
+        e, v = float(h["epoch"]), float(h[key])
+        if v <= threshold:
+            if prev_v == v:
+                return e
+            return prev_e + (prev_v - threshold) / (prev_v - v) * (e - prev_e)
+        prev_e, prev_v = e, v
+    return None
+
+
+def derived(metrics: dict, epochs: int) -> dict:
+    out = dict(metrics)
+    hist = metrics["history"]
+    reached = epochs_to(hist, "train_top1_error", 0.25)
+    out["epochs_to_25_train_error"] = reached if reached is not None else float(epochs)
+    out["reached_25"] = reached is not None
+    out["train_test_gap"] = metrics["test_center_top1_error"] - hist[-1]["train_top1_error"]
+    if "test_tencrop_top1_error" in metrics:
+        out["tencrop_vs_center"] = (metrics["test_tencrop_top1_error"]
+                                    - metrics["test_center_top1_error"])
+    return out
+
+
+def run_one(claim, label, flags, seed, scale, device, out_dir, force=False) -> dict:
+    import train
+
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    if os.path.exists(metrics_path) and not force:
+        with open(metrics_path) as f:
+            return json.load(f)
+    argv = SCALES[scale]["flags"] + flags + ["--seed", str(seed), "--device", device,
+                                             "--out", out_dir]
+    print(f"[{claim.name}] {label} seed {seed}: python train.py {' '.join(argv)}", flush=True)
+    t0 = time.perf_counter()
+    rc = train.main(argv)
+    if rc != 0:
+        raise SystemExit(f"experiments: run failed (exit {rc}): train.py {' '.join(argv)}")
+    with open(metrics_path) as f:
+        m = json.load(f)
+    print(f"[{claim.name}] {label} seed {seed}: test top-1 error "
+          f"{100 * m['test_top1_error']:.2f}% in {time.perf_counter() - t0:.0f}s", flush=True)
+    return m
+
+
+def summarize(values):
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "values": [float(x) for x in v]}
+
+
+def verdict(claim, stats) -> str:
+    """Reproduced when the paper's preferred variant is better by more than the sum of
+    the two standard deviations; 'not reproduced' when it is worse by that much;
+    otherwise inconclusive at this scale."""
+    labels = list(stats)
+    if claim.metric == "tencrop_vs_center":
+        s = stats[labels[0]][claim.metric]
+        if s["mean"] + s["std"] < 0:
+            return "reproduced"
+        if s["mean"] - s["std"] > 0:
+            return "not reproduced"
+        return "inconclusive at this scale"
+    a, b = stats[labels[0]][claim.metric], stats[labels[1]][claim.metric]
+    diff = (b["mean"] - a["mean"]) if claim.lower_is_better else (a["mean"] - b["mean"])
+    margin = a["std"] + b["std"]
+    if diff > margin:
+        return "reproduced"
+    if diff < -margin:
+        return "not reproduced"
+    return "inconclusive at this scale"
+
+
+def run_claim(name, seeds, scale, device, force=False) -> dict:
+    claim = CLAIMS[name]
+    t0 = time.perf_counter()
+    per_variant = {}
+    for label, flags in claim.variants.items():
+        runs = []
+        for seed in range(seeds):
+            slug = label.replace(" ", "_").replace(",", "").replace("+", "_")
+            out = os.path.join(RESULTS, scale, name, slug, f"seed{seed}")
+            m = run_one(claim, label, flags, seed, scale, device, out, force)
+            runs.append(derived(m, m["epochs"]))
+        per_variant[label] = runs
+    keys = [claim.metric] + claim.extra_metrics + ["test_top1_error"]
+    stats = {label: {k: summarize([r[k] for r in runs]) for k in dict.fromkeys(keys)}
+             for label, runs in per_variant.items()}
+    summary = dict(
+        claim=name, title=claim.title, paper=claim.paper, metric=claim.metric,
+        notes=claim.notes, scale=scale, scale_desc=SCALES[scale]["desc"], seeds=seeds,
+        device=device, stats=stats, verdict=verdict(claim, stats),
+        seconds=time.perf_counter() - t0,
+        seconds_per_epoch=float(np.mean([h["seconds"] for runs in per_variant.values()
+                                         for r in runs for h in r["history"]])),
+        command=f"python -m experiments {name} --seeds {seeds} --scale {scale}"
+                + (f" --device {device}" if device != "cpu" else ""),
+        histories={label: [r["history"] for r in runs] for label, runs in per_variant.items()})
+    os.makedirs(os.path.join(RESULTS, scale), exist_ok=True)
+    with open(os.path.join(RESULTS, scale, f"{name}.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    plot_claim(summary, os.path.join(RESULTS, scale, f"{name}.png"))
+    print(f"[{name}] {summary['verdict']}: " + "; ".join(
+        f"{label} {fmt(stats[label][claim.metric], claim.metric)}" for label in stats))
+    return summary
+
+
+def fmt(s, metric) -> str:
+    if metric.startswith("epochs"):
+        return f"{s['mean']:.2f} ± {s['std']:.2f} epochs"
+    return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}%"
+
+
+def plot_claim(summary, path):
+    """Training error per epoch for each variant (mean over seeds), like Figure 1."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, hists in summary["histories"].items():
+        n = min(len(h) for h in hists)
+        err = np.mean([[e["train_top1_error"] for e in h[:n]] for h in hists], axis=0)
+        val = np.mean([[e["val_top1_error"] for e in h[:n]] for h in hists], axis=0)
+        line, = ax.plot(range(1, n + 1), 100 * err, "-o", label=f"{label} (train)")
+        ax.plot(range(1, n + 1), 100 * val, "--", color=line.get_color(),
+                label=f"{label} (validation)")
+    if summary["metric"].startswith("epochs_to_25"):
+        ax.axhline(25, color="gray", lw=1, ls=":")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top-1 error (%)")
+    ax.set_title(summary["title"], fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_results_md():
+    """docs/RESULTS.md from every summary under experiments/results."""
+    rows = []
+    for scale in sorted(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else []:
+        folder = os.path.join(RESULTS, scale)
+        if not os.path.isdir(folder):
+            continue
+        for name in CLAIMS:
+            p = os.path.join(folder, f"{name}.json")
+            if os.path.exists(p):
+                with open(p) as f:
+                    rows.append(json.load(f))
+    lines = ["# The paper's claims, at small scale", "",
+             "Generated by `python -m experiments` from `experiments/results/`; do not edit "
+             "by hand. Each number is the mean ± standard deviation over seeds. A claim is "
+             "*reproduced* when the paper's preferred variant wins by more than the two "
+             "standard deviations added, *not reproduced* when it loses by that much, and "
+             "otherwise *inconclusive at this scale*.", "",
+             "| claim | paper | ours | verdict | scale | time | command |",
+             "|---|---|---|---|---|---|---|"]
+    for s in rows:
+        ours = "<br>".join(f"{label}: {fmt(st[s['metric']], s['metric'])}"
+                           for label, st in s["stats"].items())
+        if s["metric"] == "tencrop_vs_center":
+            st = next(iter(s["stats"].values()))
+            ours = (f"ten-crop minus centre-crop top-1 error: {fmt(st[s['metric']], 'err')}"
+                    f" (test top-1 {fmt(st['test_top1_error'], 'err')})")
+        lines.append(
+            f"| {s['title']} | {s['paper']} | {ours} | {s['verdict']} | {s['scale_desc']}; "
+            f"{s['seeds']} seeds | {s['seconds'] / 60:.0f} min ({s['seconds_per_epoch']:.0f} "
+            f"s/epoch, {s['device']}) | `{s['command']}` |")
+    lines += ["", "Plots: `experiments/results/SCALE/CLAIM.png` (training and validation "
+              "error per epoch, mean over seeds).", ""]
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    with open(os.path.join(ROOT, "docs", "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("claim", help="a claim name, 'all', or 'list'")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per variant (at least 3)")
+    p.add_argument("--scale", default="small", choices=sorted(SCALES))
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    a = p.parse_args(argv)
+    if a.claim == "list":
+        for c in CLAIMS.values():
+            print(f"{c.name:<8} {c.title}  [paper: {c.paper}]")
+        return 0
+    names = list(CLAIMS) if a.claim == "all" else [a.claim]
+    unknown = [n for n in names if n not in CLAIMS]
+    if unknown:
+        print(f"error: unknown claim {unknown[0]!r}; choose one of {', '.join(CLAIMS)}, all, "
+              f"list", file=sys.stderr)
+        return 2
+    if a.seeds < 1:
+        print("error: --seeds must be >= 1", file=sys.stderr)
+        return 2
+    for n in names:
+        run_claim(n, a.seeds, a.scale, a.device, a.force)
+        write_results_md()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The paper's claims, each as two (or more) training configurations to compare.
+
+A claim names its variants as extra ``train.py`` flags, the metric that decides it,
+and the paper's own number for the same comparison. ``SCALES`` says how big each run
+is: the ``small`` scale fits a 2-core CPU (the tiny preset on the committed subset);
+``full`` is the paper's recipe on the full dataset, for a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Claim:
+    name: str
+    title: str
+    paper: str                      # the paper's number, in words
+    variants: dict                  # label -> list of extra train.py flags
+    metric: str                     # key of metrics.json (or a derived one, see runner)
+    lower_is_better: bool = True
+    notes: str = ""
+    extra_metrics: list = field(default_factory=list)
+
+
+CLAIMS = {
+    "relu": Claim(
+        "relu", "ReLU trains faster than tanh (Section 3.1, Figure 1)",
+        "6x fewer epochs to 25% training error (4-layer CNN, CIFAR-10)",
+        {"relu": ["--activation", "relu"], "tanh": ["--activation", "tanh"]},
+        metric="epochs_to_25_train_error",
+        notes="epochs to reach 25% training error, linearly interpolated between epochs; "
+              "runs that never reach it count as the epoch budget (a lower bound)",
+        extra_metrics=["test_top1_error"]),
+    "lrn": Claim(
+        "lrn", "Local response normalization helps (Section 3.3)",
+        "top-1 -1.4%, top-5 -1.2% (ImageNet); CIFAR-10 13% -> 11% test error",
+        {"lrn": [], "no-lrn": ["--no-lrn"]}, metric="test_top1_error"),
+    "pool": Claim(
+        "pool", "Overlapping pooling helps (Section 3.4)",
+        "top-1 -0.4%, top-5 -0.3%; slightly harder to overfit",
+        {"3x3 s2": ["--pool", "3,2"], "2x2 s2": ["--pool", "2,2"]},
+        metric="test_top1_error", extra_metrics=["train_test_gap"]),
+    "dropout": Claim(
+        "dropout", "Dropout reduces overfitting (Section 4.2)",
+        "without dropout the network overfits substantially",
+        {"dropout 0.5": ["--dropout", "0.5"], "no dropout": ["--dropout", "0"]},
+        metric="test_top1_error", extra_metrics=["train_test_gap"]),
+    "augment": Claim(
+        "augment", "Data augmentation reduces overfitting (Section 4.1)",
+        "without it the network overfits substantially; PCA lighting: top-1 -1%",
+        {"crops+flips": [], "none": ["--no-crop", "--no-flip", "--no-pca"]},
+        metric="test_top1_error", extra_metrics=["train_test_gap"]),
+    "tencrop": Claim(
+        "tencrop", "Ten-crop testing beats the centre crop (Section 4.1)",
+        "the paper averages ten patches at test time (no separate number)",
+        {"ten-crop": []}, metric="tencrop_vs_center",
+        notes="one set of runs, evaluated both ways"),
+    "groups": Claim(
+        "groups", "Two columns (groups=2) beat one column with half the kernels (Section 3.2)",
+        "top-1 -1.7%, top-5 -1.2%",
+        {"groups 2": ["--groups", "2"], "one column, half kernels": ["--groups", "1",
+                                                                     "--width", "0.5"]},
+        metric="test_top1_error"),
+    "init": Claim(
+        "init", "The paper's initialization against He init with 0.1 biases (Section 5)",
+        "biases of 1 accelerate the early stages of learning (no number)",
+        {"paper": ["--init", "paper"], "he": ["--init", "he"]},
+        metric="test_top1_error", extra_metrics=["epochs_to_25_train_error"]),
+}
+
+# Each scale: the base flags every run of a claim gets, and a description for the table.
+SCALES = {
+    "small": dict(
+        flags=["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
+               "--epochs", "8", "--lr", "0.02", "--quiet"],
+        desc="tiny preset, committed Fashion-MNIST subset (4,500 train / 500 val / 1,000 "
+             "test), 8 epochs, lr 0.02, He init, CPU"),
+    "full": dict(
+        flags=["--dataset", "fashion-mnist", "--model", "mini", "--epochs", "30", "--quiet"],
+        desc="mini preset, full Fashion-MNIST (54,000 train / 6,000 val / 10,000 test), "
+             "30 epochs, the paper's recipe"),
+}
