@@ -69,13 +69,18 @@ class AlexNet:
       dropout: probability for fc6 and fc7 (the paper: 0.5; 0 turns it off).
       dropout_mode: 'inverted' (default) or 'paper' (see layers/dropout.py).
       seed: seeds the initial weights and the dropout masks.
+      width: multiplies the number of kernels of every conv layer (0.5 gives the
+            paper's "one GPU with half the kernels" comparison net, Section 3.2).
     """
 
     def __init__(self, preset: str = "mini", in_channels: int | None = None,
                  num_classes: int | None = None, input_size: int | None = None,
                  groups: int | None = None, init: str = "paper", activation: str = "relu",
                  lrn: bool = True, pool=(3, 2), dropout: float = 0.5,
-                 dropout_mode: str = "inverted", seed: int = 0, dtype=np.float32):
+                 dropout_mode: str = "inverted", seed: int = 0, dtype=np.float32,
+                 width: float = 1.0):
+        if not width > 0:
+            raise ValueError(f"AlexNet: width must be positive, got {width!r}")
         if preset not in PRESETS:
             raise ValueError(f"AlexNet: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         if init not in INITS:
@@ -91,6 +96,7 @@ class AlexNet:
             groups=int(groups if groups is not None else cfg["groups"]),
             init=init, activation=activation, lrn=bool(lrn), pool=[int(pool[0]), int(pool[1])],
             dropout=float(dropout), dropout_mode=dropout_mode, seed=int(seed),
+            width=float(width),
             dtype=np.dtype(dtype).name)
         self.layers: list[tuple[str, object]] = []
         self._build(cfg)
@@ -124,6 +130,7 @@ class AlexNet:
             return 0.0
 
         for i, (f, k, s, p) in enumerate(cfg["convs"], start=1):
+            f = max(c["groups"], int(round(f * c["width"] / c["groups"])) * c["groups"])
             name = f"conv{i}"
             g = c["groups"] if name in GROUPED else 1
             cin = shape[0]

@@ -113,3 +113,10 @@ def test_model_on_both_backends_agree(xp):
         return
     out = net.to("cuda").forward(xp.asarray(x), train=False)
     np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_width_gives_the_papers_half_kernel_comparison_net():
+    half = AlexNet("paper", groups=1, width=0.5)
+    assert [half.params[f"conv{i}.w"].shape[0] for i in range(1, 6)] == [48, 128, 192, 192, 128]
+    with pytest.raises(ValueError, match="width must be positive"):
+        AlexNet("mini", width=0)
