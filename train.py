@@ -263,28 +263,37 @@ def load_checkpoint(path):
 # ---------------------------------------------------------------------------- plots
 
 def save_plots(out_dir, history, model):
-    """curves.png (loss and error per epoch) and kernels.png (conv1, the paper's Fig. 3)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """curves.png (loss and error per epoch) and kernels.png (conv1, the paper's Fig. 3).
+
+    Drawn on matplotlib Figure objects with the Agg canvas, not pyplot, so that calling
+    train.main() from a notebook does not change the notebook's plotting backend.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     if history:
         ep = [h["epoch"] for h in history]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig = Figure(figsize=(10, 3.8))
+        FigureCanvasAgg(fig)
+        ax1, ax2 = fig.subplots(1, 2)
         ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
         ax1.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
         ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend()
         ax2.plot(ep, [100 * h["train_top1_error"] for h in history], "o-", label="train")
         ax2.plot(ep, [100 * h["val_top1_error"] for h in history], "o-", label="validation")
         ax2.set_xlabel("epoch"), ax2.set_ylabel("top-1 error (%)"), ax2.legend()
-        for h in history[1:]:
-            if h["lr"] < history[0]["lr"] and h["lr"] != history[history.index(h) - 1]["lr"]:
-                ax2.axvline(h["epoch"], color="gray", ls=":", lw=1)
+        for prev, h in zip(history, history[1:]):
+            if h["lr"] != prev["lr"]:          # mark each learning-rate drop
+                ax2.axvline(h["epoch"] - 0.5, color="gray", ls=":", lw=1)
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
-        plt.close(fig)
     grid = kernel_grid(to_numpy(model.params["conv1.w"]))
-    plt.imsave(os.path.join(out_dir, "kernels.png"), grid, cmap="gray" if grid.ndim == 2 else None)
+    fig = Figure(figsize=(max(2.0, grid.shape[1] / 12), max(2.0, grid.shape[0] / 12)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
+    ax.set_axis_off()
+    fig.savefig(os.path.join(out_dir, "kernels.png"), dpi=100)
 
 
 def kernel_grid(w, pad=1):

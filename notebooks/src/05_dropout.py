@@ -1,0 +1,220 @@
+# %% [markdown]
+# # 5. Dropout
+#
+# AlexNet has 60 million parameters and overfits the 1.2 million training images
+# without help. Besides data augmentation (notebook 7), the paper uses **dropout**
+# (Section 4.2): during training each hidden unit of fc6 and fc7 is set to zero with
+# probability $p = 0.5$, a new random choice for every example. A unit cannot rely on
+# any particular other unit being there, so it has to learn features that are useful
+# on their own. At test time every unit is kept.
+#
+# This notebook shows training against test behaviour, the paper's form against the
+# "inverted" form everyone uses now, a gradient check, and what dropout does to a small
+# network that overfits. The code is `layers/dropout.py`.
+
+# %%
+import os
+import sys
+import time
+
+# Find the repository root (the folder with alexnet.py), so that the project's
+# modules import whether Jupyter started in notebooks/ or in the root.
+ROOT = os.getcwd()
+while not os.path.exists(os.path.join(ROOT, "alexnet.py")) and ROOT != os.path.dirname(ROOT):
+    ROOT = os.path.dirname(ROOT)
+sys.path.insert(0, ROOT)
+# ALEXNET_NOTEBOOK_SMALL=1 shrinks the work (the tests run the notebooks that way).
+SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
+np.set_printoptions(precision=3, suppress=True, linewidth=110)
+
+from engine.gradcheck import check_op, format_table
+from layers.dropout import dropout_backward, dropout_forward
+
+rng = np.random.default_rng(0)
+print("small mode" if SMALL else "normal size")
+
+# %% [markdown]
+# ## Two forms, equal in expectation
+#
+# With a mask $r_i \sim \text{Bernoulli}(1 - p)$ (1 keeps the unit):
+#
+# | | training | test |
+# |---|---|---|
+# | the paper's form (`mode="paper"`) | $y = r \odot x$ | $y = (1 - p)\, x$ |
+# | inverted dropout (`mode="inverted"`, the default) | $y = r \odot x / (1 - p)$ | $y = x$ |
+#
+# Both make the test-time output equal to the **expected** training-time output:
+# $\mathbb{E}[r_i] = 1 - p$. The paper scales at test time ("multiply their outputs by
+# 0.5"); inverted dropout scales at training time, so that the test-time network is
+# the plain network, and features (fc7, notebook 8) or exported weights need no
+# knowledge of $p$. PyTorch and Caffe use the inverted form.
+
+# %%
+x = np.ones((12, 40))
+fig, axes = plt.subplots(2, 2, figsize=(10, 4.2))
+for row, mode in enumerate(["paper", "inverted"]):
+    train_out, _ = dropout_forward(x, p=0.5, train=True, mode=mode, seed=1)
+    test_out, _ = dropout_forward(x, p=0.5, train=False, mode=mode)
+    for ax, y, when in [(axes[row, 0], train_out, "training"), (axes[row, 1], test_out, "test")]:
+        im = ax.imshow(y, cmap="Greens", vmin=0, vmax=2)
+        ax.set_title(f"{mode} form, {when}: values {sorted(set(np.unique(y).tolist()))}", fontsize=10)
+        ax.set_xticks([]), ax.set_yticks([])
+axes[1, 0].set_xlabel("unit"), axes[1, 0].set_ylabel("example")
+fig.colorbar(im, ax=axes, fraction=0.02)
+plt.show()
+
+# %% [markdown]
+# Averaging many training-time outputs of the same input gives the test-time output,
+# in both forms:
+
+# %%
+x = rng.random((1, 200)) * 3                       # some positive activations
+draws = 500 if SMALL else 5000
+gen = np.random.default_rng(7)
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+for ax, mode in zip(axes, ["paper", "inverted"]):
+    mean_train = np.mean([dropout_forward(x, 0.5, True, mode, rng=gen)[0] for _ in range(draws)],
+                         axis=0)
+    test_out, _ = dropout_forward(x, 0.5, False, mode)
+    ax.plot(test_out[0], mean_train[0], ".", ms=4)
+    lim = [0, test_out.max() * 1.05]
+    ax.plot(lim, lim, color="gray", lw=0.8)
+    ax.set_xlabel("test-time output"), ax.set_ylabel(f"mean of {draws} training outputs")
+    ax.set_title(f"{mode} form: largest gap {np.abs(mean_train - test_out).max():.3f}", fontsize=10)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The two forms are the same network, up to a factor $1 - p$ that the next layer's
+# weights absorb. With the same mask, the inverted output is the paper's divided by
+# $1 - p$, at training and at test time alike. So a layer after the paper's dropout with
+# weights $W$ computes exactly what a layer after inverted dropout computes with weights
+# $(1 - p)\,W$:
+
+# %%
+from layers.linear import linear_forward
+
+x = rng.standard_normal((4, 10))
+W, b = rng.standard_normal((3, 10)), rng.standard_normal(3)
+for train in (True, False):
+    paper_out, _ = dropout_forward(x, 0.5, train, "paper", seed=3)
+    inv_out, _ = dropout_forward(x, 0.5, train, "inverted", seed=3)
+    logits_paper, _ = linear_forward(paper_out, W, b)
+    logits_inv, _ = linear_forward(inv_out, 0.5 * W, b)
+    print(f"{'training' if train else 'test':>8}: inverted = paper / (1 - p): "
+          f"{np.allclose(inv_out, paper_out / 0.5)};  next layer's outputs equal: "
+          f"{np.allclose(logits_paper, logits_inv)}")
+
+# %% [markdown]
+# ## The backward pass, and its check
+#
+# The mask is a constant of the forward pass, so the backward multiplies by the same
+# mask: $\partial L / \partial x = r \odot \partial L / \partial y$ (divided by $1-p$
+# in the inverted form). A gradient check needs the **same** mask in every forward
+# pass it makes, so the mask comes from a fixed seed. In the network, the `Dropout`
+# layer draws its mask from a generator seeded by (seed, call number), which makes
+# runs reproducible and resumable.
+
+# %%
+results = []
+for mode in ("inverted", "paper"):
+    for train in (True, False):
+        results += check_op(f"dropout ({mode}, {'training' if train else 'test'})",
+                            dropout_forward, dropout_backward, {"x": rng.standard_normal((4, 10))},
+                            ["x"], {"p": 0.5, "seed": 1, "mode": mode, "train": train})
+print(format_table(results))
+assert all(r.passed for r in results)
+
+# %% [markdown]
+# ## What dropout does to overfitting
+#
+# A small experiment: the `tiny` AlexNet preset, trained on only
+# 1,000 images of the Fashion-MNIST subset, with no augmentation (no crops,
+# no reflections) and no weight decay, so that nothing but dropout stands between the
+# network and memorizing its training set. Once with dropout $p = 0.5$ on fc6 and fc7,
+# once with $p = 0$. After each epoch both are evaluated in test mode on their
+# training images and on 500 test images.
+
+# %%
+from alexnet import AlexNet
+from engine.augment import mean_image
+from engine.datasets import load_dataset
+from engine.loader import BatchLoader, iterate_eval
+from engine.metrics import topk_error
+from engine.optim import SGD
+from layers.loss import softmax_cross_entropy
+
+ds = load_dataset("fashion-mnist-subset")
+N_TRAIN, N_TEST = (200, 200) if SMALL else (1000, 500)
+EPOCHS = 2 if SMALL else 30
+pick = np.random.default_rng(0).permutation(len(ds.train_x))[:N_TRAIN]
+train_x, train_y = ds.train_x[pick], ds.train_y[pick]
+pick = np.random.default_rng(1).permutation(len(ds.test_x))[:N_TEST]
+test_x, test_y = ds.test_x[pick], ds.test_y[pick]
+mean = mean_image(train_x)
+
+
+def error(model, x, y):
+    scores = np.concatenate([model.forward(xb, train=False)
+                             for xb, _ in iterate_eval(x, y, 500, mean=mean)])
+    return topk_error(scores, y, 1)
+
+
+def run(dropout, epochs, lr=0.02, seed=0):
+    model = AlexNet("tiny", init="he", dropout=dropout, seed=seed)
+    opt = SGD(model.params, lr=lr, momentum=0.9, weight_decay=0.0)
+    loader = BatchLoader(train_x, train_y, 64, seed=seed, mean=mean, prefetch=False)
+    history = []
+    for epoch in range(epochs):
+        for xb, yb in loader:
+            loss, dlogits = softmax_cross_entropy(model.forward(xb, train=True), yb)
+            model.backward(dlogits)
+            opt.step(model.grads)
+        history.append((error(model, train_x, train_y), error(model, test_x, test_y)))
+    return np.array(history)
+
+
+histories = {}
+for p in (0.0, 0.5):
+    t0 = time.perf_counter()
+    histories[p] = run(p, EPOCHS)
+    tr, te = histories[p][-1]
+    print(f"dropout {p}: {EPOCHS} epochs in {time.perf_counter() - t0:.0f} s; final training "
+          f"error {100 * tr:.1f}%, test error {100 * te:.1f}%, gap {100 * (te - tr):.1f} points")
+
+# %%
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
+epochs = np.arange(1, EPOCHS + 1)
+for p, color in [(0.0, "C3"), (0.5, "C0")]:
+    h = histories[p]
+    ax.plot(epochs, 100 * h[:, 0], "--", color=color, label=f"dropout {p}: training images")
+    ax.plot(epochs, 100 * h[:, 1], "-", color=color, label=f"dropout {p}: test images")
+ax.set_xlabel("epoch"), ax.set_ylabel("top-1 error (%)")
+ax.set_title(f"tiny AlexNet, {N_TRAIN} training images, no augmentation")
+ax.legend(fontsize=9)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Without dropout the network memorizes its 1,000 training images: its training error
+# falls to nearly zero while its test error stalls, and the gap between the two grows
+# to about 20 points. With dropout the gap stays much smaller. The price is speed, as
+# the paper warns ("dropout roughly doubles the number of iterations required to
+# converge"): in a run this short the network with dropout may not yet have overtaken
+# the other on the test images. Dropout pays off when a network is large for its data
+# and is trained long enough, which is AlexNet's case: 60 million parameters, and fc6
+# and fc7 hold 90% of them.
+#
+# ## What to remember
+#
+# - Training: zero each unit with probability $p$. Test: keep all units, and make the
+#   output match the training-time expectation (the paper scales at test time, inverted
+#   dropout at training time; the two differ only by a factor the next layer absorbs).
+# - The backward multiplies by the same mask; fix the mask (a seed) to check it.
+# - Dropout narrows the gap between training and test error, at the price of slower
+#   training.

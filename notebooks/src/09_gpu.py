@@ -1,0 +1,247 @@
+# %% [markdown]
+# # 9. The GPU
+#
+# The paper trained for five to six days on two GTX 580 GPUs; on a CPU the same
+# network would have taken months. This project runs **the same code** on the CPU
+# (NumPy) and on an NVIDIA GPU (CuPy): no op has a GPU version of its own.
+#
+# 1. how one function serves both backends;
+# 2. moving a model and data to the GPU, and back;
+# 3. the same results on both, to float32 rounding;
+# 4. the time of both backends side by side.
+#
+# On a machine without a usable GPU (no CuPy, no CUDA device), the notebook says so,
+# runs everything on the CPU, and still runs to the end. The code is
+# `engine/backend.py`.
+
+# %%
+import os
+import sys
+import time
+
+# Find the repository root (the folder with alexnet.py), so that the project's
+# modules import whether Jupyter started in notebooks/ or in the root.
+ROOT = os.getcwd()
+while not os.path.exists(os.path.join(ROOT, "alexnet.py")) and ROOT != os.path.dirname(ROOT):
+    ROOT = os.path.dirname(ROOT)
+sys.path.insert(0, ROOT)
+# ALEXNET_NOTEBOOK_SMALL=1 shrinks the work (the tests run the notebooks that way).
+SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
+
+from engine.backend import (device_of, get_array_module, gpu_status, synchronize, to_device,
+                            to_numpy)
+
+rng = np.random.default_rng(0)
+print("small mode" if SMALL else "normal size")
+
+# %% [markdown]
+# ## Is there a GPU?
+#
+# `gpu_status()` answers honestly, with the reason: CuPy must import, see a CUDA
+# device, and actually run a kernel on it (a driver that does not match only shows
+# then).
+
+# %%
+GPU, reason = gpu_status()
+print("GPU usable:", GPU)
+print(reason)
+DEVICES = ["cpu", "cuda"] if GPU else ["cpu"]
+if not GPU:
+    print("\nNo GPU here: every cell below runs on the CPU only, and the GPU columns are "
+          "left out. Run this notebook on a machine with an NVIDIA GPU and CuPy "
+          "(pip install -e '.[cuda12]') to see both.")
+
+# %% [markdown]
+# ## One function, two backends
+#
+# CuPy copies NumPy's interface: `cupy.matmul`, `cupy.maximum`, slicing, broadcasting
+# all behave as in NumPy, but run on the GPU. So an op never imports NumPy to compute;
+# its first line asks its input which module it belongs to,
+#
+# ```python
+# xp = get_array_module(x)      # numpy for a NumPy array, cupy for a CuPy array
+# out = xp.maximum(x, 0)
+# ```
+#
+# and everything after that works on either. Host-device copies happen only at the
+# edges: the data pipeline, the metrics, checkpoints. These functions of `layers/` ask
+# their inputs for the module (the others only use methods and operators of the arrays
+# they are given, like `dout * mask`, which work on both anyway):
+
+# %%
+import inspect
+
+import layers.activations, layers.conv, layers.dropout, layers.loss, layers.lrn, layers.pool
+
+for module in (layers.conv, layers.activations, layers.lrn, layers.pool, layers.dropout,
+               layers.loss):
+    asking = [name for name, f in inspect.getmembers(module, inspect.isfunction)
+              if f.__module__ == module.__name__ and not name.startswith("_")
+              and "get_array_module(" in inspect.getsource(f)]
+    print(f"{module.__name__:<20} {', '.join(asking)}")
+x = rng.standard_normal((2, 3)).astype(np.float32)
+print("\nget_array_module(a NumPy array) is", get_array_module(x).__name__)
+if GPU:
+    print("get_array_module(a CuPy array) is", get_array_module(to_device(x, "cuda")).__name__)
+
+# %% [markdown]
+# ## Moving a model and data
+#
+# `to_device(x, 'cuda')` copies an array to the GPU (a CuPy array), `to_device(x, 'cpu')`
+# or `to_numpy(x)` brings it back. `model.to('cuda')` moves every parameter and
+# gradient of a model. A model refuses an input that lives elsewhere, with an error
+# that says what to do, rather than failing deep inside a layer.
+
+# %%
+from alexnet import AlexNet
+
+model = AlexNet("tiny", init="he", seed=0)
+x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+print("model on", model.device, "- input on", device_of(x))
+if GPU:
+    try:
+        model.forward(to_device(x, "cuda"), train=False)
+    except ValueError as e:
+        print("mixing devices:", e)
+    model.to("cuda")
+    print("after model.to('cuda'): conv1.w is a", type(model.params["conv1.w"]).__module__,
+          "array on", device_of(model.params["conv1.w"]))
+    model.to("cpu")
+else:
+    try:
+        model.to("cuda")
+    except Exception as e:           # GPUUnavailableError: says what is missing
+        print(f"model.to('cuda') without a GPU: {type(e).__name__}: {e}")
+
+# %% [markdown]
+# ## The same results on both
+#
+# The same weights and the same images through the network on each backend. The
+# outputs differ only by float32 rounding (the GPU sums in a different order), around
+# $10^{-6}$ relative; the same holds for the gradients.
+
+# %%
+from layers.loss import softmax_cross_entropy
+
+x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+y = rng.integers(0, 10, size=8)
+outs = {}
+for dev in DEVICES:
+    model = AlexNet("tiny", init="he", seed=0).to(dev)
+    logits = model.forward(to_device(x, dev), train=True)
+    loss, dlogits = softmax_cross_entropy(logits, to_device(y, dev))
+    model.backward(dlogits)
+    outs[dev] = (to_numpy(logits), float(loss), to_numpy(model.grads["conv1.w"]))
+    print(f"{dev}: loss {outs[dev][1]:.6f}, logits[0, :4] {outs[dev][0][0, :4]}")
+if GPU:
+    (lc, _, gc), (lg, _, gg) = outs["cpu"], outs["cuda"]
+    print(f"largest relative difference: logits {np.abs(lc - lg).max() / np.abs(lc).max():.1e}, "
+          f"conv1 gradient {np.abs(gc - gg).max() / np.abs(gc).max():.1e}")
+
+# %% [markdown]
+# The gradient checks of notebooks 1-6 run on the GPU as well, unchanged:
+# `python -m engine.gradcheck --device cuda`. Here, a few of them:
+
+# %%
+from engine.gradcheck import format_table
+from engine.gradcheck_suite import op_checks
+
+for dev in DEVICES:
+    results = [r for r in op_checks(device=dev, max_checks=20) if "conv2d" in r.op or "lrn" in r.op]
+    print(f"--- {dev}\n{format_table(results)}")
+    assert all(r.passed for r in results)
+
+# %% [markdown]
+# ## The time of both backends
+#
+# GPU calls return before the GPU has finished (the work is queued), so a fair timing
+# waits for it: `synchronize()` (a no-op on NumPy). The first call on the GPU also
+# compiles and caches kernels, so every measurement is taken after a warm-up call.
+# We time one training step (forward, backward, SGD update) of three networks, and the
+# copy of a batch of images from host to device.
+
+# %%
+from engine.optim import SGD
+
+
+def step_time(preset, batch, dev, repeat):
+    """Seconds per training step (best of `repeat`, after one warm-up step)."""
+    model = AlexNet(preset, init="he", seed=0).to(dev)
+    c, s = model.config["in_channels"], model.config["input_size"]
+    xb = to_device(rng.standard_normal((batch, c, s, s)).astype(np.float32), dev)
+    yb = to_device(rng.integers(0, model.config["num_classes"], size=batch), dev)
+    opt = SGD(model.params, lr=0.01)
+    best = np.inf
+    for i in range(repeat + 1):
+        synchronize()
+        t0 = time.perf_counter()
+        loss, d = softmax_cross_entropy(model.forward(xb, train=True), yb, check_labels=False)
+        model.backward(d)
+        opt.step(model.grads)
+        synchronize()
+        if i > 0:                                     # the first step is the warm-up
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+cases = [("tiny", 128), ("mini", 32 if SMALL else 128), ("paper", 2 if SMALL else 16)]
+rows = []
+for preset, batch in cases:
+    row = {"case": f"{preset}, batch {batch}"}
+    for dev in DEVICES:
+        t = step_time(preset, batch, dev, repeat=1 if SMALL else 3)
+        row[dev] = t
+    rows.append(row)
+    print(row["case"] + ": " + ", ".join(f"{dev} {1e3 * row[dev]:.1f} ms/step "
+                                         f"({batch / row[dev]:.0f} images/s)" for dev in DEVICES)
+          + (f"; GPU {row['cpu'] / row['cuda']:.0f}x faster" if GPU else ""))
+
+# %%
+batch_u8 = rng.integers(0, 256, size=(128, 3, 227, 227), dtype=np.uint8)
+if GPU:
+    to_device(batch_u8, "cuda")
+    synchronize()
+    t0 = time.perf_counter()
+    on_gpu = to_device(batch_u8, "cuda")
+    synchronize()
+    t_copy = time.perf_counter() - t0
+    print(f"copying a batch of 128 uint8 images 3x227x227 ({batch_u8.nbytes / 2**20:.0f} MB) to "
+          f"the GPU: {1e3 * t_copy:.1f} ms; as float32 it would be 4x more bytes, which is why "
+          f"BatchLoader(device='cuda') sends uint8 and converts on the GPU")
+else:
+    print(f"a batch of 128 uint8 images 3x227x227 is {batch_u8.nbytes / 2**20:.0f} MB "
+          f"({4 * batch_u8.nbytes / 2**20:.0f} MB as float32); BatchLoader(device='cuda') sends "
+          f"the uint8 and converts on the GPU. No GPU here to time the copy.")
+
+fig, ax = plt.subplots(figsize=(8, 3))
+ypos = np.arange(len(rows))
+width = 0.8 / len(DEVICES)
+for k, dev in enumerate(DEVICES):
+    ax.barh(ypos + k * width, [1e3 * r[dev] for r in rows], width,
+            label="NumPy (CPU)" if dev == "cpu" else "CuPy (GPU)")
+ax.set_yticks(ypos + width * (len(DEVICES) - 1) / 2, [r["case"] for r in rows])
+if GPU:                                                # the two differ by orders of magnitude
+    ax.set_xscale("log")
+ax.set_xlabel("milliseconds per training step" + (" (log scale)" if GPU else ""))
+ax.set_title("one training step" + ("" if GPU else " (no GPU on this machine: CPU only)"))
+ax.invert_yaxis(), ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## What to remember
+#
+# - Every op takes its array module from its inputs (`get_array_module`), so NumPy and
+#   CuPy run the same code; only the data pipeline, metrics and checkpoints copy
+#   between host and device.
+# - Move the model (`model.to('cuda')`) and each batch (`to_device`, or
+#   `BatchLoader(device='cuda')`); mixing devices is an error that says so.
+# - Time GPU code after a warm-up and with `synchronize()`, or you time only the
+#   launch of the work.
+# - Train with `python train.py --device cuda`; check with
+#   `python -m engine.gradcheck --device cuda`.
