@@ -108,6 +108,9 @@ class AlexNet:
         rng = np.random.default_rng(c["seed"])
         dtype = np.dtype(c["dtype"])
         act = ReLU if c["activation"] == "relu" else Tanh
+        # Every activation follows a conv or fc layer, which keeps neither its output
+        # nor the gradient it receives: ReLU may overwrite both (layers/modules.py).
+        make_act = (lambda: ReLU(inplace=True)) if act is ReLU else Tanh
         shape = (c["in_channels"], c["input_size"], c["input_size"])
         self.layer_shapes = []
 
@@ -137,18 +140,24 @@ class AlexNet:
             add(name, Conv2d(cin, f, k, stride=s, pad=p, groups=g,
                              weight_std=init_std(cin // g * k * k), bias_init=bias(name),
                              rng=rng, dtype=dtype))
-            add(f"{act.__name__.lower()}{i}", act())
+            add(f"{act.__name__.lower()}{i}", make_act())
             if i in (1, 2) and c["lrn"]:
                 add(f"lrn{i}", LocalResponseNorm(5, 1e-4, 0.75, 2.0))
             if i in (1, 2, 5):
                 add(f"pool{i}", MaxPool2d(c["pool"][0], c["pool"][1]))
+        # One im2col buffer for all the conv layers (the largest one's size), rather
+        # than one per layer: see layers/conv.py, _workspace_cols.
+        shared = {}
+        for _, layer in self.layers:
+            if isinstance(layer, Conv2d):
+                layer.workspace = shared
         add("flatten", Flatten())
         for i, width in enumerate(cfg["fc"] + [c["num_classes"]], start=6):
             name = f"fc{i}"
             add(name, Linear(shape[0], width, weight_std=init_std(shape[0]),
                              bias_init=bias(name), rng=rng, dtype=dtype))
             if i < 8:
-                add(f"{act.__name__.lower()}{i}", act())
+                add(f"{act.__name__.lower()}{i}", make_act())
                 if c["dropout"] > 0:
                     add(f"drop{i}", Dropout(c["dropout"], c["dropout_mode"],
                                             seed=c["seed"] * 1000 + i))
@@ -197,12 +206,19 @@ class AlexNet:
             raise KeyError(f"AlexNet has no layer {until!r}")
         return x
 
-    def backward(self, dlogits):
-        """Backpropagate dL/dlogits through every layer; fills ``grads``; returns dL/dx."""
+    def backward(self, dlogits, input_grad: bool = True):
+        """Backpropagate dL/dlogits through every layer; fills ``grads``; returns dL/dx.
+
+        ``input_grad=False`` skips the gradient with respect to the input images and
+        returns None. Training never uses it (the images are data, not parameters), and
+        for conv1 it is a GEMM and a col2im over the largest maps of the net; PyTorch
+        skips it too when the input does not require grad.
+        """
         d = dlogits
-        for _, layer in reversed(self.layers):
-            d = layer.backward(d)
-        return d
+        for i in range(len(self.layers) - 1, 0, -1):
+            d = self.layers[i][1].backward(d)
+        first = self.layers[0][1]            # always conv1, a Conv2d
+        return first.backward(d) if input_grad else first.backward(d, need_dx=False)
 
     # ------------------------------------------------------------------ devices
     def to(self, device: str) -> "AlexNet":

@@ -92,17 +92,31 @@ def im2col(x, kh: int, kw: int, stride=(1, 1), pad=(0, 0)):
     xp = get_array_module(x)
     N, C, H, W, kh, kw, sh, sw, ph, pw, OH, OW = _geometry(x.shape, kh, kw, stride, pad,
                                                            "im2col")
+    cols = xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
+    im2col_into(x, cols, (sh, sw), (ph, pw))
+    return cols.reshape(C * kh * kw, N * OH * OW)
+
+
+def im2col_into(x, cols6, stride, pad):
+    """The work of :func:`im2col`, written into ``cols6``, a (C, KH, KW, N, OH, OW) array.
+
+    ``cols6`` may be a view into a larger buffer, e.g. the columns of a few images of
+    a batch: the convolution fills one buffer from several threads, a slice of the
+    batch each (layers/conv.py). stride and pad are (h, w) int pairs, not validated.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    kh, kw, OH, OW = cols6.shape[1], cols6.shape[2], cols6.shape[4], cols6.shape[5]
+    (sh, sw), (ph, pw) = stride, pad
     # Pad and move channels first in one copy: (C, N, Hp, Wp). Each offset's slice
     # below then reads in the same (c, n, row, col) order that cols is written in.
     xpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
     xpad[:, :, ph:ph + H, pw:pw + W] = x.transpose(1, 0, 2, 3)
-    cols = xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
     for i in range(kh):
         i_end = i + sh * (OH - 1) + 1   # last row touched by offset i, plus one
         for j in range(kw):
             j_end = j + sw * (OW - 1) + 1
-            cols[:, i, j] = xpad[:, :, i:i_end:sh, j:j_end:sw]
-    return cols.reshape(C * kh * kw, N * OH * OW)
+            cols6[:, i, j] = xpad[:, :, i:i_end:sh, j:j_end:sw]
 
 
 def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), pad=(0, 0)):
@@ -125,7 +139,21 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), pad=(0, 0)):
     if cols.size != C * kh * kw * N * OH * OW:
         raise ValueError(f"col2im: cols must have shape ({C * kh * kw}, {N * OH * OW}) for "
                          f"x_shape {tuple(x_shape)}, got {tuple(cols.shape)}")
-    cols = cols.reshape(C, kh, kw, N, OH, OW)
+    dx = xp.empty((N, C, H, W), dtype=cols.dtype)
+    col2im_into(cols.reshape(C, kh, kw, N, OH, OW), dx, (sh, sw), (ph, pw))
+    return dx
+
+
+def col2im_into(cols6, dx, stride, pad):
+    """The work of :func:`col2im`: sum ``cols6`` (C, KH, KW, N, OH, OW) into ``dx``.
+
+    ``dx`` (N, C, H, W) is overwritten; both may be views (a slice of the batch, as
+    the convolution's threads use them). stride and pad are (h, w) int pairs.
+    """
+    xp = get_array_module(cols6)
+    C, kh, kw, N, OH, OW = cols6.shape
+    H, W = dx.shape[2], dx.shape[3]
+    (sh, sw), (ph, pw) = stride, pad
     # Why the phase split: with stride s, ``dxpad[..., i::s, j::s] += ...`` is a
     # read-modify-write with a stride-s inner loop, which for conv1 (11x11, stride 4)
     # was 2x slower than this. Padded row y = q*sh + a belongs to phase a = y % sh at
@@ -135,13 +163,13 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), pad=(0, 0)):
     # the end. With stride 1 there is a single phase and this is the plain loop.
     HQ = max((kh - 1) // sh + OH, -(-(H + 2 * ph) // sh))   # rows per phase, ceil
     WQ = max((kw - 1) // sw + OW, -(-(W + 2 * pw) // sw))
-    acc = xp.zeros((sh, sw, C, N, HQ, WQ), dtype=cols.dtype)
+    acc = xp.zeros((sh, sw, C, N, HQ, WQ), dtype=cols6.dtype)
     for i in range(kh):
         a, q = i % sh, i // sh
         for j in range(kw):
             b, r = j % sw, j // sw
-            acc[a, b, :, :, q:q + OH, r:r + OW] += cols[:, i, j]
+            acc[a, b, :, :, q:q + OH, r:r + OW] += cols6[:, i, j]
     # acc[a, b, c, n, q, r] is dxpad[n, c, q*sh + a, r*sw + b]: interleave the phases
     # and restore (N, C) order in one copy (a free view when the stride is 1).
     dxpad = acc.transpose(3, 2, 4, 0, 5, 1).reshape(N, C, HQ * sh, WQ * sw)
-    return xp.ascontiguousarray(dxpad[:, :, ph:ph + H, pw:pw + W])
+    dx[...] = dxpad[:, :, ph:ph + H, pw:pw + W]

@@ -121,6 +121,8 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
     keys = [claim.metric] + claim.extra_metrics + ["test_top1_error"]
     stats = {label: {k: summarize([r[k] for r in runs]) for k in dict.fromkeys(keys)}
              for label, runs in per_variant.items()}
+    for label, runs in per_variant.items():
+        stats[label]["reached_25"] = sum(bool(r["reached_25"]) for r in runs)
     summary = dict(
         claim=name, title=claim.title, paper=claim.paper, metric=claim.metric,
         notes=claim.notes, scale=scale, scale_desc=SCALES[scale]["desc"], seeds=seeds,
@@ -192,8 +194,13 @@ def write_results_md():
              "| claim | paper | ours | verdict | scale | time | command |",
              "|---|---|---|---|---|---|---|"]
     for s in rows:
-        ours = "<br>".join(f"{label}: {fmt(st[s['metric']], s['metric'])}"
-                           for label, st in s["stats"].items())
+        def cell(label, st):
+            text = f"{label}: {fmt(st[s['metric']], s['metric'])}"
+            if s["metric"].startswith("epochs_to_25"):
+                text += (f" ({st['reached_25']}/{s['seeds']} runs reached 25%; a run that "
+                         f"did not counts as its epoch budget)")
+            return text + f", test top-1 {fmt(st['test_top1_error'], 'err')}"
+        ours = "<br>".join(cell(label, st) for label, st in s["stats"].items())
         if s["metric"] == "tencrop_vs_center":
             st = next(iter(s["stats"].values()))
             ours = (f"ten-crop minus centre-crop top-1 error: {fmt(st[s['metric']], 'err')}"

@@ -1,7 +1,23 @@
 """Fully connected layer (fc6, fc7, fc8 of AlexNet)."""
 from __future__ import annotations
 
+from engine.backend import get_array_module
+from engine.parallel import matmul
 from layers._checks import check_float_array, check_same_backend, check_same_dtype
+
+
+def _matmul_wide(a, b):
+    """a @ b as a C-contiguous array, for a result with fewer rows than columns.
+
+    Computed as (b.T @ a.T).T, the same numbers: for the fc layers' forward, (N, D_out)
+    with a batch N of 32 to 128, the transposed product ran up to 2x faster (OpenBLAS
+    packs and blocks the two operands differently). Transposing the result back is
+    one copy of a small array. On the GPU it changes nothing.
+    """
+    xp = get_array_module(a)
+    if a.shape[0] >= b.shape[1]:
+        return matmul(a, b)
+    return xp.ascontiguousarray(matmul(b.T, a.T).T)
 
 
 def linear_forward(x, w, b):
@@ -25,7 +41,7 @@ def linear_forward(x, w, b):
                          f"(x shape {tuple(x.shape)}, w shape {tuple(w.shape)})")
     if b is not None and b.shape[0] != w.shape[0]:
         raise ValueError(f"{op}: b has shape {tuple(b.shape)}, expected ({w.shape[0]},)")
-    out = x @ w.T
+    out = _matmul_wide(x, w.T)
     if b is not None:
         out += b
     return out, (x, w, b is not None)
@@ -42,7 +58,9 @@ def linear_backward(dout, cache):
     if dout.shape != (x.shape[0], w.shape[0]):
         raise ValueError(f"linear_backward: dout has shape {tuple(dout.shape)}, "
                          f"expected {(x.shape[0], w.shape[0])}")
-    dx = dout @ w
-    dw = dout.T @ x
+    # engine.parallel.matmul: the products are split over the threads, each with a
+    # one-thread BLAS; a tiny one (fc8) runs on one thread (see engine/parallel.py).
+    dx = matmul(dout, w)
+    dw = matmul(dout.T, x)
     db = dout.sum(axis=0) if has_b else None
     return dx, dw, db

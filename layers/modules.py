@@ -78,16 +78,25 @@ class Conv2d(Layer):
                                    weight_std, dtype)
         self.params["b"] = np.full(out_channels, bias_init, dtype=dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        # The im2col buffer, reused from step to step; AlexNet gives all its conv
+        # layers the same dict, so that they share one buffer (see conv2d_forward).
+        self.workspace = {}
+
+    def to(self, device):
+        self.workspace.clear()       # in place: layers sharing it keep sharing it
+        return super().to(device)
 
     def forward(self, x, train=True):
         out, cache = conv2d_forward(x, self.params["w"], self.params["b"],
-                                    stride=self.stride, pad=self.pad, groups=self.groups)
+                                    stride=self.stride, pad=self.pad, groups=self.groups,
+                                    workspace=self.workspace)
         self.cache = cache if train else None
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
+        """dL/dx, or None with need_dx=False (see conv2d_backward); fills grads."""
         self._check_backward()
-        dx, dw, db = conv2d_backward(dout, self.cache)
+        dx, dw, db = conv2d_backward(dout, self.cache, need_dx=need_dx)
         # Rebinding (not copying into) the gradient arrays: the model's grads dict is
         # rebuilt from the layers each step, so no copy is needed.
         self.grads["w"] = dw
@@ -142,16 +151,27 @@ class Linear(Layer):
 
 
 class ReLU(Layer):
+    """ReLU. ``inplace=True`` overwrites its input in the forward and dout in the
+    backward: right after a conv or fc layer (as in AlexNet), which keep neither their
+    output nor the gradient they receive, that saves a full-size array each way."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, x, train=True):
-        out, cache = relu_forward(x)
+        out, cache = relu_forward(x, inplace=self.inplace)
         self.cache = cache if train else None
         return out
 
     def backward(self, dout):
         self._check_backward()
-        dx = relu_backward(dout, self.cache)
+        dx = relu_backward(dout, self.cache, inplace=self.inplace)
         self.cache = None
         return dx
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
 
 
 class Tanh(Layer):

@@ -1,0 +1,1 @@
+"""Benchmarks. ``python -m bench.cpu`` compares our NumPy AlexNet with PyTorch on the CPU."""

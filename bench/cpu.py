@@ -1,0 +1,591 @@
+"""AlexNet on the CPU: our NumPy engine against PyTorch, in the same process.
+
+    python -m bench.cpu                          # every case (about ten minutes)
+    python -m bench.cpu --quick                  # the mini preset only
+    python -m bench.cpu --case paper-g2-b32 --repeats 7
+    python bench/cpu.py --list
+
+PyTorch is needed for the comparison only (``pip install -e '.[bench]'``); the
+engine never imports it.
+
+Per case (a preset, a batch size, a groups setting):
+
+1. Check. Build our AlexNet and the identical network in PyTorch (same layers, our
+   weights copied over; PyTorch's LRN alpha is the paper's alpha times n, see
+   layers/lrn.py; inverted dropout in both). With dropout off, the logits and every
+   parameter's gradient of the cross-entropy loss must agree to float32 tolerance.
+   The result is printed; a mismatch makes the exit status 1.
+2. Training step. Forward with dropout, softmax cross-entropy, backward, SGD with
+   momentum 0.9 and weight decay 5e-4, for both, interleaved (ours, torch, ours, ...)
+   after warm-up; the medians are compared. Neither framework computes the gradient
+   with respect to the input images (ours: ``backward(..., input_grad=False)``;
+   PyTorch: the input does not require grad).
+3. Layers. Each layer's forward and backward at the shapes it sees in that step,
+   timed the same way. PyTorch's ReLU is in place in the training step (as in
+   torchvision's AlexNet) but not in the per-layer timing, whose input is a leaf.
+4. Memory, per framework in a fresh subprocess: the peak resident set size
+   (VmHWM, reset through /proc/self/clear_refs) over three training steps, minus the
+   resident size just before the first one, when the model, the optimizer and the
+   batch exist. That counts everything the steps allocate and everything they keep
+   (gradients, momentum buffers, caches, reused work buffers) and nothing the
+   import of the framework costs. Our subprocess also reports tracemalloc's peak of
+   NumPy allocations during one step.
+
+GFLOP/s counts 2 flops per multiply-add of the conv and fc layers (forward, dw, and
+dx except conv1's), divided by the time of those layers (the sum of their per-layer
+medians). The ceiling is a float32 product of 2048 x 2048 matrices with NumPy, timed
+once in every round of the layer timings, so under the same load as the layers (the
+machine this was written on is shared: its load changes from minute to minute).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from alexnet import AlexNet  # noqa: E402
+from engine.optim import SGD  # noqa: E402
+from layers.loss import softmax_cross_entropy  # noqa: E402
+from layers.modules import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,  # noqa: E402
+                            MaxPool2d, ReLU)
+
+# name -> (preset, batch, groups); the paper's input is 3x227x227, mini's 1x32x32.
+CASES = OrderedDict([
+    ("mini-b128", ("mini", 128, None)),
+    ("paper-g2-b32", ("paper", 32, 2)),
+    ("paper-g1-b32", ("paper", 32, 1)),
+    ("paper-g2-b128", ("paper", 128, 2)),
+    ("paper-g1-b128", ("paper", 128, 1)),
+])
+QUICK = ["mini-b128"]
+
+# The issue's targets, as ratios ours / PyTorch (time or memory) or fractions.
+TARGET_STEP = {"mini": 0.9, "paper": 1.1}
+TARGET_LAYER = 1.3
+TARGET_MEMORY = {"mini": 1.0}
+TARGET_CEILING = 0.6
+
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+CHECK_BATCH = 8
+# Relative errors (norm of the difference / norm of PyTorch's). A wrong convention
+# (LRN's alpha, a flipped kernel, a missing group) gives errors near 1. float32 gives
+# about 1e-6 on the logits, but up to a few 1e-3 on some gradients: conv1.w of the
+# paper net sums 24,200 products per entry with heavy cancellation (ours in float32
+# against ours in float64: 3e-3), and PyTorch's own conv3-conv1 gradients differ
+# from a float64 computation by 2e-3 there (oneDNN's algorithms), ours by 5e-7.
+LOGIT_TOL, GRAD_TOL = 1e-4, 1e-2
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        sys.exit("bench.cpu compares against PyTorch, which is not installed.\n"
+                 "Install the benchmark extra: pip install -e '.[bench]' (or pip install torch).")
+    return torch
+
+
+# ---------------------------------------------------------------------- models
+
+def build_ours(case, seed=0):
+    preset, batch, groups = CASES[case]
+    kw = dict(input_size=32) if preset == "mini" else dict(groups=groups)
+    # He init: the same cost per step as the paper's N(0, 0.01), but activations keep
+    # their scale through the net, so no layer ever runs on denormal floats (which are
+    # much slower on the CPU and would make the timing depend on the initial weights).
+    net = AlexNet(preset, init="he", seed=seed, **kw)
+    c = net.config
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, c["in_channels"], c["input_size"], c["input_size"]),
+                            dtype=np.float32)
+    y = rng.integers(0, c["num_classes"], batch)
+    return net, x, y
+
+
+def build_torch(net, torch, inplace_relu=True):
+    """The same network in PyTorch, layer for layer, with a copy of our weights."""
+    nn = torch.nn
+    mods = []
+    for name, layer in net.layers:
+        if isinstance(layer, Conv2d):
+            m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                          stride=layer.stride, padding=layer.pad, groups=layer.groups)
+        elif isinstance(layer, Linear):
+            m = nn.Linear(layer.in_features, layer.out_features)
+        elif isinstance(layer, ReLU):
+            m = nn.ReLU(inplace=inplace_relu)
+        elif isinstance(layer, LocalResponseNorm):
+            # PyTorch divides alpha by n: its alpha = the paper's alpha * n.
+            m = nn.LocalResponseNorm(layer.size, alpha=layer.alpha * layer.size,
+                                     beta=layer.beta, k=layer.k)
+        elif isinstance(layer, MaxPool2d):
+            m = nn.MaxPool2d(layer.size, layer.stride)
+        elif isinstance(layer, Dropout):
+            assert layer.mode == "inverted"
+            m = nn.Dropout(layer.p)              # PyTorch's dropout is inverted too
+        elif isinstance(layer, Flatten):
+            m = nn.Flatten()
+        else:
+            raise TypeError(f"bench: no PyTorch twin for {name} ({layer!r})")
+        if layer.params:
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(layer.params["w"]))
+                m.bias.copy_(torch.from_numpy(layer.params["b"]))
+        mods.append((name, m))
+    return nn.Sequential(OrderedDict(mods))
+
+
+def ours_step(net, x, y):
+    """A closure running one full training step of our engine."""
+    opt = SGD(net.params, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+    def step():
+        logits = net.forward(x, train=True)
+        loss, dlogits = softmax_cross_entropy(logits, y, check_labels=False)
+        net.backward(dlogits, input_grad=False)
+        opt.step(net.grads)
+    return step
+
+
+def torch_step(tmodel, x, y, torch):
+    """The same for PyTorch (its SGD puts the decay in the velocity before the lr; with
+    a constant lr that is the paper's update)."""
+    opt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM,
+                          weight_decay=WEIGHT_DECAY)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    tmodel.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(tmodel(xt), yt)
+        loss.backward()
+        opt.step()
+    return step
+
+
+# ---------------------------------------------------------------------- check
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def check_agreement(net, tmodel, torch, n=CHECK_BATCH, seed=1):
+    """Logits and gradients of ours and PyTorch's, dropout off. Returns (ok, line)."""
+    c = net.config
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c["in_channels"], c["input_size"], c["input_size"]),
+                            dtype=np.float32)
+    y = rng.integers(0, c["num_classes"], n)
+    drops = [l for _, l in net.layers if isinstance(l, Dropout)]
+    tdrops = [m for m in tmodel if isinstance(m, torch.nn.Dropout)]
+    saved = [l.p for l in drops]
+    for l in drops:
+        l.p = 0.0
+    for m in tdrops:
+        m.p = 0.0
+    try:
+        logits = net.forward(x, train=True)
+        _, dlogits = softmax_cross_entropy(logits, y)
+        net.backward(dlogits, input_grad=False)
+        tmodel.zero_grad(set_to_none=True)
+        tlogits = tmodel(torch.from_numpy(x))
+        torch.nn.functional.cross_entropy(tlogits, torch.from_numpy(y)).backward()
+    finally:
+        for l, p in zip(drops, saved):
+            l.p = p
+        for m, p in zip(tdrops, saved):
+            m.p = p
+    errs = {"logits": rel_err(logits, tlogits.detach().numpy())}
+    tparams = dict(tmodel.named_parameters())
+    for k, g in net.grads.items():
+        layer, p = k.split(".")
+        errs[k] = rel_err(g, tparams[f"{layer}.{'weight' if p == 'w' else 'bias'}"].grad.numpy())
+    tmodel.zero_grad(set_to_none=True)
+    worst = max((v, k) for k, v in errs.items() if k != "logits")
+    ok = errs["logits"] < LOGIT_TOL and worst[0] < GRAD_TOL
+    line = (f"check vs PyTorch (batch {n}, dropout off): logits rel err {errs['logits']:.1e} "
+            f"(tolerance {LOGIT_TOL:g}), worst of {len(errs) - 1} gradients {worst[0]:.1e} "
+            f"({worst[1]}, tolerance {GRAD_TOL:g}): {'OK' if ok else 'MISMATCH'}")
+    return ok, line
+
+
+# ---------------------------------------------------------------------- timing
+
+class BackgroundLoad:
+    """How many cores other processes kept busy while a block ran (Linux /proc/stat).
+
+    The machine this was written on is shared; a timing taken while other jobs run
+    says less about the code than about the neighbours. Each case reports it.
+    """
+
+    def __enter__(self):
+        self.t0, self.busy0, self.own0 = time.time(), self._busy(), self._own()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.time() - self.t0
+        ticks = os.sysconf("SC_CLK_TCK")
+        others = (self._busy() - self.busy0) / ticks - (self._own() - self.own0)
+        self.cores = max(0.0, others / wall) if wall > 0 else 0.0
+
+    @staticmethod
+    def _busy():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(a) for a in f.readline().split()[1:]]
+            return v[0] + v[1] + v[2] + v[5] + v[6]      # user nice system irq softirq
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    @staticmethod
+    def _own():
+        t = os.times()
+        return t[0] + t[1] + t[2] + t[3]                # this process and its children
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def time_steps(ours, theirs, repeats, warmup=2):
+    for _ in range(warmup):
+        ours()
+        theirs()
+    to, tt = [], []
+    for _ in range(repeats):
+        to.append(timed(ours))
+        tt.append(timed(theirs))
+    return statistics.median(to), statistics.median(tt)
+
+
+def time_layers(net, x, tlayers, torch, repeats, seed=2):
+    """Per layer: median forward and backward time of ours and of PyTorch's twin.
+
+    Each round also times one float32 matrix product of 2048 x 2048 matrices with
+    NumPy: the ceiling that the conv and fc layers are compared with, measured under
+    the same load as they are (the median of the rounds is returned with the times).
+    """
+    rng = np.random.default_rng(seed)
+    ga = rng.standard_normal((2048, 2048), dtype=np.float32)
+    gb, gc = ga.copy(), np.empty_like(ga)
+    gemm = []
+    inputs, douts = [], []
+    h = x
+    for _, layer in net.layers:          # each layer's input, from a training forward
+        inputs.append(h)
+        h = layer.forward(h, train=True)
+        layer.cache = None
+        douts.append(rng.standard_normal(h.shape, dtype=np.float32))
+    res = {name: {"ours": ([], []), "torch": ([], [])} for name, _ in net.layers}
+
+    def ours_once(i, layer):
+        t0 = time.perf_counter()
+        layer.forward(inputs[i], train=True)
+        t1 = time.perf_counter()
+        if i == 0:
+            layer.backward(douts[i], need_dx=False)
+        else:
+            layer.backward(douts[i])
+        return t1 - t0, time.perf_counter() - t1
+
+    def torch_once(i, m):
+        xin = torch.from_numpy(inputs[i])
+        if i > 0:
+            xin.requires_grad_()
+        d = torch.from_numpy(douts[i])
+        t0 = time.perf_counter()
+        out = m(xin)
+        t1 = time.perf_counter()
+        out.backward(d)
+        t2 = time.perf_counter()
+        for p in m.parameters():
+            p.grad = None
+        return t1 - t0, t2 - t1
+
+    for r in range(repeats + 1):         # the first round is the warm-up
+        t = timed(lambda: np.matmul(ga, gb, out=gc))
+        if r:
+            gemm.append(2 * 2048 ** 3 / t / 1e9)
+        for i, ((name, layer), m) in enumerate(zip(net.layers, tlayers)):
+            for who, once in (("ours", lambda: ours_once(i, layer)),
+                              ("torch", lambda: torch_once(i, m))):
+                f, b = once()
+                if r:
+                    res[name][who][0].append(f)
+                    res[name][who][1].append(b)
+    times = {name: {who: (statistics.median(v[0]), statistics.median(v[1]))
+                    for who, v in d.items()} for name, d in res.items()}
+    return times, statistics.median(gemm)
+
+
+def layer_flops(net, batch):
+    """2 * multiply-adds of each conv/fc layer in a training step (fwd, bwd)."""
+    flops = {}
+    shape = (net.config["in_channels"], net.config["input_size"], net.config["input_size"])
+    for i, (name, layer) in enumerate(net.layers):
+        out = layer.output_shape(shape)
+        if isinstance(layer, Conv2d):
+            kh, kw = layer.kernel_size
+            macs = batch * out[1] * out[2] * out[0] * (shape[0] // layer.groups) * kh * kw
+            flops[name] = (2 * macs, 2 * macs * (1 if i == 0 else 2))   # conv1: no dx
+        elif isinstance(layer, Linear):
+            macs = batch * layer.in_features * layer.out_features
+            flops[name] = (2 * macs, 4 * macs)
+        shape = out
+    return flops
+
+
+def matmul_ceiling(torch, n=3072, repeats=5):
+    """Median GFLOP/s of an n x n float32 matrix product, NumPy and PyTorch."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.empty(n, n)
+    np.matmul(a, b, out=out)
+    torch.mm(ta, tb, out=tout)
+    tn, tt = [], []
+    for _ in range(repeats):
+        tn.append(timed(lambda: np.matmul(a, b, out=out)))
+        tt.append(timed(lambda: torch.mm(ta, tb, out=tout)))
+    f = 2 * n ** 3 / 1e9
+    return f / statistics.median(tn), f / statistics.median(tt)
+
+
+# ---------------------------------------------------------------------- memory
+
+def _status_kb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _release_free_memory():
+    gc.collect()
+    try:                      # glibc keeps freed heap memory; give it back first
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def memory_child(case, who):
+    """Run in a fresh process: peak RSS of training steps above the resident baseline."""
+    net, x, y = build_ours(case)
+    if who == "torch":
+        torch = import_torch()
+        step = torch_step(build_torch(net, torch), x, y, torch)
+        del net                   # the PyTorch model holds its own copy of the weights
+    else:
+        step = ours_step(net, x, y)
+    _release_free_memory()
+    base = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")              # resets VmHWM to the current RSS
+    for _ in range(3):
+        step()
+    result = {"base_kb": base, "peak_kb": _status_kb("VmHWM")}
+    if who == "ours":
+        import tracemalloc
+        tracemalloc.start()
+        step()
+        result["traced_peak_kb"] = tracemalloc.get_traced_memory()[1] // 1024
+        tracemalloc.stop()
+    print(json.dumps(result))
+
+
+def measure_memory(case):
+    res = {}
+    for who in ("ours", "torch"):
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child", who,
+                            "--case", case], capture_output=True, text=True, cwd=ROOT)
+        if p.returncode:
+            raise RuntimeError(f"memory subprocess ({who}, {case}) failed:\n{p.stderr}")
+        res[who] = json.loads(p.stdout.strip().splitlines()[-1])
+    return res
+
+
+# ---------------------------------------------------------------------- report
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
+
+
+def blas_name():
+    try:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{cfg['name']} {cfg.get('version', '')}".strip()
+    except Exception:
+        return "unknown BLAS"
+
+
+def fmt_ms(t):
+    return "" if t is None else f"{t * 1e3:.1f}"
+
+
+def verdict(ratio, target):
+    if target is None:
+        return ""
+    return f"<= {target:g}  {'met' if ratio <= target else 'NOT met'}"
+
+
+def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, notes):
+    preset, batch, _ = CASES[case]
+    net, x, y = build_ours(case)
+    tmodel = build_torch(net, torch)
+    ok, line = check_agreement(net, tmodel, torch)
+    print(f"[{case}] {line}", flush=True)
+    notes.append(f"{case}: {line}")
+    ours, theirs = ours_step(net, x, y), torch_step(tmodel, x, y, torch)
+    with BackgroundLoad() as load:
+        to, tt = time_steps(ours, theirs, repeats)
+    print(f"[{case}] training step: ours {to * 1e3:.0f} ms, torch {tt * 1e3:.0f} ms, "
+          f"ratio {to / tt:.2f} (other processes kept {load.cores:.1f} cores busy)", flush=True)
+    notes.append(f"{case}: other processes kept {load.cores:.1f} of {os.cpu_count()} cores "
+                 f"busy during the training steps")
+    rows.append((case, "training step", None, None, to, None, None, tt,
+                 verdict(to / tt, TARGET_STEP[preset])))
+    del ours, theirs
+    gc.collect()
+    if do_layers:
+        tlayers = list(build_torch(net, torch, inplace_relu=False))
+        with BackgroundLoad() as load:
+            lt, ceiling = time_layers(net, x, tlayers, torch, layer_repeats)
+        notes.append(f"{case}: other processes kept {load.cores:.1f} cores busy during the "
+                     f"layer timings")
+        flops = layer_flops(net, batch)
+        work = {"ours": [0.0, 0], "torch": [0.0, 0]}
+        for name, _ in net.layers:
+            (of, ob), (tf, tb) = lt[name]["ours"], lt[name]["torch"]
+            if name == "flatten":
+                continue          # a reshape in both: nothing to time
+            rows.append((case, f"  {name}", of, ob, of + ob, tf, tb, tf + tb,
+                         verdict((of + ob) / (tf + tb), TARGET_LAYER)))
+            if name in flops:
+                for who, t in (("ours", of + ob), ("torch", tf + tb)):
+                    work[who][0] += t
+                    work[who][1] += sum(flops[name])
+        rows.append((case, "conv+fc GFLOP/s", None, None, work["ours"][1] / work["ours"][0] / 1e9,
+                     None, None, work["torch"][1] / work["torch"][0] / 1e9, ("gflops", ceiling)))
+    if do_memory:
+        mem = measure_memory(case)
+        mo = (mem["ours"]["peak_kb"] - mem["ours"]["base_kb"]) / 1024
+        mt = (mem["torch"]["peak_kb"] - mem["torch"]["base_kb"]) / 1024
+        rows.append((case, "step peak MiB", None, None, mo, None, None, mt,
+                     verdict(mo / mt, TARGET_MEMORY.get(preset))))
+        notes.append(f"{case}: memory baseline RSS ours {mem['ours']['base_kb'] / 1024:.0f} MiB, "
+                     f"torch {mem['torch']['base_kb'] / 1024:.0f} MiB; tracemalloc peak of "
+                     f"NumPy allocations in one of our steps "
+                     f"{mem['ours']['traced_peak_kb'] / 1024:.0f} MiB")
+    return ok
+
+
+def print_table(rows):
+    head = (f"{'case':<14} {'what':<18} {'ours fwd':>9} {'ours bwd':>9} {'ours':>9} "
+            f"{'torch fwd':>9} {'torch bwd':>9} {'torch':>9} {'ours/torch':>10}  target")
+    lines = [head, "-" * len(head)]
+    prev = None
+    for case, what, of, ob, o, tf, tb, t, target in rows:
+        label = case if case != prev else ""
+        prev = case
+        if isinstance(target, tuple):
+            ceiling = target[1]
+            frac_o, frac_t = o / ceiling, t / ceiling
+            lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {o:>9.1f} {'':>9} {'':>9} "
+                         f"{t:>9.1f} {o / t:>9.2f}x  ours {frac_o:.0%}, torch {frac_t:.0%} of "
+                         f"{ceiling:.0f} (>= {TARGET_CEILING:.0%}: "
+                         f"{'met' if frac_o >= TARGET_CEILING else 'NOT met'})")
+        elif what.startswith("step peak"):
+            lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {o:>9.0f} {'':>9} {'':>9} "
+                         f"{t:>9.0f} {o / t:>9.2f}x  {target}")
+        else:
+            lines.append(f"{label:<14} {what:<18} {fmt_ms(of):>9} {fmt_ms(ob):>9} {fmt_ms(o):>9} "
+                         f"{fmt_ms(tf):>9} {fmt_ms(tb):>9} {fmt_ms(t):>9} {o / t:>9.2f}x  {target}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", action="append", choices=list(CASES),
+                    help="a case to run (repeatable); default: all")
+    ap.add_argument("--quick", action="store_true", help="only " + ", ".join(QUICK))
+    ap.add_argument("--repeats", type=int, default=5, help="timed training steps per framework")
+    ap.add_argument("--layer-repeats", type=int, default=None,
+                    help="timed runs per layer (default: --repeats)")
+    ap.add_argument("--no-layers", action="store_true", help="skip the per-layer timings")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    ap.add_argument("--out", help="also write the report to this file")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--memory-child", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.list:
+        for k, (p, b, g) in CASES.items():
+            print(f"{k:<16} preset {p}, batch {b}" + (f", groups {g}" if g else ""))
+        return 0
+    if a.memory_child:
+        memory_child(a.case[0], a.memory_child)
+        return 0
+    torch = import_torch()
+    cases = QUICK if a.quick else (a.case or list(CASES))
+    layer_repeats = a.layer_repeats or a.repeats
+
+    ceiling, tceiling = matmul_ceiling(torch)
+    header = [
+        f"AlexNet training on the CPU: ours (NumPy {np.__version__}, {blas_name()}) vs "
+        f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)",
+        f"machine: {machine()}; {datetime.date.today().isoformat()}",
+        f"float32 matmul (3072^3, median of 5) at the start: NumPy {ceiling:.0f} GFLOP/s, "
+        f"PyTorch {tceiling:.0f} GFLOP/s; the GFLOP/s rows compare with a 2048^3 product "
+        f"timed in every round of the layer timings (its median is printed there)",
+        f"times in ms, medians of {a.repeats} interleaved steps ({layer_repeats} per layer) "
+        f"after warm-up; ratio < 1 means ours is faster",
+    ]
+    print("\n".join(header), flush=True)
+    rows, notes, all_ok = [], [], True
+    for case in cases:
+        all_ok &= run_case(case, torch, a.repeats, layer_repeats, not a.no_layers,
+                           not a.no_memory, rows, notes)
+        gc.collect()
+    report = "\n".join(header + ["", print_table(rows), ""] + notes)
+    print("\n" + report)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(report + "\n")
+    if not all_ok:
+        print("\nours and PyTorch DISAGREE: the timings above compare different computations",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
