@@ -1,0 +1,35 @@
+"""Top-k error and the confusion matrix on hand-made cases."""
+import numpy as np
+import pytest
+
+from engine.metrics import confusion_matrix, topk_correct, topk_error
+
+
+def test_topk_on_hand_made_scores():
+    scores = np.array([[0.1, 0.5, 0.4],     # label 1: top-1 right
+                       [0.6, 0.3, 0.1],     # label 1: second best -> top-2 only
+                       [0.2, 0.3, 0.5]])    # label 0: last -> wrong even in top-2
+    labels = np.array([1, 1, 0])
+    np.testing.assert_array_equal(topk_correct(scores, labels, 1), [True, False, False])
+    np.testing.assert_array_equal(topk_correct(scores, labels, 2), [True, True, False])
+    assert topk_error(scores, labels, 1) == pytest.approx(2 / 3)
+    assert topk_error(scores, labels, 2) == pytest.approx(1 / 3)
+    assert topk_error(scores, labels, 3) == 0.0
+
+
+def test_topk_ties_count_against_the_label():
+    # a constant prediction must not score as correct by ties
+    scores = np.zeros((4, 10))
+    assert topk_error(scores, np.arange(4), 5) == 1.0
+
+
+def test_topk_bad_input():
+    with pytest.raises(ValueError, match=r"k must be in \[1, 3\]"):
+        topk_correct(np.zeros((2, 3)), np.array([0, 1]), 5)
+    with pytest.raises(ValueError, match="scores must be"):
+        topk_correct(np.zeros(3), np.array([0]), 1)
+
+
+def test_confusion_matrix_counts():
+    m = confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3)
+    np.testing.assert_array_equal(m, [[1, 0, 0], [0, 1, 0], [0, 1, 1]])
