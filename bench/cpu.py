@@ -258,6 +258,17 @@ class BackgroundLoad:
         return t[0] + t[1] + t[2] + t[3]                # this process and its children
 
 
+def wait_idle(max_seconds, threshold=0.3, window=2.0):
+    """Wait until other processes use less than ``threshold`` cores over a ``window``
+    (or ``max_seconds`` passed). Returns the load last seen, in cores."""
+    end = time.time() + max_seconds
+    while True:
+        with BackgroundLoad() as load:
+            time.sleep(window)
+        if load.cores < threshold or time.time() >= end:
+            return load.cores
+
+
 def timed(fn):
     t = time.perf_counter()
     fn()
@@ -457,7 +468,8 @@ def verdict(ratio, target):
     return f"<= {target:g}  {'met' if ratio <= target else 'NOT met'}"
 
 
-def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, notes):
+def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, notes,
+             idle_wait=0):
     preset, batch, _ = CASES[case]
     net, x, y = build_ours(case)
     tmodel = build_torch(net, torch)
@@ -465,6 +477,8 @@ def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, no
     print(f"[{case}] {line}", flush=True)
     notes.append(f"{case}: {line}")
     ours, theirs = ours_step(net, x, y), torch_step(tmodel, x, y, torch)
+    if idle_wait:
+        wait_idle(idle_wait)
     with BackgroundLoad() as load:
         to, tt = time_steps(ours, theirs, repeats)
     print(f"[{case}] training step: ours {to * 1e3:.0f} ms, torch {tt * 1e3:.0f} ms, "
@@ -477,6 +491,8 @@ def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, no
     gc.collect()
     if do_layers:
         tlayers = list(build_torch(net, torch, inplace_relu=False))
+        if idle_wait:
+            wait_idle(idle_wait)
         with BackgroundLoad() as load:
             lt, ceiling = time_layers(net, x, tlayers, torch, layer_repeats)
         notes.append(f"{case}: other processes kept {load.cores:.1f} cores busy during the "
@@ -543,6 +559,9 @@ def main(argv=None):
                     help="timed runs per layer (default: --repeats)")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer timings")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                    help="on a shared machine: before each timing block, wait up to this "
+                         "long for other processes to leave the cores idle")
     ap.add_argument("--out", help="also write the report to this file")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--memory-child", choices=["ours", "torch"], help=argparse.SUPPRESS)
@@ -573,7 +592,7 @@ def main(argv=None):
     rows, notes, all_ok = [], [], True
     for case in cases:
         all_ok &= run_case(case, torch, a.repeats, layer_repeats, not a.no_layers,
-                           not a.no_memory, rows, notes)
+                           not a.no_memory, rows, notes, idle_wait=a.wait_idle)
         gc.collect()
     report = "\n".join(header + ["", print_table(rows), ""] + notes)
     print("\n" + report)

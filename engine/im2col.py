@@ -37,6 +37,13 @@ noisy, +-20%, but the ranking held over every run):
 Both functions loop only over the KH x KW kernel offsets; each step copies (or
 adds) one strided slice of the whole batch. No ``np.add.at``, no loop over pixels
 or images. The array module comes from the input, so the code runs on CuPy too.
+
+``im2col`` and ``col2im`` are the plain whole-batch versions. The convolution
+(layers/conv.py) calls ``im2col_into`` and ``col2im_into``, the same loops writing
+into a given array: on the CPU each thread fills the columns of a few images of one
+shared matrix, so the GEMM above is cut into one product per piece of the batch.
+For its dx the convolution orders the column gradients (oh, ow, n) instead, which
+``col2im_into(..., batch_last=True)`` takes (the reason is in its docstring).
 """
 from __future__ import annotations
 
@@ -144,14 +151,23 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), pad=(0, 0)):
     return dx
 
 
-def col2im_into(cols6, dx, stride, pad):
+def col2im_into(cols6, dx, stride, pad, batch_last=False):
     """The work of :func:`col2im`: sum ``cols6`` (C, KH, KW, N, OH, OW) into ``dx``.
 
     ``dx`` (N, C, H, W) is overwritten; both may be views (a slice of the batch, as
     the convolution's threads use them). stride and pad are (h, w) int pairs.
+
+    ``batch_last=True`` takes columns ordered (oh, ow, n) instead, cols6 of shape
+    (C, KH, KW, OH, OW, N): the convolution's backward produces them so when it can.
+    Why: each '+=' below then runs over rows of OW*N contiguous values rather than
+    OW; for the 7x7 and 13x13 maps of conv3-conv5 NumPy spent most of its time
+    starting short loops, and this layout made col2im 2x-3x faster.
     """
     xp = get_array_module(cols6)
-    C, kh, kw, N, OH, OW = cols6.shape
+    if batch_last:
+        C, kh, kw, OH, OW, N = cols6.shape
+    else:
+        C, kh, kw, N, OH, OW = cols6.shape
     H, W = dx.shape[2], dx.shape[3]
     (sh, sw), (ph, pw) = stride, pad
     # Why the phase split: with stride s, ``dxpad[..., i::s, j::s] += ...`` is a
@@ -163,13 +179,20 @@ def col2im_into(cols6, dx, stride, pad):
     # the end. With stride 1 there is a single phase and this is the plain loop.
     HQ = max((kh - 1) // sh + OH, -(-(H + 2 * ph) // sh))   # rows per phase, ceil
     WQ = max((kw - 1) // sw + OW, -(-(W + 2 * pw) // sw))
-    acc = xp.zeros((sh, sw, C, N, HQ, WQ), dtype=cols6.dtype)
+    if batch_last:
+        acc = xp.zeros((sh, sw, C, HQ, WQ, N), dtype=cols6.dtype)
+    else:
+        acc = xp.zeros((sh, sw, C, N, HQ, WQ), dtype=cols6.dtype)
     for i in range(kh):
         a, q = i % sh, i // sh
         for j in range(kw):
             b, r = j % sw, j // sw
-            acc[a, b, :, :, q:q + OH, r:r + OW] += cols6[:, i, j]
-    # acc[a, b, c, n, q, r] is dxpad[n, c, q*sh + a, r*sw + b]: interleave the phases
-    # and restore (N, C) order in one copy (a free view when the stride is 1).
-    dxpad = acc.transpose(3, 2, 4, 0, 5, 1).reshape(N, C, HQ * sh, WQ * sw)
+            if batch_last:
+                acc[a, b, :, q:q + OH, r:r + OW] += cols6[:, i, j]
+            else:
+                acc[a, b, :, :, q:q + OH, r:r + OW] += cols6[:, i, j]
+    # acc[a, b, c, n, q, r] (or [a, b, c, q, r, n]) is dxpad[n, c, q*sh + a, r*sw + b]:
+    # interleave the phases and restore (N, C) order in one copy.
+    order = (5, 2, 3, 0, 4, 1) if batch_last else (3, 2, 4, 0, 5, 1)
+    dxpad = acc.transpose(order).reshape(N, C, HQ * sh, WQ * sw)
     dx[...] = dxpad[:, :, ph:ph + H, pw:pw + W]

@@ -17,6 +17,11 @@ product has a single barrier (the join), and a piece is handed to whichever
 thread is free.
 
     run_parallel(fn, n, xp)     # fn(lo, hi) for pieces of range(n), in parallel
+    matmul(a, b)                # a @ b, cut into blocks run the same way
+
+Every thread, the calling one included, takes the next piece until none is left.
+(Handing the calling thread one piece and a worker all the others made a split
+product run at 110 GFLOP/s instead of 175 on an idle 2-core machine.)
 
 On CuPy, or with one thread, ``run_parallel`` is a plain ``fn(0, n)``: the code of
 an op is the same on both backends. ``set_num_threads(1)`` turns the threading off
@@ -42,10 +47,14 @@ _local = threading.local()        # .inside: this thread is running a piece alre
 
 
 def num_threads() -> int:
-    """Threads used for NumPy work: ALEXNET_NUM_THREADS, else the CPU count."""
+    """Threads used for NumPy work: ALEXNET_NUM_THREADS, else the usable CPU count."""
     if _state["threads"] is None:
         env = os.environ.get("ALEXNET_NUM_THREADS")
-        _state["threads"] = max(1, int(env)) if env else max(1, os.cpu_count() or 1)
+        try:
+            cores = len(os.sched_getaffinity(0))   # the cores this process may run on
+        except AttributeError:                      # not on Linux
+            cores = os.cpu_count() or 1
+        _state["threads"] = max(1, int(env)) if env else max(1, cores)
     return _state["threads"]
 
 

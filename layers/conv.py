@@ -208,15 +208,18 @@ def conv2d_backward(dout, cache, need_dx=True):
         if need_dx:
             # The column gradients go over this piece's columns of the workspace
             # (used up by the dw above); without a workspace, to a new array.
-            if workspace is not None:
-                dcols, dcols6 = cols[:, ms], cols6[:, :, :, lo:hi]
-            else:
-                dcols = xp.empty((C * KH * KW, (hi - lo) * P), dtype=dout.dtype)
-                dcols6 = dcols.reshape(C, KH, KW, hi - lo, OH, OW)
+            n = hi - lo
+            dcols = cols[:, ms] if workspace is not None else \
+                xp.empty((C * KH * KW, n * P), dtype=dout.dtype)
+            # Their columns are ordered (oh, ow, n), images last, because col2im then
+            # adds longer rows (see col2im_into): that takes dout once more in that
+            # order. It is a view of dcols either way (only its column axis is split).
+            d2b = xp.ascontiguousarray(dout3[lo:hi].transpose(1, 2, 0)).reshape(F, -1)
             for g in range(groups):
-                xp.matmul(w2[g * Fg:(g + 1) * Fg].T, d2[g * Fg:(g + 1) * Fg],
-                          out=dcols[g * K:(g + 1) * K])                 # (K, n*OH*OW)
-            col2im_into(dcols6, dx[lo:hi], stride, pad)
+                xp.matmul(w2[g * Fg:(g + 1) * Fg].T, d2b[g * Fg:(g + 1) * Fg],
+                          out=dcols[g * K:(g + 1) * K])                 # (K, OH*OW*n)
+            col2im_into(dcols.reshape(C, KH, KW, OH, OW, n), dx[lo:hi], stride, pad,
+                        batch_last=True)
         return dw, (d2.sum(axis=1) if has_b else None)
 
     parts = run_parallel(images, N, xp)

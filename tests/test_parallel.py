@@ -279,3 +279,20 @@ def test_parallel_matmul_is_the_product(rng, m, k, n, monkeypatch):
         parallel.matmul(a, b, out=big[1:m + 1, 2:n + 2])       # a block of a larger array
         np.testing.assert_allclose(big[1:m + 1, 2:n + 2], a @ b, rtol=1e-12, atol=1e-12)
         assert not big[0].any() and not big[:, :2].any()
+
+
+@pytest.mark.parametrize("x_shape, k, stride, pad", [((3, 2, 9, 7), (3, 2), (1, 1), (1, 0)),
+                                                     ((2, 3, 23, 23), (11, 11), (4, 4), (0, 0)),
+                                                     ((2, 2, 8, 9), (3, 3), (2, 3), (1, 2))])
+def test_col2im_batch_last_equals_col2im(xp, rng, x_shape, k, stride, pad):
+    from engine.im2col import col2im, col2im_into, conv_output_size
+    N, C, H, W = x_shape
+    OH = conv_output_size(H, k[0], stride[0], pad[0])
+    OW = conv_output_size(W, k[1], stride[1], pad[1])
+    cols6 = rng.standard_normal((C, k[0], k[1], N, OH, OW))
+    want = col2im(xp.asarray(cols6.reshape(C * k[0] * k[1], -1)), x_shape, k[0], k[1],
+                  stride, pad)
+    got = xp.empty(x_shape)
+    col2im_into(xp.asarray(np.ascontiguousarray(cols6.transpose(0, 1, 2, 4, 5, 3))), got,
+                stride, pad, batch_last=True)
+    _close(got, want)
