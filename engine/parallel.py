@@ -96,9 +96,10 @@ def split(n: int, pieces: int):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-# Below this many array elements an op runs on one thread: a piece handed to another
-# thread costs tens of microseconds, as much as ReLU on 64K floats.
-MIN_PARALLEL_SIZE = 1 << 16
+# Below this many array elements an op runs on one thread: handing pieces to another
+# thread costs tens of microseconds, and below a few MB two cores do not copy faster
+# than one (ReLU of fc6: 0.3 ms on one thread, 0.5 ms on two).
+MIN_PARALLEL_SIZE = 1 << 20
 
 
 def run_parallel(fn, n: int, xp=np, size: int | None = None, pieces_per_thread: int = 2,

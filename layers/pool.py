@@ -90,32 +90,33 @@ def _forward_images(x, out, argmax, kh, kw, sh, sw, xp, channels_last=None):
     Ho, Wo = out.shape[2], out.shape[3]
     if channels_last is None:
         channels_last = xp is np and Wo < _CHANNELS_LAST_BELOW
-    if channels_last:
-        # Small maps (pool5: 6x6 or 3x3 outputs) make every pass below a loop over
-        # rows of 3 to 6 values, where NumPy spends its time starting loops. The same
-        # code on channels-last copies, seen through (N, C, H, W) views, runs over C
-        # (256) contiguous values instead: 2x faster for pool5, even with the two
-        # transposing copies.
-        xc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-        oc = xp.empty((N, Ho, Wo, C), dtype=out.dtype).transpose(0, 3, 1, 2)
-        ac = xp.empty((N, Ho, Wo, C), dtype=argmax.dtype).transpose(0, 3, 1, 2)
-        _forward_images(xc, oc, ac, kh, kw, sh, sw, xp, channels_last=False)
-        out[...] = oc
-        argmax[...] = ac
-        return
     # Split x once into its stride phases, x[:, :, r::sh, q::sw], each copied to a
-    # dense array (in x's memory order). Offset (p, q) of every window then reads phase
-    # (p % sh, q % sw) at a plain offset, so the kh*kw passes below read contiguous
-    # rows instead of stride-2 ones (about 1.5x faster on CPU for 3x3/2, at the cost
-    # of one copy of x).
+    # dense array. Offset (p, q) of every window then reads phase (p % sh, q % sw) at
+    # a plain offset, so the kh*kw passes below read contiguous rows instead of
+    # stride-2 ones (about 1.5x faster on CPU for 3x3/2, at the cost of one copy of x).
+    #
+    # channels_last: small maps (pool5: 6x6 or 3x3 outputs) make every pass below a
+    # loop over rows of 3 to 6 values, where NumPy spends its time starting loops.
+    # The phases, out and argmax are then channels-last arrays seen through (N, C, H, W)
+    # views: the same code runs over C (256) contiguous values instead, 2x faster for
+    # pool5 even with the transposing copies.
     phases = {}
 
     def window(p, q):
         key = (p % sh, q % sw)
         if key not in phases:
-            phases[key] = xp.copy(x[:, :, key[0]::sh, key[1]::sw], order="K")
+            phase = x[:, :, key[0]::sh, key[1]::sw]
+            if channels_last:
+                phase = xp.ascontiguousarray(phase.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+            else:
+                phase = xp.ascontiguousarray(phase)
+            phases[key] = phase
         return phases[key][:, :, p // sh:p // sh + Ho, q // sw:q // sw + Wo]
 
+    final_out, final_argmax = out, argmax
+    if channels_last:
+        out = xp.empty((N, Ho, Wo, C), dtype=out.dtype).transpose(0, 3, 1, 2)
+        argmax = xp.empty((N, Ho, Wo, C), dtype=argmax.dtype).transpose(0, 3, 1, 2)
     out[...] = window(0, 0)
     argmax[...] = 0
     better = xp.empty_like(out, dtype=bool)          # in out's memory order
@@ -135,6 +136,9 @@ def _forward_images(x, out, argmax, kh, kw, sh, sw, xp, channels_last=None):
             step = better.astype(argmax.dtype)
             step *= idx
         xp.maximum(argmax, step, out=argmax)
+    if channels_last:
+        final_out[...] = out                 # back to (N, C, H, W) memory order
+        final_argmax[...] = argmax
 
 
 def maxpool2d_backward(dout, cache, method="auto"):
