@@ -7,9 +7,27 @@ vanishes for large |x|.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from engine.backend import get_array_module
 from engine.parallel import run_parallel
 from layers._checks import check_float_array
+
+
+# Elements per np.maximum call in relu_forward (1 MiB of float32): big enough that
+# the Python loop over chunks costs nothing (chunks of 4096 made ReLU 5x slower, the
+# two threads taking turns at the GIL for every call), small enough to stay in cache.
+_CHUNK = 1 << 18
+_ZEROS = {}
+
+
+def _zeros(dtype):
+    """A read-only (_CHUNK,) array of zeros of this dtype, made once."""
+    if dtype not in _ZEROS:
+        z = np.zeros(_CHUNK, dtype=dtype)
+        z.flags.writeable = False
+        _ZEROS[dtype] = z
+    return _ZEROS[dtype]
 
 
 def relu_forward(x, inplace=False):
@@ -27,11 +45,21 @@ def relu_forward(x, inplace=False):
         out = xp.maximum(x, 0, out=x if inplace else None)
         return out, out
     out = x if inplace else xp.empty_like(x)
+    if xp is not np:                       # CuPy: one kernel over the whole array
+        xp.maximum(x, 0, out=out)
+        return out, out
     xf, of = x.reshape(-1, order="A"), out.reshape(-1, order="A")   # views, same order
+    # NumPy's maximum runs its fast (SIMD) loop only when both operands are arrays:
+    # np.maximum(x, 0) with a scalar 0 measured 4 to 7x slower than against an array
+    # of zeros on 64K floats (NumPy 2.4, AVX2), and the whole ReLU 1.3 to 1.8x slower.
+    # So x is compared chunk by chunk with one array of zeros, made once.
+    zeros = _zeros(x.dtype)
 
     def piece(lo, hi):
-        xp.maximum(xf[lo:hi], 0, out=of[lo:hi])
-    # One core per piece of the flat array (engine/parallel.py; one piece on CuPy).
+        for s in range(lo, hi, _CHUNK):
+            e = min(s + _CHUNK, hi)
+            np.maximum(xf[s:e], zeros[:e - s], out=of[s:e])
+    # One core per piece of the flat array (engine/parallel.py).
     run_parallel(piece, xf.size, xp, size=xf.size)
     # Keeping the output rather than the input is enough for the backward
     # (out > 0 exactly where x > 0), and lets the caller drop x.

@@ -29,6 +29,32 @@ def test_relu_forward_backward_values(xp):
     assert out.dtype == np.float32 and dx.dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_relu_chunked_forward_matches_where(rng, monkeypatch, dtype, inplace):
+    # The NumPy forward compares x with a cached array of zeros, chunk by chunk; with
+    # a 7-element chunk, 3 * 5 * 11 values end in a partial chunk, and the chunks
+    # cross the pieces that the threads take. NaN must stay NaN, -0.0 becomes 0.
+    import layers.activations as act
+    monkeypatch.setattr(act, "_CHUNK", 7)
+    monkeypatch.setattr(act, "_ZEROS", {})
+    from engine import parallel
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_SIZE", 16)
+    x = rng.standard_normal((3, 5, 11)).astype(dtype)
+    x[0, 0, :3] = [np.nan, -0.0, 0.0]
+    want = np.where(x > 0, x, 0).astype(dtype)
+    want[0, 0, 0] = np.nan
+    for n in (1, 3):
+        with parallel.threads(n):
+            xin = x.copy()
+            out, _ = relu_forward(xin, inplace=inplace)
+            np.testing.assert_array_equal(out, want)
+            assert out.dtype == dtype and (out is xin) == inplace
+    # Non-contiguous input (a transposed view) takes the plain path.
+    out, _ = relu_forward(x.transpose(2, 0, 1))
+    np.testing.assert_array_equal(out, want.transpose(2, 0, 1))
+
+
 def test_relu_gradcheck(xp, rng):
     x = away_from_zero(rng, (3, 4, 5), xp)
     res = check_op("relu", relu_forward, lambda d, c: relu_backward(d, c), {"x": x}, ["x"])
