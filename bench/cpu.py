@@ -286,8 +286,14 @@ def time_steps(ours, theirs, repeats, warmup=2):
     return statistics.median(to), statistics.median(tt)
 
 
-def time_layers(net, x, tlayers, torch, repeats, seed=2):
+def time_layers(net, x, tlayers, torch, repeats, seed=2, settle=0.02):
     """Per layer: median forward and backward time of ours and of PyTorch's twin.
+
+    Each timed call starts ``settle`` seconds after the previous one ended. PyTorch's
+    OpenMP worker threads spin for a while after each op, waiting for the next; with
+    the frameworks interleaved, they would spin on the cores our next op needs (and
+    ours would not for theirs), which made a 1 ms ReLU read 2-3 ms. The pause lets
+    them go to sleep, so each layer is timed on idle cores, as in a real step.
 
     Each round also times one float32 matrix product of 2048 x 2048 matrices with
     NumPy: the ceiling that the conv and fc layers are compared with, measured under
@@ -337,6 +343,7 @@ def time_layers(net, x, tlayers, torch, repeats, seed=2):
         for i, ((name, layer), m) in enumerate(zip(net.layers, tlayers)):
             for who, once in (("ours", lambda: ours_once(i, layer)),
                               ("torch", lambda: torch_once(i, m))):
+                time.sleep(settle)
                 f, b = once()
                 if r:
                     res[name][who][0].append(f)
