@@ -176,6 +176,13 @@ def plot_claim(summary, path):
     plt.close(fig)
 
 
+# How the table names the extra metrics of a claim (after its main one).
+EXTRA_LABELS = {
+    "train_test_gap": "test − train gap",
+    "epochs_to_25_train_error": "epochs to 25% training error",
+}
+
+
 def write_results_md():
     """docs/RESULTS.md from every summary under experiments/results."""
     rows = []
@@ -193,7 +200,11 @@ def write_results_md():
              "by hand. Each number is the mean ± standard deviation over seeds. A claim is "
              "*reproduced* when the paper's preferred variant wins by more than the two "
              "standard deviations added, *not reproduced* when it loses by that much, and "
-             "otherwise *inconclusive at this scale*.", "",
+             "otherwise *inconclusive at this scale*. The *test − train gap* (how much a "
+             "network overfits) is the test top-1 error minus the training error of the "
+             "last epoch, which is measured during training, with dropout and augmentation "
+             "on: a negative gap means the training batches were harder than the test set.",
+             "",
              "| claim | paper | ours | verdict | scale | time | command |",
              "|---|---|---|---|---|---|---|"]
     for s in rows:
@@ -204,6 +215,9 @@ def write_results_md():
                          f"did not counts as its epoch budget)")
             if s["metric"] != "test_top1_error":
                 text += f", test top-1 {fmt(st['test_top1_error'], 'err')}"
+            for key, what in EXTRA_LABELS.items():
+                if key != s["metric"] and key in st:
+                    text += f", {what} {fmt(st[key], key)}"
             return text
         ours = "<br>".join(cell(label, st) for label, st in s["stats"].items())
         if s["metric"] == "tencrop_vs_center":
