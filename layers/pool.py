@@ -84,12 +84,11 @@ def maxpool2d_forward(x, size=3, stride=2):
     return out, cache
 
 
-def _forward_images(x, out, argmax, kh, kw, sh, sw, xp, channels_last=None):
+def _forward_images(x, out, argmax, kh, kw, sh, sw, xp):
     """Fill out and argmax (preallocated, the shape of the output) for images x."""
     N, C = x.shape[:2]
     Ho, Wo = out.shape[2], out.shape[3]
-    if channels_last is None:
-        channels_last = xp is np and Wo < _CHANNELS_LAST_BELOW
+    channels_last = xp is np and Wo < _CHANNELS_LAST_BELOW
     # Split x once into its stride phases, x[:, :, r::sh, q::sw], each copied to a
     # dense array. Offset (p, q) of every window then reads phase (p % sh, q % sw) at
     # a plain offset, so the kh*kw passes below read contiguous rows instead of
