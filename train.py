@@ -262,15 +262,29 @@ def load_checkpoint(path):
 
 # ---------------------------------------------------------------------------- plots
 
+_plot_warned = []       # save_plots has said that matplotlib is missing
+
+
 def save_plots(out_dir, history, model):
     """curves.png (loss and error per epoch) and kernels.png (conv1, the paper's Fig. 3).
 
     Drawn on matplotlib Figure objects with the Agg canvas, not pyplot, so that calling
     train.main() from a notebook does not change the notebook's plotting backend.
+    Returns False (after a one-time note on stderr) when matplotlib is not installed.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        # matplotlib is a declared dependency, but a run started from another Python
+        # (not the project's .venv) may lack it: an hour of training must not end on
+        # a missing plotting library. Say so once; the checkpoints and metrics.json
+        # are written either way.
+        if not _plot_warned:
+            _plot_warned.append(True)
+            print(f"note: no plots ({e}); install matplotlib (pip install matplotlib) "
+                  f"for curves.png and kernels.png", file=sys.stderr)
+        return False
     if history:
         ep = [h["epoch"] for h in history]
         fig = Figure(figsize=(10, 3.8))
@@ -294,6 +308,7 @@ def save_plots(out_dir, history, model):
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
     ax.set_axis_off()
     fig.savefig(os.path.join(out_dir, "kernels.png"), dpi=100)
+    return True
 
 
 def kernel_grid(w, pad=1):

@@ -54,6 +54,25 @@ def test_resume_after_an_epoch_gives_identical_weights(tmp_path):
     assert ma["test_top1_error"] == mb["test_top1_error"]
 
 
+def test_missing_matplotlib_costs_the_plots_not_the_run(tmp_path, monkeypatch, capsys):
+    """A Python without matplotlib (a run outside the .venv) still trains, checkpoints
+    and reports; only curves.png and kernels.png are missing, with one note saying why."""
+    import sys
+    for name in list(sys.modules):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # import raises ImportError
+    monkeypatch.setattr(train, "_plot_warned", [])
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "2", "--out", str(out)]) == 0
+    for f in ("last.npz", "best.npz", "metrics.json"):
+        assert (out / f).stat().st_size > 0
+    assert not (out / "curves.png").exists() and not (out / "kernels.png").exists()
+    err = capsys.readouterr().err
+    assert err.count("note: no plots") == 1, err
+    assert "matplotlib" in err
+
+
 class StopAfter:
     """Stands in for train.StopRequest: asks to stop once `n` steps have run."""
     n = 2
