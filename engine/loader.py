@@ -28,6 +28,18 @@ from engine.backend import check_device, to_device
 _STOP_POLL_S = 0.05
 
 
+def _images_and_labels(x_uint8, y, who):
+    """x_uint8 and y as arrays, checked: uint8 images (N, C, H, W) and N labels."""
+    x_uint8 = np.asarray(x_uint8)
+    y = np.asarray(y)
+    if x_uint8.ndim != 4 or x_uint8.dtype != np.uint8:
+        raise ValueError(f"{who}: x_uint8 must be uint8 (N, C, H, W), "
+                         f"got {x_uint8.dtype} {x_uint8.shape}")
+    if y.shape != (len(x_uint8),):
+        raise ValueError(f"{who}: y must have shape ({len(x_uint8)},), got {y.shape}")
+    return x_uint8, y
+
+
 class BatchLoader:
     """One epoch of ``(x_batch float32, y_batch int64)`` per ``iter()``.
 
@@ -55,12 +67,7 @@ class BatchLoader:
                  flip: bool = False, pca=None, scale: float = PIXEL_SCALE,
                  device: str = "cpu", drop_last: bool = False, prefetch: bool = True,
                  rng: np.random.Generator | None = None, pca_std: float = 0.1):
-        x_uint8 = np.asarray(x_uint8)
-        y = np.asarray(y)
-        if x_uint8.ndim != 4 or x_uint8.dtype != np.uint8:
-            raise ValueError(f"x_uint8 must be uint8 (N, C, H, W), got {x_uint8.dtype} {x_uint8.shape}")
-        if y.shape != (len(x_uint8),):
-            raise ValueError(f"y must have shape ({len(x_uint8)},), got {y.shape}")
+        x_uint8, y = _images_and_labels(x_uint8, y, "BatchLoader")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         N, C, H, W = x_uint8.shape
@@ -238,12 +245,7 @@ def iterate_eval(x_uint8, y, batch_size: int = 256, mean=None, pad: int = 0,
     """
     if mode not in ("center", "ten"):
         raise ValueError(f"mode must be 'center' or 'ten', got {mode!r}")
-    x_uint8 = np.asarray(x_uint8)
-    y = np.asarray(y)
-    if x_uint8.ndim != 4 or x_uint8.dtype != np.uint8:
-        raise ValueError(f"x_uint8 must be uint8 (N, C, H, W), got {x_uint8.dtype} {x_uint8.shape}")
-    if y.shape != (len(x_uint8),):
-        raise ValueError(f"y must have shape ({len(x_uint8)},), got {y.shape}")
+    x_uint8, y = _images_and_labels(x_uint8, y, "iterate_eval")
     if mode == "ten" and crop is None:
         raise ValueError("mode 'ten' needs a crop size")
     check_device(device)

@@ -165,8 +165,14 @@ def test_prefetch_runs_ahead_by_at_most_two():
 
 def test_rejects_bad_arguments():
     x, y = indexed_images(10), np.zeros(10, int)
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(ValueError, match="BatchLoader: x_uint8 must be uint8"):
         BatchLoader(x.astype(np.float32), y)
+    with pytest.raises(ValueError, match=r"BatchLoader: y must have shape \(10,\)"):
+        BatchLoader(x, y[:7])
+    with pytest.raises(ValueError, match="iterate_eval: x_uint8 must be uint8"):
+        next(iterate_eval(x.astype(np.float32), y))
+    with pytest.raises(ValueError, match=r"iterate_eval: y must have shape \(10,\)"):
+        next(iterate_eval(x, y[:, None]))
     with pytest.raises(ValueError, match="mean must have shape"):
         BatchLoader(x, y, mean=np.zeros((1, 5, 5), np.float32))
     with pytest.raises(ValueError, match="3-channel"):
