@@ -4,6 +4,7 @@
     python -m experiments relu                 # one claim, 3 seeds, small scale
     python -m experiments all --seeds 3        # every claim in sequence
     python -m experiments lrn --scale full --device cuda
+    python -m experiments headline --run runs/full-30ep ...   # record the headline run
 
 Each run is an ordinary ``train.py`` run; its output lands in
 ``experiments/results/SCALE/CLAIM/VARIANT/seedN``. A claim's summary (mean and standard
@@ -204,9 +205,15 @@ def write_results_md():
              "network overfits) is the test top-1 error minus the training error of the "
              "last epoch, which is measured during training, with dropout and augmentation "
              "on: a negative gap means the training batches were harder than the test set.",
-             "",
-             "| claim | paper | ours | verdict | scale | time | command |",
-             "|---|---|---|---|---|---|---|"]
+             ""]
+    headline = os.path.join(RESULTS, "headline", "headline.json")
+    if os.path.exists(headline):
+        from experiments.headline import results_md_lines
+        with open(headline) as f:
+            lines += results_md_lines(json.load(f))
+        lines += ["## The claims", ""]
+    lines += ["| claim | paper | ours | verdict | scale | time | command |",
+              "|---|---|---|---|---|---|---|"]
     for s in rows:
         def cell(label, st):
             text = f"{label}: {fmt(st[s['metric']], s['metric'])}"
@@ -236,9 +243,14 @@ def write_results_md():
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["headline"]:
+        from experiments.headline import main as headline_main
+        return headline_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("claim", help="a claim name, 'all', or 'list'")
+    p.add_argument("claim", help="a claim name, 'all', or 'list' (or 'headline': "
+                                 "python -m experiments headline --help)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant (at least 3)")
     p.add_argument("--scale", default="small", choices=sorted(SCALES))
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

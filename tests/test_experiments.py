@@ -56,3 +56,46 @@ def test_results_table_shows_the_overfitting_gap(tmp_path, monkeypatch):
     assert "dropout 0.5: 10.00 ± 1.00%, test − train gap 2.00 ± 0.50%" in row
     assert "no dropout: 14.00 ± 1.00%, test − train gap 9.00 ± 1.00%" in row
     assert "| reproduced |" in row and "2 min of training" in row
+
+
+def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, monkeypatch,
+                                                                     capsys):
+    import hashlib
+    import json
+
+    import experiments.__main__ as runner
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    run = tmp_path / "run"
+    run.mkdir()
+    hist = [{"epoch": e, "lr": lr, "seconds": s, "train_top1_error": 0.1, "val_top1_error": 0.1}
+            for e, lr, s in [(1, 0.01, 400.0), (2, 0.01, 420.0), (3, 0.001, 500.0)]]
+    metrics = dict(dataset="fashion-mnist", model="mini", device="cpu", history=hist,
+                   test_top1_error=0.071, test_tencrop_top1_error=0.071,
+                   test_center_top1_error=0.074, test_tencrop_top5_error=0.002,
+                   best_epoch=3, best_val_top1_error=0.069)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "best.npz").write_bytes(b"weights")
+    (run / "log.txt").write_text("epoch 1/3 ...\n")
+    # not finished yet (no test errors): a clear error, nothing recorded
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "metrics.json").write_text(json.dumps({"history": hist}))
+    (unfinished / "best.npz").write_bytes(b"w")
+    assert main(["headline", "--run", str(unfinished)]) == 2
+    assert "has not finished" in capsys.readouterr().err
+    assert main(["headline", "--run", str(tmp_path / "nowhere")]) == 2
+    assert "metrics.json not found" in capsys.readouterr().err
+
+    assert main(["headline", "--run", str(run), "--log", str(run / "log.txt"),
+                 "--command", "python train.py --epochs 3", "--machine", "test box"]) == 0
+    s = json.loads((tmp_path / "results" / "headline" / "headline.json").read_text())
+    assert s["checkpoint_sha256"] == hashlib.sha256(b"weights").hexdigest()
+    assert s["lr_drop_epochs"] == [3] and s["epochs"] == 3
+    assert s["seconds_per_epoch_median"] == 420.0 and s["seconds_total"] == 1320.0
+    assert s["target_met"] is False                   # 7.1% > 6.0%
+    assert (tmp_path / "results" / "headline" / "train.log").exists()
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "**7.10%** (target 6.00%: **not met**)" in md
+    assert hashlib.sha256(b"weights").hexdigest() in md
+    assert "python train.py --epochs 3" in md and "test box (cpu)" in md
