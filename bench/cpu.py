@@ -286,7 +286,7 @@ def time_steps(ours, theirs, repeats, warmup=2):
     return statistics.median(to), statistics.median(tt)
 
 
-def time_layers(net, x, tlayers, torch, repeats, seed=2, settle=0.02):
+def time_layers(net, x, tlayers, torch, repeats, seed=2, settle=0.02, only=None):
     """Per layer: median forward and backward time of ours and of PyTorch's twin.
 
     Each timed call starts ``settle`` seconds after the previous one ended. PyTorch's
@@ -298,6 +298,8 @@ def time_layers(net, x, tlayers, torch, repeats, seed=2, settle=0.02):
     Each round also times one float32 matrix product of 2048 x 2048 matrices with
     NumPy: the ceiling that the conv and fc layers are compared with, measured under
     the same load as they are (the median of the rounds is returned with the times).
+    ``only``: a set of layer names to time (all when None); the others still run once,
+    to make the inputs of the timed ones.
     """
     rng = np.random.default_rng(seed)
     ga = rng.standard_normal((2048, 2048), dtype=np.float32)
@@ -310,7 +312,8 @@ def time_layers(net, x, tlayers, torch, repeats, seed=2, settle=0.02):
         h = layer.forward(h, train=True)
         layer.cache = None
         douts.append(rng.standard_normal(h.shape, dtype=np.float32))
-    res = {name: {"ours": ([], []), "torch": ([], [])} for name, _ in net.layers}
+    res = {name: {"ours": ([], []), "torch": ([], [])} for name, _ in net.layers
+           if only is None or name in only}
 
     def ours_once(i, layer):
         t0 = time.perf_counter()
@@ -341,6 +344,8 @@ def time_layers(net, x, tlayers, torch, repeats, seed=2, settle=0.02):
         if r:
             gemm.append(2 * 2048 ** 3 / t / 1e9)
         for i, ((name, layer), m) in enumerate(zip(net.layers, tlayers)):
+            if name not in res:
+                continue
             for who, once in (("ours", lambda: ours_once(i, layer)),
                               ("torch", lambda: torch_once(i, m))):
                 time.sleep(settle)
@@ -476,48 +481,56 @@ def verdict(ratio, target):
 
 
 def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, notes,
-             idle_wait=0):
+             idle_wait=0, do_step=True, only=None):
     preset, batch, _ = CASES[case]
     net, x, y = build_ours(case)
+    names = [name for name, _ in net.layers]
+    if only and not only <= set(names):
+        raise SystemExit(f"bench.cpu: no layer {sorted(only - set(names))[0]!r} in {case}; "
+                         f"the layers are {', '.join(names)}")
     tmodel = build_torch(net, torch)
     ok, line = check_agreement(net, tmodel, torch)
     print(f"[{case}] {line}", flush=True)
     notes.append(f"{case}: {line}")
-    ours, theirs = ours_step(net, x, y), torch_step(tmodel, x, y, torch)
-    if idle_wait:
-        wait_idle(idle_wait)
-    with BackgroundLoad() as load:
-        to, tt = time_steps(ours, theirs, repeats)
-    print(f"[{case}] training step: ours {to * 1e3:.0f} ms, torch {tt * 1e3:.0f} ms, "
-          f"ratio {to / tt:.2f} (other processes kept {load.cores:.1f} cores busy)", flush=True)
-    notes.append(f"{case}: other processes kept {load.cores:.1f} of {os.cpu_count()} cores "
-                 f"busy during the training steps")
-    rows.append((case, "training step", None, None, to, None, None, tt,
-                 verdict(to / tt, TARGET_STEP[preset])))
-    del ours, theirs
-    gc.collect()
+    if do_step:
+        ours, theirs = ours_step(net, x, y), torch_step(tmodel, x, y, torch)
+        if idle_wait:
+            wait_idle(idle_wait)
+        with BackgroundLoad() as load:
+            to, tt = time_steps(ours, theirs, repeats)
+        print(f"[{case}] training step: ours {to * 1e3:.0f} ms, torch {tt * 1e3:.0f} ms, "
+              f"ratio {to / tt:.2f} (other processes kept {load.cores:.1f} cores busy)",
+              flush=True)
+        notes.append(f"{case}: other processes kept {load.cores:.1f} of {os.cpu_count()} "
+                     f"cores busy during the training steps")
+        rows.append((case, "training step", None, None, to, None, None, tt,
+                     verdict(to / tt, TARGET_STEP[preset])))
+        del ours, theirs
+        gc.collect()
     if do_layers:
         tlayers = list(build_torch(net, torch, inplace_relu=False))
         if idle_wait:
             wait_idle(idle_wait)
         with BackgroundLoad() as load:
-            lt, ceiling = time_layers(net, x, tlayers, torch, layer_repeats)
+            lt, ceiling = time_layers(net, x, tlayers, torch, layer_repeats, only=only)
         notes.append(f"{case}: other processes kept {load.cores:.1f} cores busy during the "
                      f"layer timings")
         flops = layer_flops(net, batch)
         work = {"ours": [0.0, 0], "torch": [0.0, 0]}
         for name, _ in net.layers:
+            if name == "flatten" or name not in lt:
+                continue          # flatten: a reshape in both, nothing to time
             (of, ob), (tf, tb) = lt[name]["ours"], lt[name]["torch"]
-            if name == "flatten":
-                continue          # a reshape in both: nothing to time
             rows.append((case, f"  {name}", of, ob, of + ob, tf, tb, tf + tb,
                          verdict((of + ob) / (tf + tb), TARGET_LAYER)))
             if name in flops:
                 for who, t in (("ours", of + ob), ("torch", tf + tb)):
                     work[who][0] += t
                     work[who][1] += sum(flops[name])
-        rows.append((case, "conv+fc GFLOP/s", None, None, work["ours"][1] / work["ours"][0] / 1e9,
-                     None, None, work["torch"][1] / work["torch"][0] / 1e9, ("gflops", ceiling)))
+        if only is None:          # the share of the ceiling needs every conv and fc layer
+            rows.append((case, "conv+fc GFLOP/s", None, None,
+                         work["ours"][1] / work["ours"][0] / 1e9, None, None,
+                         work["torch"][1] / work["torch"][0] / 1e9, ("gflops", ceiling)))
     if do_memory:
         mem = measure_memory(case)
         mo = (mem["ours"]["peak_kb"] - mem["ours"]["base_kb"]) / 1024
@@ -565,6 +578,10 @@ def main(argv=None):
     ap.add_argument("--layer-repeats", type=int, default=None,
                     help="timed runs per layer (default: --repeats)")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer timings")
+    ap.add_argument("--layer", action="append", metavar="NAME",
+                    help="time only this layer (repeatable), e.g. --layer pool5: many "
+                         "--layer-repeats for one noisy row in little time")
+    ap.add_argument("--no-step", action="store_true", help="skip the whole training step")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                     help="on a shared machine: before each timing block, wait up to this "
@@ -592,14 +609,17 @@ def main(argv=None):
         f"float32 matmul (3072^3, median of 5) at the start: NumPy {ceiling:.0f} GFLOP/s, "
         f"PyTorch {tceiling:.0f} GFLOP/s; the GFLOP/s rows compare with a 2048^3 product "
         f"timed in every round of the layer timings (its median is printed there)",
-        f"times in ms, medians of {a.repeats} interleaved steps ({layer_repeats} per layer) "
-        f"after warm-up; ratio < 1 means ours is faster",
+        f"times in ms, medians of "
+        + (f"{a.repeats} interleaved steps ({layer_repeats} per layer)" if not a.no_step
+           else f"{layer_repeats} interleaved runs per layer")
+        + f" after warm-up; ratio < 1 means ours is faster",
     ]
     print("\n".join(header), flush=True)
     rows, notes, all_ok = [], [], True
     for case in cases:
         all_ok &= run_case(case, torch, a.repeats, layer_repeats, not a.no_layers,
-                           not a.no_memory, rows, notes, idle_wait=a.wait_idle)
+                           not a.no_memory, rows, notes, idle_wait=a.wait_idle,
+                           do_step=not a.no_step, only=set(a.layer) if a.layer else None)
         gc.collect()
     report = "\n".join(header + ["", print_table(rows), ""] + notes)
     print("\n" + report)
