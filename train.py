@@ -270,7 +270,7 @@ def save_plots(out_dir, history, model):
 
     Drawn on matplotlib Figure objects with the Agg canvas, not pyplot, so that calling
     train.main() from a notebook does not change the notebook's plotting backend.
-    Returns False (after a one-time note on stderr) when matplotlib is not installed.
+    Without matplotlib: no plots, and a one-time note on stderr.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -284,7 +284,7 @@ def save_plots(out_dir, history, model):
             _plot_warned.append(True)
             print(f"note: no plots ({e}); install matplotlib (pip install matplotlib) "
                   f"for curves.png and kernels.png", file=sys.stderr)
-        return False
+        return
     if history:
         ep = [h["epoch"] for h in history]
         fig = Figure(figsize=(10, 3.8))
@@ -308,7 +308,6 @@ def save_plots(out_dir, history, model):
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
     ax.set_axis_off()
     fig.savefig(os.path.join(out_dir, "kernels.png"), dpi=100)
-    return True
 
 
 def kernel_grid(w, pad=1):

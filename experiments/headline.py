@@ -21,10 +21,11 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
+
+from bench.cpu import machine as bench_machine   # the CPU model and cores
 
 TARGET = 0.06
 
@@ -35,20 +36,6 @@ def sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def this_machine() -> str:
-    """'AMD EPYC, 2 cores, Linux x86_64' (the CPU model from /proc/cpuinfo if any)."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
 
 
 def summarize_run(metrics: dict) -> dict:
@@ -98,7 +85,7 @@ def record(run_dir, logs=(), commands=(), note="", machine=None, dest=None) -> d
     summary.update(
         checkpoint="best.npz", checkpoint_sha256=sha256(need[1]),
         commands=list(commands), logs=kept_logs, note=note,
-        machine=machine or this_machine(),
+        machine=machine or bench_machine(),
         recorded=datetime.date.today().isoformat())
     with open(os.path.join(dest, "headline.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -152,7 +139,8 @@ def main(argv=None) -> int:
     p.add_argument("--command", action="append", default=[],
                    help="a command that produced the run (repeatable, in order)")
     p.add_argument("--note", default="", help="a paragraph shown under the table")
-    p.add_argument("--machine", default=None, help="default: this machine's CPU and cores")
+    p.add_argument("--machine", default=None,
+                   help="default: this machine's CPU and cores, as the benchmark prints them")
     a = p.parse_args(argv)
     try:
         s = record(a.run, a.log, a.command, a.note, a.machine)
