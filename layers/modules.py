@@ -215,6 +215,13 @@ class MaxPool2d(Layer):
     def __init__(self, size=3, stride=2):
         super().__init__()
         self.size, self.stride = size, stride
+        # The backward's index arrays, kept from step to step (layers/pool.py,
+        # _scatter_index); each pooling layer has its own, as their shapes differ.
+        self.scatter_index = {}
+
+    def to(self, device):
+        self.scatter_index.clear()
+        return super().to(device)
 
     def forward(self, x, train=True):
         out, cache = maxpool2d_forward(x, size=self.size, stride=self.stride)
@@ -223,7 +230,7 @@ class MaxPool2d(Layer):
 
     def backward(self, dout):
         self._check_backward()
-        dx = maxpool2d_backward(dout, self.cache)
+        dx = maxpool2d_backward(dout, self.cache, workspace=self.scatter_index)
         self.cache = None
         return dx
 

@@ -198,6 +198,28 @@ def test_pool_scatter_masks_naive_and_threads_agree(rng, size, stride):
         maxpool2d_backward(d, cache, method="fast")
 
 
+@pytest.mark.parametrize("threads", [1, MANY])
+def test_pool_scatter_index_kept_between_calls(rng, monkeypatch, threads):
+    # The MaxPool2d layer keeps the scatter's index arrays from call to call. With
+    # pieces of one image (a tiny _PIECE) every piece reads its index from the same
+    # first rows of the kept array; a new shape (another batch size, another image
+    # size) must rebuild them, and the same shape must reuse them.
+    import layers.pool as pool
+    monkeypatch.setattr(pool, "_PIECE", 8)
+    ws = {}
+    for shape in [(5, 3, 11, 9), (5, 3, 11, 9), (2, 3, 11, 9), (4, 2, 7, 13), (5, 3, 11, 9)]:
+        x = rng.standard_normal(shape)
+        out, cache = maxpool2d_forward(x, 3, 2)
+        d = rng.standard_normal(out.shape)
+        with parallel.threads(threads):
+            before = ws.get("base")
+            got = maxpool2d_backward(d, cache, workspace=ws)
+        _close(got, maxpool2d_backward_naive(d, x, 3, 2))
+        assert ws["base"].shape == out.shape
+        if before is not None and before.shape == out.shape:
+            assert ws["base"] is before            # reused, not rebuilt
+
+
 def test_lrn_pieces_and_threads_equal_one_piece(rng, monkeypatch):
     import layers.lrn as lrn
     x = np.abs(rng.standard_normal((6, 9, 5, 4))) * 20
