@@ -59,6 +59,7 @@ import numpy as np  # noqa: E402
 
 from alexnet import AlexNet  # noqa: E402
 from engine.optim import SGD  # noqa: E402
+from engine.parallel import run_parallel  # noqa: E402
 from layers.loss import softmax_cross_entropy  # noqa: E402
 from layers.modules import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,  # noqa: E402
                             MaxPool2d, ReLU)
@@ -286,14 +287,43 @@ def time_steps(ours, theirs, repeats, warmup=2):
     return statistics.median(to), statistics.median(tt)
 
 
-def time_layers(net, x, tlayers, torch, repeats, seed=2, settle=0.02, only=None):
+def busy_threads(torch, seconds, _buf={}):
+    """Keep every thread of a framework working for ``seconds``: torch=None runs our
+    engine's threads (engine/parallel.py), else PyTorch's OpenMP threads. The work is
+    a multiply on 1 MB, which stays in the cache and evicts little of the layers' data."""
+    if "np" not in _buf:
+        _buf["np"] = np.ones(1 << 18, dtype=np.float32)
+    end = time.perf_counter() + seconds
+    if torch is None:
+        a = _buf["np"]
+        while time.perf_counter() < end:     # no size=: split over the threads always
+            run_parallel(lambda lo, hi: np.multiply(a[lo:hi], 1.0, out=a[lo:hi]), a.size)
+    else:
+        if "torch" not in _buf:
+            _buf["torch"] = torch.ones(1 << 18)
+        t = _buf["torch"]
+        while time.perf_counter() < end:
+            t.mul_(1.0)
+
+
+def time_layers(net, x, tlayers, torch, repeats, seed=2, warm=0.03, only=None):
     """Per layer: median forward and backward time of ours and of PyTorch's twin.
 
-    Each timed call starts ``settle`` seconds after the previous one ended. PyTorch's
-    OpenMP worker threads spin for a while after each op, waiting for the next; with
-    the frameworks interleaved, they would spin on the cores our next op needs (and
-    ours would not for theirs), which made a 1 ms ReLU read 2-3 ms. The pause lets
-    them go to sleep, so each layer is timed on idle cores, as in a real step.
+    Before each timed call, ``warm`` seconds of work on all the threads of the
+    framework about to be timed (busy_threads), so that each layer finds the cores as
+    the layers before it would leave them in a real step: busy, with that framework's
+    threads running. Two things go wrong without it:
+    - PyTorch's OpenMP worker threads spin for a while after each op, waiting for the
+      next; run right after a PyTorch op, ours would share the cores with them (a 1 ms
+      ReLU read 2-3 ms). During our warm-up they stop spinning and go to sleep.
+    - A pause instead (this benchmark slept 20 ms before each call until 2026-11-24)
+      skews the other way: after 10-20 ms of idle cores, our worker thread was woken
+      on the core the main thread was running on (seen with sched_getcpu), and the two
+      shared one core for the next few ms, so the fc7 of the mini net read 11 ms
+      instead of its 5.5 ms back to back (PyTorch: 8 against 5.8). With 30 ms of
+      warm-up, both read close to their back-to-back times again (6.5 and 7.0). In real
+      training steps, which run back to back, 8 of 84 threaded ops were hit, 3 ms per
+      step.
 
     Each round also times one float32 matrix product of 2048 x 2048 matrices with
     NumPy: the ceiling that the conv and fc layers are compared with, measured under
@@ -348,7 +378,7 @@ def time_layers(net, x, tlayers, torch, repeats, seed=2, settle=0.02, only=None)
                 continue
             for who, once in (("ours", lambda: ours_once(i, layer)),
                               ("torch", lambda: torch_once(i, m))):
-                time.sleep(settle)
+                busy_threads(None if who == "ours" else torch, warm)
                 f, b = once()
                 if r:
                     res[name][who][0].append(f)
