@@ -511,7 +511,7 @@ def verdict(ratio, target):
 
 
 def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, notes,
-             idle_wait=0, do_step=True, only=None):
+             idle_wait=0, do_step=True, only=None, warm=0.03):
     preset, batch, _ = CASES[case]
     net, x, y = build_ours(case)
     names = [name for name, _ in net.layers]
@@ -542,7 +542,8 @@ def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, no
         if idle_wait:
             wait_idle(idle_wait)
         with BackgroundLoad() as load:
-            lt, ceiling = time_layers(net, x, tlayers, torch, layer_repeats, only=only)
+            lt, ceiling = time_layers(net, x, tlayers, torch, layer_repeats, only=only,
+                                      warm=warm)
         notes.append(f"{case}: other processes kept {load.cores:.1f} cores busy during the "
                      f"layer timings")
         flops = layer_flops(net, batch)
@@ -611,6 +612,10 @@ def main(argv=None):
     ap.add_argument("--layer", action="append", metavar="NAME",
                     help="time only this layer (repeatable), e.g. --layer pool5: many "
                          "--layer-repeats for one noisy row in little time")
+    ap.add_argument("--warm", type=float, default=0.03, metavar="SECONDS",
+                    help="work on the timed framework's threads before each layer timing "
+                         "(default 0.03; see time_layers): 0.3 also lets the traces of the "
+                         "other framework's previous call fade (conv1 at batch 32)")
     ap.add_argument("--no-step", action="store_true", help="skip the whole training step")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
@@ -620,6 +625,8 @@ def main(argv=None):
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--memory-child", choices=["ours", "torch"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.warm < 0:
+        ap.error(f"--warm must be >= 0 seconds, got {a.warm}")
     if a.list:
         for k, (p, b, g) in CASES.items():
             print(f"{k:<16} preset {p}, batch {b}" + (f", groups {g}" if g else ""))
@@ -644,12 +651,16 @@ def main(argv=None):
            else f"{layer_repeats} interleaved runs per layer")
         + f" after warm-up; ratio < 1 means ours is faster",
     ]
+    if a.warm != 0.03:
+        header.append(f"each layer timing after {a.warm:g} s of work on the timed "
+                      f"framework's threads (default 0.03)")
     print("\n".join(header), flush=True)
     rows, notes, all_ok = [], [], True
     for case in cases:
         all_ok &= run_case(case, torch, a.repeats, layer_repeats, not a.no_layers,
                            not a.no_memory, rows, notes, idle_wait=a.wait_idle,
-                           do_step=not a.no_step, only=set(a.layer) if a.layer else None)
+                           do_step=not a.no_step, only=set(a.layer) if a.layer else None,
+                           warm=a.warm)
         gc.collect()
     report = "\n".join(header + ["", print_table(rows), ""] + notes)
     print("\n" + report)
