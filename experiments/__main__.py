@@ -207,10 +207,16 @@ def write_results_md():
              "on: a negative gap means the training batches were harder than the test set.",
              ""]
     headline = os.path.join(RESULTS, "headline", "headline.json")
+    from experiments.headline import results_md_lines, variant_dirs
+    variants = variant_dirs(RESULTS)
     if os.path.exists(headline):
-        from experiments.headline import results_md_lines
         with open(headline) as f:
             lines += results_md_lines(json.load(f))
+    for folder in variants:
+        with open(os.path.join(folder, "headline.json")) as f:
+            lines += results_md_lines(
+                json.load(f), rel="../experiments/results/" + os.path.basename(folder))
+    if os.path.exists(headline) or variants:
         lines += ["## The claims", ""]
     lines += ["| claim | paper | ours | verdict | scale | time | command |",
               "|---|---|---|---|---|---|---|"]

@@ -11,6 +11,14 @@ learning-rate drops, the time per epoch, the machine, the commands and the SHA-2
 anyone check that a checkpoint they are given is the one reported).
 ``docs/RESULTS.md`` shows it above the table of claims.
 
+A run that departs from the paper's recipe is recorded beside it, never over it:
+
+    python -m experiments headline --variant lr02 --change "lr 0.02, patience 4" \
+        --run runs/v2 --log ... --command ...
+
+writes ``experiments/results/headline-lr02/`` and a section "A documented change" under
+the headline in ``docs/RESULTS.md``, in the same form.
+
 The target is the issue's: test top-1 error at most 6.0% with ten crops, i.e. 94.0%
 accuracy, above every AlexNet-style entry of the Fashion-MNIST benchmark table.
 """
@@ -18,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -57,9 +67,11 @@ def summarize_run(metrics: dict) -> dict:
         target=TARGET, target_met=bool(err <= TARGET))
 
 
-def record(run_dir, logs=(), commands=(), note="", machine=None, dest=None) -> dict:
+def record(run_dir, logs=(), commands=(), note="", machine=None, dest=None,
+           change="") -> dict:
     """Copy the run's record into dest (default experiments/results/headline) and write
-    headline.json. Raises FileNotFoundError naming a missing file of the run."""
+    headline.json; ``change`` says what a variant changes in the recipe.
+    Raises FileNotFoundError naming a missing file of the run."""
     from experiments.__main__ import RESULTS
     dest = dest or os.path.join(RESULTS, "headline")
     need = [os.path.join(run_dir, f) for f in ("metrics.json", "best.npz")]
@@ -87,19 +99,29 @@ def record(run_dir, logs=(), commands=(), note="", machine=None, dest=None) -> d
         commands=list(commands), logs=kept_logs, note=note,
         machine=machine or bench_machine(),
         recorded=datetime.date.today().isoformat())
+    if change:
+        summary["change"] = change
     with open(os.path.join(dest, "headline.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
 
 
+def variant_dirs(results) -> list:
+    """The recorded variants' folders (results/headline-NAME), sorted by name."""
+    return sorted(d for d in glob.glob(os.path.join(results, "headline-*"))
+                  if os.path.isfile(os.path.join(d, "headline.json")))
+
+
 def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
-    """The headline section of docs/RESULTS.md."""
+    """The headline section of docs/RESULTS.md, or a variant's (s has a "change")."""
     pct = lambda v: f"{100 * v:.2f}%"
     verdict = ("**met**" if s["target_met"] else "**not met**")
     drops = (", ".join(str(e) for e in s["lr_drop_epochs"]) if s["lr_drop_epochs"]
              else "none")
+    title = (f"### A documented change: {s['change']}" if s.get("change")
+             else f"## The headline: `{s['model']}` on the full Fashion-MNIST")
     lines = [
-        f"## The headline: `{s['model']}` on the full Fashion-MNIST", "",
+        title, "",
         "| | |", "|---|---|",
         f"| test top-1 error, ten crops | **{pct(s['test_tencrop_top1_error'])}** "
         f"(target {pct(s['target'])}: {verdict}) |",
@@ -125,7 +147,8 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
         *s["commands"], "```", ""]
     if s.get("note"):
         lines += [s["note"], ""]
-    lines += [f"![Training curves of the headline run]({rel}/curves.png)", ""]
+    what = "this variant" if s.get("change") else "the headline run"
+    lines += [f"![Training curves of {what}]({rel}/curves.png)", ""]
     return lines
 
 
@@ -141,15 +164,32 @@ def main(argv=None) -> int:
     p.add_argument("--note", default="", help="a paragraph shown under the table")
     p.add_argument("--machine", default=None,
                    help="default: this machine's CPU and cores, as the benchmark prints them")
+    p.add_argument("--variant", metavar="NAME",
+                   help="record a run that departs from the paper's recipe under this name "
+                        "(letters, digits, '-'), beside the headline instead of over it")
+    p.add_argument("--change", default="",
+                   help="with --variant: what it changes in the recipe, e.g. 'lr 0.02'")
     a = p.parse_args(argv)
+    dest = None
+    if a.variant is not None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", a.variant):
+            p.error(f"--variant must be letters, digits and '-', got {a.variant!r}")
+        if not a.change.strip():
+            p.error("--variant needs --change: what the variant changes in the recipe")
+        from experiments.__main__ import RESULTS
+        dest = os.path.join(RESULTS, f"headline-{a.variant}")
+    elif a.change:
+        p.error("--change goes with --variant NAME")
     try:
-        s = record(a.run, a.log, a.command, a.note, a.machine)
+        s = record(a.run, a.log, a.command, a.note, a.machine, dest=dest,
+                   change=a.change.strip())
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from experiments.__main__ import write_results_md
     write_results_md()
-    print(f"headline: {100 * s['test_tencrop_top1_error']:.2f}% ten-crop test top-1 error "
+    print(f"{'variant ' + a.variant if a.variant else 'headline'}: "
+          f"{100 * s['test_tencrop_top1_error']:.2f}% ten-crop test top-1 error "
           f"after {s['epochs']} epochs (target {100 * TARGET:.1f}%: "
           f"{'met' if s['target_met'] else 'not met'}); docs/RESULTS.md updated")
     return 0

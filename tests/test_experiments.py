@@ -99,3 +99,24 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     assert "**7.10%** (target 6.00%: **not met**)" in md
     assert hashlib.sha256(b"weights").hexdigest() in md
     assert "python train.py --epochs 3" in md and "test box (cpu)" in md
+
+    # a variant goes beside the headline, never over it
+    metrics.update(test_tencrop_top1_error=0.058, test_top1_error=0.058)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(SystemExit):
+        main(["headline", "--run", str(run), "--variant", "lr02"])       # no --change
+    with pytest.raises(SystemExit):
+        main(["headline", "--run", str(run), "--variant", "../x", "--change", "c"])
+    assert not (tmp_path / "x").exists()
+    assert main(["headline", "--run", str(run), "--variant", "lr02", "--change",
+                 "lr 0.02", "--command", "python train.py --lr 0.02"]) == 0
+    v = json.loads((tmp_path / "results" / "headline-lr02" / "headline.json").read_text())
+    assert v["change"] == "lr 0.02" and v["target_met"] is True       # 5.8% <= 6.0%
+    s = json.loads((tmp_path / "results" / "headline" / "headline.json").read_text())
+    assert s["test_tencrop_top1_error"] == 0.071 and "change" not in s
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "**7.10%** (target 6.00%: **not met**)" in md
+    head, variant = md.index("## The headline"), md.index("### A documented change: lr 0.02")
+    assert head < variant < md.index("## The claims")
+    assert "**5.80%** (target 6.00%: **met**)" in md[variant:]
+    assert "python train.py --lr 0.02" in md[variant:]
