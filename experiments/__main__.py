@@ -5,6 +5,7 @@
     python -m experiments all --seeds 3        # every claim in sequence
     python -m experiments lrn --scale full --device cuda
     python -m experiments headline --run runs/full-30ep ...   # record the headline run
+    python -m experiments ensemble A/best.npz B/best.npz ...  # average trained networks
 
 Each run is an ordinary ``train.py`` run; its output lands in
 ``experiments/results/SCALE/CLAIM/VARIANT/seedN``. A claim's summary (mean and standard
@@ -253,10 +254,13 @@ def main(argv=None) -> int:
     if argv[:1] == ["headline"]:
         from experiments.headline import main as headline_main
         return headline_main(argv[1:])
+    if argv[:1] == ["ensemble"]:
+        from experiments.ensemble import main as ensemble_main
+        return ensemble_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("claim", help="a claim name, 'all', or 'list' (or 'headline': "
-                                 "python -m experiments headline --help)")
+    p.add_argument("claim", help="a claim name, 'all', or 'list' (or 'headline' and "
+                                 "'ensemble': python -m experiments headline --help)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant (at least 3)")
     p.add_argument("--scale", default="small", choices=sorted(SCALES))
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

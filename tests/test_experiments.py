@@ -120,3 +120,58 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     assert head < variant < md.index("## The claims")
     assert "**5.80%** (target 6.00%: **met**)" in md[variant:]
     assert "python train.py --lr 0.02" in md[variant:]
+
+
+def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys):
+    """Two tiny nets trained briefly on the subset: each network's errors match what
+    train.py reported for it, and the ensemble's equal those of the averaged outputs."""
+    import json
+
+    import numpy as np
+
+    import train
+    from experiments import ensemble
+
+    quick = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
+             "--train-limit", "384", "--batch-size", "64", "--quiet", "--epochs", "1"]
+    runs = []
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        assert train.main(quick + ["--seed", str(seed), "--out", str(out)]) == 0
+        runs.append(out)
+    paths = [str(r / "best.npz") for r in runs]
+    res_file = tmp_path / "ens.json"
+    assert main(["ensemble", *paths, "--out", str(res_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "ensemble of 2" in printed
+    res = json.loads(res_file.read_text())
+    assert res["test_images"] == 1000
+    for run, net in zip(runs, res["networks"]):
+        m = json.loads((run / "metrics.json").read_text())
+        assert net["center_top1_error"] == m["test_center_top1_error"]
+        assert net["tencrop_top1_error"] == m["test_tencrop_top1_error"]
+    # the ensemble's error, recomputed from the two networks' outputs here
+    ds = train.load_data(train.build_parser().parse_args(quick))
+    probs = []
+    for p in paths:
+        model, mean, _ = ensemble.load_network(p)
+        prep = dict(mean=mean, pad=2, crop=28, scale=1 / 255)
+        probs.append(ensemble.predict(model, ds.test_x, ds.test_y, prep, mode="ten"))
+    assert not np.allclose(probs[0], probs[1])              # two different networks
+    avg = (probs[0] + probs[1]) / 2
+    expect = np.mean(avg.argmax(1) != ds.test_y)
+    assert abs(res["ensemble"]["tencrop_top1_error"] - expect) < 1e-12
+
+
+def test_ensemble_bad_input_gives_one_line_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["ensemble", str(tmp_path / "a.npz")])           # one checkpoint
+    capsys.readouterr()
+    assert main(["ensemble", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: experiments ensemble: checkpoint") and "a.npz" in err
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["ensemble", str(bad), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a readable train.py checkpoint" in err and len(err.splitlines()) == 1
