@@ -3,6 +3,7 @@
     python -m experiments list                 # the claims
     python -m experiments relu                 # one claim, 3 seeds, small scale
     python -m experiments all --seeds 3        # every claim in sequence
+    python -m experiments all --scale medium   # longer runs on 12,000 real images
     python -m experiments lrn --scale full --device cuda
     python -m experiments headline --run runs/full-30ep ...   # record the headline run
     python -m experiments ensemble A/best.npz B/best.npz ...  # average trained networks
@@ -11,11 +12,14 @@ Each run is an ordinary ``train.py`` run; its output lands in
 ``experiments/results/SCALE/CLAIM/VARIANT/seedN``. A claim's summary (mean and standard
 deviation over seeds, a verdict, a plot) goes to ``experiments/results/SCALE/CLAIM.json``
 and ``.png``, and ``docs/RESULTS.md`` is regenerated from every summary present.
-Runs already finished are reused, so an interrupted sweep continues where it stopped.
+Runs already finished are reused, so an interrupted sweep continues where it stopped,
+and a run another claim already made with the same configuration (the shared baseline:
+ReLU, LRN, overlapping pooling, dropout 0.5, augmentation, He init) is not trained twice.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -59,6 +63,31 @@ def derived(metrics: dict, epochs: int) -> dict:
     return out
 
 
+# train.py arguments that say where a run writes or how it reports, not what it computes.
+NOT_CONFIG = {"out", "quiet", "device", "data_dir", "no_download", "no_prefetch",
+              "eval_batch_size", "resume", "eval_only"}
+
+
+def config_key(args: dict) -> str:
+    """What a run computes, as a string: two runs with the same key train the same
+    network on the same data with the same seed, whatever flags spelled it."""
+    return json.dumps({k: v for k, v in args.items() if k not in NOT_CONFIG}, sort_keys=True)
+
+
+def find_same_run(scale, args: dict):
+    """The metrics.json of a finished run of this scale with the same configuration
+    (another claim's), or None. Many claims compare against the same baseline, e.g.
+    'relu' in the ReLU claim is 'lrn' in the LRN claim: it is trained once."""
+    key = config_key(args)
+    folder = os.path.join(RESULTS, scale)
+    for path in sorted(glob.glob(os.path.join(folder, "*", "*", "seed*", "metrics.json"))):
+        with open(path) as f:
+            m = json.load(f)
+        if "shared_from" not in m and config_key(m.get("args", {})) == key:
+            return path
+    return None
+
+
 def run_one(claim, label, flags, seed, scale, device, out_dir, force=False) -> dict:
     import train
 
@@ -68,6 +97,17 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False) -> d
             return json.load(f)
     argv = SCALES[scale]["flags"] + flags + ["--seed", str(seed), "--device", device,
                                              "--out", out_dir]
+    same = None if force else find_same_run(scale, vars(train.build_parser().parse_args(argv)))
+    if same is not None:
+        with open(same) as f:
+            m = json.load(f)
+        m["shared_from"] = os.path.relpath(os.path.dirname(same), RESULTS)
+        os.makedirs(out_dir, exist_ok=True)
+        with open(metrics_path, "w") as f:
+            json.dump(m, f, indent=1)
+        print(f"[{claim.name}] {label} seed {seed}: the same configuration as "
+              f"{m['shared_from']}, reused", flush=True)
+        return m
     print(f"[{claim.name}] {label} seed {seed}: python train.py {' '.join(argv)}", flush=True)
     t0 = time.perf_counter()
     rc = train.main(argv)

@@ -175,3 +175,44 @@ def test_ensemble_bad_input_gives_one_line_errors(tmp_path, capsys):
     assert main(["ensemble", str(bad), str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a readable train.py checkpoint" in err and len(err.splitlines()) == 1
+
+
+def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
+    """'relu' in the ReLU claim and 'lrn' in the LRN claim are the same run: the second
+    claim reuses it (and says so) instead of training it again; a real difference in
+    the flags still trains."""
+    import json
+    import os
+
+    import experiments.__main__ as runner
+    import train
+    from experiments.claims import SCALES
+
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--epochs", "2"],
+                                          desc="fake"))
+    trained = []
+
+    def fake_main(argv):           # writes what train.py would, without training
+        a = train.build_parser().parse_args(argv)
+        trained.append(a.out)
+        hist = [{"epoch": e, "train_top1_error": 0.5 / e, "val_top1_error": 0.4 / e,
+                 "seconds": 1.0} for e in (1, 2)]
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, "metrics.json"), "w") as f:
+            json.dump({"args": vars(a), "history": hist, "epochs": 2, "test_top1_error": 0.3,
+                       "test_center_top1_error": 0.3}, f)
+        return 0
+
+    monkeypatch.setattr(train, "main", fake_main)
+    runner.run_claim("relu", 1, "t", "cpu")
+    assert len(trained) == 2                      # relu, tanh
+    runner.run_claim("lrn", 1, "t", "cpu")
+    assert len(trained) == 3                      # only no-lrn is new
+    assert trained[-1].endswith(os.path.join("lrn", "no-lrn", "seed0"))
+    shared = json.loads((tmp_path / "results" / "t" / "lrn" / "lrn" / "seed0" /
+                         "metrics.json").read_text())
+    assert shared["shared_from"] == os.path.join("t", "relu", "relu", "seed0")
+    summary = json.loads((tmp_path / "results" / "t" / "lrn.json").read_text())
+    assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.3)
