@@ -216,3 +216,32 @@ def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
     assert shared["shared_from"] == os.path.join("t", "relu", "relu", "seed0")
     summary = json.loads((tmp_path / "results" / "t" / "lrn.json").read_text())
     assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.3)
+
+
+def test_augment_claim_compares_centre_crops(tmp_path, monkeypatch):
+    """A net trained without crops never saw ten-crop testing's shifted crops: the
+    augmentation claim is decided on the centre crop, and the table says so."""
+    import json
+
+    import experiments.__main__ as runner
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    claim = CLAIMS["augment"]
+    assert claim.metric == "test_center_top1_error"
+    st = lambda m: {"mean": m, "std": 0.001, "values": [m]}
+    stats = {"crops+flips": {"test_center_top1_error": st(0.15), "test_top1_error": st(0.14),
+                             "train_test_gap": st(-0.02), "reached_25": 3},
+             "none": {"test_center_top1_error": st(0.145), "test_top1_error": st(0.23),
+                      "train_test_gap": st(0.03), "reached_25": 3}}
+    v = verdict(claim, stats)       # 14.5% against 15.0% on the centre crop: no win
+    assert v == "not reproduced"
+    summary = dict(claim="augment", title="Data augmentation", paper="p",
+                   metric=claim.metric, notes="", scale="small", scale_desc="tiny", seeds=3,
+                   device="cpu", verdict=v, seconds=60.0, seconds_per_epoch=5.0,
+                   command="python -m experiments augment", stats=stats)
+    (tmp_path / "results" / "small").mkdir(parents=True)
+    (tmp_path / "results" / "small" / "augment.json").write_text(json.dumps(summary))
+    runner.write_results_md()
+    row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
+               if line.startswith("| Data augmentation"))
+    assert "none: 14.50 ± 0.10% (centre crop), ten-crop 23.00 ± 0.10%" in row
