@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the training set held out for validation (LR schedule, "
                         "best checkpoint); the test set is only used for the final report")
     d.add_argument("--no-crop", action="store_true",
-                   help="turn off random-crop augmentation (train on the centre crop)")
+                   help="turn off random-crop augmentation (train on the centre crop; "
+                        "then judge the net by the centre-crop test error: ten crops show "
+                        "it shifted images it never saw)")
     d.add_argument("--no-flip", action="store_true",
                    help="turn off random horizontal reflections")
     d.add_argument("--no-pca", action="store_true",
@@ -567,6 +569,9 @@ def report(test, state, ds, out_dir, model, a) -> dict:
     if a.ten_crop:
         print(f"test, ten crops: top-1 error {100 * test['tencrop_top1_error']:.2f}%, "
               f"top-5 error {100 * test['tencrop_top5_error']:.2f}%")
+        if a.no_crop:
+            print("note: this net was trained without random crops, so the ten crops show "
+                  "it shifted images it never saw; its centre-crop error is the fair figure")
     print(f"wrote {out_dir}/metrics.json, last.npz, best.npz, curves.png, kernels.png")
     return metrics
 

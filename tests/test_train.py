@@ -185,3 +185,14 @@ def test_corrupted_dataset_file_is_detected_not_trained_on(tmp_path, capsys):
     assert rc == 2 and err.startswith("error: ") and "train-images-idx3-ubyte.gz" in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "out" / "last.npz").exists()
+
+
+def test_ten_crop_report_of_a_net_trained_without_crops_points_to_the_centre_crop(
+        tmp_path, capsys):
+    quick = [f for f in QUICK if f != "--no-ten-crop"] + ["--epochs", "1", "--ten-crop"]
+    assert train.main(quick + ["--no-crop", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "test, ten crops" in out and "trained without random crops" in out
+    assert train.main(quick + ["--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "test, ten crops" in out and "trained without random crops" not in out
