@@ -245,3 +245,22 @@ def test_augment_claim_compares_centre_crops(tmp_path, monkeypatch):
     row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
                if line.startswith("| Data augmentation"))
     assert "none: 14.50 ± 0.10% (centre crop), ten-crop 23.00 ± 0.10%" in row
+
+
+def test_results_show_a_recorded_ensemble(tmp_path, monkeypatch):
+    import json
+
+    import experiments.__main__ as runner
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    net = lambda p, e: {"checkpoint": p, "tencrop_top1_error": e, "center_top1_error": e}
+    (tmp_path / "results" / "medium").mkdir(parents=True)
+    (tmp_path / "results" / "medium" / "ensemble.json").write_text(json.dumps(
+        {"dataset": "fashion-mnist", "test_images": 10,
+         "networks": [net("a/best.npz", 0.20), net("b/best.npz", 0.10)],
+         "ensemble": {"tencrop_top1_error": 0.09, "center_top1_error": 0.11}}))
+    runner.write_results_md()
+    row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
+               if line.startswith("| medium | 2 |"))
+    assert "20.00%, 10.00% (mean 15.00%) | **9.00%** | 11.00% |" in row
+    assert "`python -m experiments ensemble a/best.npz b/best.npz`" in row
