@@ -4,7 +4,8 @@ A claim names its variants as extra ``train.py`` flags, the metric that decides 
 and the paper's own number for the same comparison. ``SCALES`` says how big each run
 is: the ``small`` scale fits a 2-core CPU in minutes (the tiny preset on the committed
 subset); ``medium`` trains the same net longer on more of the real dataset (about 80
-minutes for every claim on a 2-core CPU); ``full`` is the paper's recipe on the full dataset, for a GPU.
+minutes for every claim on a 2-core CPU); ``full`` is the paper's recipe on the full
+dataset, for a GPU.
 """
 from __future__ import annotations
 
