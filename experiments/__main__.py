@@ -289,13 +289,11 @@ def write_results_md():
     for s in rows:
         def cell(label, st):
             text = f"{label}: {fmt(st[s['metric']], s['metric'])}"
-            if s["metric"] == "test_center_top1_error":
-                text += " (centre crop)"
             if s["metric"].startswith("epochs_to_25"):
                 text += (f" ({st['reached_25']}/{s['seeds']} runs reached 25%; a run that "
                          f"did not counts as its epoch budget)")
             if s["metric"] == "test_center_top1_error":
-                text += f", ten-crop {fmt(st['test_top1_error'], 'err')}"
+                text += f" (centre crop), ten-crop {fmt(st['test_top1_error'], 'err')}"
             elif s["metric"] != "test_top1_error":
                 text += f", test top-1 {fmt(st['test_top1_error'], 'err')}"
             for key, what in EXTRA_LABELS.items():
