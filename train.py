@@ -53,6 +53,17 @@ class TrainingError(RuntimeError):
     """A run that cannot go on (NaN loss, bad checkpoint): reported in one line."""
 
 
+class DivergedError(TrainingError):
+    """The loss became NaN or infinite (usually a learning rate too large): exit code 3,
+    so that a learning-rate sweep can tell it from other failures."""
+
+
+# Points per epoch of the training-error curve kept in each history entry: the error of
+# the batches since the previous point (the epoch's average lags by half an epoch, and
+# "how many steps to 25% training error" needs finer steps than one epoch).
+CURVE_POINTS = 10
+
+
 # ---------------------------------------------------------------------------- arguments
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,7 +407,11 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     epoch = state["epoch"] + 1
     start = state["step"]
     part = state["partial"] or dict(seen=0, correct=0, loss_sum=0.0, seconds=0.0)
+    part.setdefault("curve", [])       # [fraction of the epoch's images, error] pairs
+    part.setdefault("win", [0, 0])             # images and errors since the last point
     n_batches = len(loader)
+    every = max(1, n_batches // CURVE_POINTS)
+    epoch_images = min(len(loader.x), n_batches * loader.batch_size)
     bar = ProgressBar(n_batches, desc=f"epoch {epoch}/{a.epochs}",
                       enabled=None if not a.quiet else False)
     t0 = time.perf_counter()
@@ -406,7 +421,7 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
         loss, dlogits = softmax_cross_entropy(logits, yb, check_labels=False)
         lv = float(loss)
         if not math.isfinite(lv):
-            raise TrainingError(
+            raise DivergedError(
                 f"the loss became {lv} at epoch {epoch}, step {i + 1} (lr {state['lr']:g}); "
                 f"stopped without saving. The last good checkpoint is {last_path}. "
                 f"Try a smaller --lr or --init he.")
@@ -416,7 +431,14 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
         n = len(yb)
         part["seen"] += n
         part["loss_sum"] += lv * n
-        part["correct"] += int(topk_correct(logits, yb, 1).sum())
+        ok = int(topk_correct(logits, yb, 1).sum())
+        part["correct"] += ok
+        part["win"][0] += n
+        part["win"][1] += n - ok
+        if i % every == 0 or i == n_batches:
+            part["curve"].append([round(part["seen"] / epoch_images, 4),
+                                  part["win"][1] / part["win"][0]])
+            part["win"] = [0, 0]
         rate = (part["seen"] - 0) / (part["seconds"] + time.perf_counter() - t0)
         bar.update(i, loss=f"{part['loss_sum'] / part['seen']:.4f}",
                    err=f"{100 * (1 - part['correct'] / part['seen']):.2f}%",
@@ -432,7 +454,7 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
                  train_top1_error=1 - part["correct"] / part["seen"], val_loss=val["loss"],
                  val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
                  lr=state["lr"], seconds=part["seconds"],
-                 images_per_second=part["seen"] / part["seconds"])
+                 images_per_second=part["seen"] / part["seconds"], train_curve=part["curve"])
     state["history"].append(entry)
     state.update(epoch=epoch, step=0, partial=None)
     line = bar.close(loss=f"{entry['train_loss']:.4f}",
@@ -612,6 +634,8 @@ def main(argv=None) -> int:
     except (DatasetError, GPUUnavailableError, TrainingError, FileNotFoundError,
             ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, DivergedError):
+            return 3
         return 2 if not isinstance(e, TrainingError) else 1
     return 130 if metrics.get("interrupted") else 0
 

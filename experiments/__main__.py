@@ -50,10 +50,20 @@ def epochs_to(history, key, threshold):
     return None
 
 
+def train_error_curve(history) -> list:
+    """[{"epoch": e, "err": training error}] at the finest steps the run recorded: the
+    error of the batches of each tenth of an epoch where train.py kept its curve
+    (``train_curve``, at fractional epochs), else each epoch's average."""
+    if history and all(h.get("train_curve") for h in history):
+        return [{"epoch": h["epoch"] - 1 + frac, "err": err}
+                for h in history for frac, err in h["train_curve"]]
+    return [{"epoch": h["epoch"], "err": h["train_top1_error"]} for h in history]
+
+
 def derived(metrics: dict, epochs: int) -> dict:
     out = dict(metrics)
     hist = metrics["history"]
-    reached = epochs_to(hist, "train_top1_error", 0.25)
+    reached = epochs_to(train_error_curve(hist), "err", 0.25)
     out["epochs_to_25_train_error"] = reached if reached is not None else float(epochs)
     out["reached_25"] = reached is not None
     out["train_test_gap"] = metrics["test_center_top1_error"] - hist[-1]["train_top1_error"]
@@ -88,12 +98,20 @@ def find_same_run(scale, args: dict):
     return None
 
 
-def run_one(claim, label, flags, seed, scale, device, out_dir, force=False) -> dict:
+def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
+            may_diverge=False) -> dict:
+    """metrics.json of one train.py run (trained now, or found finished). With
+    ``may_diverge`` (a learning-rate sweep), a run whose loss became NaN returns
+    ``{"diverged": True}`` (kept in diverged.json) instead of stopping the sweep."""
     import train
 
     metrics_path = os.path.join(out_dir, "metrics.json")
+    diverged_path = os.path.join(out_dir, "diverged.json")
     if os.path.exists(metrics_path) and not force:
         with open(metrics_path) as f:
+            return json.load(f)
+    if may_diverge and os.path.exists(diverged_path) and not force:
+        with open(diverged_path) as f:
             return json.load(f)
     argv = SCALES[scale]["flags"] + flags + ["--seed", str(seed), "--device", device,
                                              "--out", out_dir]
@@ -111,6 +129,13 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False) -> d
     print(f"[{claim.name}] {label} seed {seed}: python train.py {' '.join(argv)}", flush=True)
     t0 = time.perf_counter()
     rc = train.main(argv)
+    if rc == 3 and may_diverge:                 # train.py's exit code for a NaN loss
+        m = {"diverged": True, "argv": argv}
+        os.makedirs(out_dir, exist_ok=True)
+        with open(diverged_path, "w") as f:
+            json.dump(m, f, indent=1)
+        print(f"[{claim.name}] {label} seed {seed}: the loss diverged", flush=True)
+        return m
     if rc != 0:
         raise SystemExit(f"experiments: run failed (exit {rc}): train.py {' '.join(argv)}")
     with open(metrics_path) as f:
@@ -148,16 +173,50 @@ def verdict(claim, stats) -> str:
     return "inconclusive at this scale"
 
 
+def slug_of(text) -> str:
+    return text.replace(" ", "_").replace(",", "").replace("+", "_").lstrip("-")
+
+
+def tune_variant(claim, label, flags, scale, device, force) -> tuple:
+    """Seed 0 at each of the claim's tuned values: (the best value, {value: metric or
+    None where the loss diverged}). Ties go to the lower test error."""
+    flag, values = claim.tune
+    sweep, rank = {}, {}
+    for value in values:
+        out = os.path.join(RESULTS, scale, claim.name, slug_of(label),
+                           f"{slug_of(flag)}{value}", "seed0")
+        m = run_one(claim, f"{label} {flag} {value}", claim.common + flags + [flag, value],
+                    0, scale, device, out, force, may_diverge=True)
+        if m.get("diverged"):
+            sweep[value] = None
+            continue
+        d = derived(m, m["epochs"])
+        sweep[value] = d[claim.metric]
+        sign = 1 if claim.lower_is_better else -1
+        rank[value] = (sign * d[claim.metric], d["test_top1_error"])
+    if not rank:
+        raise SystemExit(f"experiments: every {flag} of {label!r} diverged: {values}")
+    return min(rank, key=rank.get), sweep
+
+
 def run_claim(name, seeds, scale, device, force=False) -> dict:
     claim = CLAIMS[name]
     t0 = time.perf_counter()
-    per_variant = {}
+    per_variant, tuned = {}, {}
     for label, flags in claim.variants.items():
+        folder = os.path.join(RESULTS, scale, name, slug_of(label))
+        flags = claim.common + flags
+        if claim.tune:
+            best, sweep = tune_variant(claim, label, flags[len(claim.common):], scale,
+                                       device, force)
+            tuned[label] = dict(flag=claim.tune[0], value=best, sweep=sweep)
+            folder = os.path.join(folder, f"{slug_of(claim.tune[0])}{best}")
+            flags = flags + [claim.tune[0], best]
         runs = []
         for seed in range(seeds):
-            slug = label.replace(" ", "_").replace(",", "").replace("+", "_")
-            out = os.path.join(RESULTS, scale, name, slug, f"seed{seed}")
-            m = run_one(claim, label, flags, seed, scale, device, out, force)
+            out = os.path.join(folder, f"seed{seed}")
+            again = force and not (claim.tune and seed == 0)   # the sweep just made it
+            m = run_one(claim, label, flags, seed, scale, device, out, again)
             runs.append(derived(m, m["epochs"]))
         per_variant[label] = runs
     keys = [claim.metric] + claim.extra_metrics + ["test_top1_error"]
@@ -165,6 +224,8 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
              for label, runs in per_variant.items()}
     for label, runs in per_variant.items():
         stats[label]["reached_25"] = sum(bool(r["reached_25"]) for r in runs)
+        if label in tuned:
+            stats[label]["tuned"] = tuned[label]
     summary = dict(
         claim=name, title=claim.title, paper=claim.paper, metric=claim.metric,
         notes=claim.notes, scale=scale, scale_desc=SCALES[scale]["desc"], seeds=seeds,
@@ -177,7 +238,9 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
                                          for r in runs for h in r["history"]])),
         command=f"python -m experiments {name} --seeds {seeds} --scale {scale}"
                 + (f" --device {device}" if device != "cpu" else ""),
-        histories={label: [r["history"] for r in runs] for label, runs in per_variant.items()})
+        histories={label: [r["history"] for r in runs] for label, runs in per_variant.items()},
+        curves={label: [train_error_curve(r["history"]) for r in runs]
+                for label, runs in per_variant.items()})
     os.makedirs(os.path.join(RESULTS, scale), exist_ok=True)
     with open(os.path.join(RESULTS, scale, f"{name}.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -202,11 +265,20 @@ def plot_claim(summary, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, hists in summary["histories"].items():
         n = min(len(h) for h in hists)
-        err = np.mean([[e["train_top1_error"] for e in h[:n]] for h in hists], axis=0)
         val = np.mean([[e["val_top1_error"] for e in h[:n]] for h in hists], axis=0)
-        line, = ax.plot(range(1, n + 1), 100 * err, "-o", label=f"{label} (train)")
+        tuned = summary["stats"][label].get("tuned")
+        name = label + (f", {tuned['flag'].lstrip('-')} {tuned['value']}" if tuned else "")
+        curves = summary.get("curves", {}).get(label)
+        if curves and len({len(c) for c in curves}) == 1 and len(curves[0]) > n:
+            # the training error of each tenth of an epoch (train.py's curve)
+            x = [p["epoch"] for p in curves[0]]
+            err = np.mean([[p["err"] for p in c] for c in curves], axis=0)
+            line, = ax.plot(x, 100 * err, "-", label=f"{name} (train)")
+        else:
+            err = np.mean([[e["train_top1_error"] for e in h[:n]] for h in hists], axis=0)
+            line, = ax.plot(range(1, n + 1), 100 * err, "-o", label=f"{name} (train)")
         ax.plot(range(1, n + 1), 100 * val, "--", color=line.get_color(),
-                label=f"{label} (validation)")
+                label=f"{name} (validation)")
     if summary["metric"].startswith("epochs_to_25"):
         ax.axhline(25, color="gray", lw=1, ls=":")
     ax.set_xlabel("epoch")
@@ -289,6 +361,15 @@ def write_results_md():
     for s in rows:
         def cell(label, st):
             text = f"{label}: {fmt(st[s['metric']], s['metric'])}"
+            if "tuned" in st:
+                t = st["tuned"]
+                flag = t["flag"].lstrip("-")
+                sweep = ", ".join(f"{v} → " + ("diverged" if m is None else
+                                               fmt({"mean": m, "std": 0}, s["metric"])
+                                               .replace(" ± 0.00", ""))
+                                  for v, m in t["sweep"].items())
+                text = (f"{label} at {flag} {t['value']}: {fmt(st[s['metric']], s['metric'])}"
+                        f" (seed 0 at each {flag}: {sweep})")
             if s["metric"].startswith("epochs_to_25"):
                 text += (f" ({st['reached_25']}/{s['seeds']} runs reached 25%; a run that "
                          f"did not counts as its epoch budget)")

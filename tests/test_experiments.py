@@ -264,3 +264,80 @@ def test_results_show_a_recorded_ensemble(tmp_path, monkeypatch):
                if line.startswith("| medium | 2 |"))
     assert "20.00%, 10.00% (mean 15.00%) | **9.00%** | 11.00% |" in row
     assert "`python -m experiments ensemble a/best.npz b/best.npz`" in row
+
+
+def test_epochs_to_25_uses_the_curve_within_epochs():
+    """With train.py's curve (the error of each tenth of an epoch) the threshold is found
+    within the epoch, not from the epoch's average, which lags behind."""
+    from experiments.__main__ import derived
+    curve = [[0.5, 0.40], [1.0, 0.20]]            # 25% crossed at 0.5 + 0.75 * 0.5
+    m = {"history": [{"epoch": 1, "train_top1_error": 0.30, "train_curve": curve}],
+         "test_center_top1_error": 0.2}
+    assert derived(m, 1)["epochs_to_25_train_error"] == pytest.approx(0.875)
+    del m["history"][0]["train_curve"]            # older runs: the epoch's average only
+    assert derived(m, 1)["epochs_to_25_train_error"] == 1.0
+    assert derived(m, 1)["reached_25"] is False
+
+
+def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch):
+    """figure1 picks each network's learning rate as the paper did: seed 0 at every
+    value, the fastest kept (a diverged value is recorded and loses), the other seeds
+    at that value only; the table shows the sweep."""
+    import json
+    import os
+
+    import experiments.__main__ as runner
+    import train
+    from experiments.claims import SCALES
+
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--lr", "0.02"],
+                                          desc="fake"))
+    claim = CLAIMS["figure1"]
+    values = claim.tune[1]
+    assert claim.tune[0] == "--lr" and len(values) >= 3
+    # the fake: tanh is fastest at the second value, relu at the third; the largest diverges
+    best = {"relu": values[2], "tanh": values[1]}
+    calls = []
+
+    def fake_main(argv):
+        a = train.build_parser().parse_args(argv)
+        assert a.dropout == 0 and a.no_crop and a.no_flip and a.weight_decay == 0
+        calls.append((a.activation, str(a.lr), a.seed))
+        if str(a.lr) == values[-1]:
+            return 3
+        speed = 1.0 if str(a.lr) == best[a.activation] else 0.5
+        speed *= 2 if a.activation == "relu" else 1
+        curve = [[f / 10, max(0.05, 0.9 - speed * f / 10)] for f in range(1, 11)]
+        hist = [{"epoch": 1, "train_top1_error": 0.5, "val_top1_error": 0.3, "seconds": 1.0,
+                 "train_curve": curve}]
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, "metrics.json"), "w") as f:
+            json.dump({"args": vars(a), "history": hist, "epochs": 1, "test_top1_error": 0.3,
+                       "test_center_top1_error": 0.3}, f)
+        return 0
+
+    monkeypatch.setattr(train, "main", fake_main)
+    s = runner.run_claim("figure1", 3, "t", "cpu")
+    for act in ("relu", "tanh"):
+        assert s["stats"][act]["tuned"]["value"] == best[act]
+        assert s["stats"][act]["tuned"]["sweep"][values[-1]] is None       # diverged
+        assert sorted(seed for a, lr, seed in calls if a == act and lr == best[act]) == \
+            [0, 1, 2]
+        assert len([c for c in calls if c[0] == act]) == len(values) + 2
+    # relu at its best: 0.9 - 2 x = 0.25 at x = 0.325 epochs; tanh: 0.65
+    assert s["stats"]["relu"]["epochs_to_25_train_error"]["mean"] == pytest.approx(0.325)
+    assert s["stats"]["tanh"]["epochs_to_25_train_error"]["mean"] == pytest.approx(0.65)
+    assert s["verdict"] == "reproduced"
+    assert os.path.exists(tmp_path / "results" / "t" / "figure1" / "relu" /
+                          f"lr{values[-1]}" / "seed0" / "diverged.json")
+    n = len(calls)
+    runner.run_claim("figure1", 3, "t", "cpu")      # everything finished: nothing reruns
+    assert len(calls) == n
+    runner.write_results_md()
+    row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
+               if line.startswith("| ReLU trains faster than tanh, in Figure 1"))
+    assert f"relu at lr {best['relu']}: 0.33 ± 0.00 epochs" in row
+    assert f"{values[-1]} → diverged" in row
+    assert (tmp_path / "results" / "t" / "figure1.png").stat().st_size > 0

@@ -36,6 +36,16 @@ def test_short_real_training_run_learns(tmp_path):
     for h in m["history"]:
         assert {"train_loss", "train_top1_error", "val_top1_error", "lr", "seconds"} <= set(h)
     assert m["history"][-1]["train_loss"] < m["history"][0]["train_loss"]
+    # within each epoch, the error of the batches since the previous point, at least
+    # train.CURVE_POINTS of them
+    for h in m["history"]:
+        frac = [p[0] for p in h["train_curve"]]
+        assert frac == sorted(frac) and frac[-1] == 1.0, frac
+        assert train.CURVE_POINTS <= len(frac) <= 2 * train.CURVE_POINTS + 1, frac
+        assert all(0 <= p[1] <= 1 for p in h["train_curve"])
+        sizes = np.diff([0] + frac)          # each point weighs its images
+        avg = float(np.dot(sizes, [p[1] for p in h["train_curve"]]))
+        assert abs(avg - h["train_top1_error"]) < 1e-3, (avg, h["train_top1_error"])
     for f in ("last.npz", "best.npz", "curves.png", "kernels.png"):
         assert (out / f).stat().st_size > 0
 
@@ -105,6 +115,9 @@ def test_interrupt_mid_epoch_saves_checkpoint_and_resumes_exactly(tmp_path, monk
     pa, pb = params_of(a / "last.npz"), params_of(b / "last.npz")
     for k in pa:
         np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    ha = json.loads((a / "metrics.json").read_text())["history"]
+    hb = json.loads((b / "metrics.json").read_text())["history"]
+    assert ha[0]["train_curve"] == hb[0]["train_curve"]    # the curve survives the stop
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, monkeypatch,
@@ -122,7 +135,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
 
     monkeypatch.setattr(train, "softmax_cross_entropy", exploding)
     rc = train.main(["--resume", str(out / "last.npz"), "--epochs", "2", "--out", str(out)])
-    assert rc == 1
+    assert rc == 3          # its own exit code: a learning-rate sweep records it and goes on
     err = capsys.readouterr().err
     assert "the loss became nan at epoch 2, step 3" in err and "last.npz" in err
     assert (out / "last.npz").read_bytes() == before
