@@ -23,6 +23,7 @@ import glob
 import json
 import os
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -65,6 +66,11 @@ def derived(metrics: dict, epochs: int) -> dict:
     hist = metrics["history"]
     reached = epochs_to(train_error_curve(hist), "err", 0.25)
     out["epochs_to_25_train_error"] = reached if reached is not None else float(epochs)
+    # the same in optimizer steps (the paper's Figure 1 counts epochs; the issue, steps)
+    batch = metrics.get("args", {}).get("batch_size")
+    if batch and "images_per_second" in hist[0]:
+        images = round(hist[0]["images_per_second"] * hist[0]["seconds"])
+        out["steps_to_25_train_error"] = out["epochs_to_25_train_error"] * -(-images // batch)
     out["reached_25"] = reached is not None
     out["train_test_gap"] = metrics["test_center_top1_error"] - hist[-1]["train_top1_error"]
     if "test_tencrop_top1_error" in metrics:
@@ -130,7 +136,7 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
     t0 = time.perf_counter()
     rc = train.main(argv)
     if rc == 3 and may_diverge:                 # train.py's exit code for a NaN loss
-        m = {"diverged": True, "argv": argv}
+        m = {"diverged": True, "argv": argv, "seconds": time.perf_counter() - t0}
         os.makedirs(out_dir, exist_ok=True)
         with open(diverged_path, "w") as f:
             json.dump(m, f, indent=1)
@@ -179,36 +185,40 @@ def slug_of(text) -> str:
 
 def tune_variant(claim, label, flags, scale, device, force) -> tuple:
     """Seed 0 at each of the claim's tuned values: (the best value, {value: metric or
-    None where the loss diverged}). Ties go to the lower test error."""
+    None where the loss diverged}, {value: seconds of training}). Ties go to the lower
+    test error."""
     flag, values = claim.tune
-    sweep, rank = {}, {}
+    sweep, rank, seconds = {}, {}, {}
     for value in values:
         out = os.path.join(RESULTS, scale, claim.name, slug_of(label),
                            f"{slug_of(flag)}{value}", "seed0")
         m = run_one(claim, f"{label} {flag} {value}", claim.common + flags + [flag, value],
                     0, scale, device, out, force, may_diverge=True)
         if m.get("diverged"):
-            sweep[value] = None
+            sweep[value], seconds[value] = None, m.get("seconds", 0.0)
             continue
+        seconds[value] = sum(h["seconds"] for h in m["history"])
         d = derived(m, m["epochs"])
         sweep[value] = d[claim.metric]
         sign = 1 if claim.lower_is_better else -1
         rank[value] = (sign * d[claim.metric], d["test_top1_error"])
     if not rank:
         raise SystemExit(f"experiments: every {flag} of {label!r} diverged: {values}")
-    return min(rank, key=rank.get), sweep
+    return min(rank, key=rank.get), sweep, seconds
 
 
 def run_claim(name, seeds, scale, device, force=False) -> dict:
     claim = CLAIMS[name]
     t0 = time.perf_counter()
     per_variant, tuned = {}, {}
+    sweep_seconds = 0.0          # the sweeps' runs other than the seed 0 kept
     for label, flags in claim.variants.items():
         folder = os.path.join(RESULTS, scale, name, slug_of(label))
         flags = claim.common + flags
         if claim.tune:
-            best, sweep = tune_variant(claim, label, flags[len(claim.common):], scale,
-                                       device, force)
+            best, sweep, secs = tune_variant(claim, label, flags[len(claim.common):],
+                                             scale, device, force)
+            sweep_seconds += sum(t for v, t in secs.items() if v != best)
             tuned[label] = dict(flag=claim.tune[0], value=best, sweep=sweep)
             folder = os.path.join(folder, f"{slug_of(claim.tune[0])}{best}")
             flags = flags + [claim.tune[0], best]
@@ -220,6 +230,9 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
             runs.append(derived(m, m["epochs"]))
         per_variant[label] = runs
     keys = [claim.metric] + claim.extra_metrics + ["test_top1_error"]
+    if claim.metric == "epochs_to_25_train_error" and all(
+            "steps_to_25_train_error" in r for runs in per_variant.values() for r in runs):
+        keys.append("steps_to_25_train_error")
     stats = {label: {k: summarize([r[k] for r in runs]) for k in dict.fromkeys(keys)}
              for label, runs in per_variant.items()}
     for label, runs in per_variant.items():
@@ -228,12 +241,13 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
             stats[label]["tuned"] = tuned[label]
     summary = dict(
         claim=name, title=claim.title, paper=claim.paper, metric=claim.metric,
-        notes=claim.notes, scale=scale, scale_desc=SCALES[scale]["desc"], seeds=seeds,
+        notes=claim.notes, setting=claim.setting, scale=scale,
+        scale_desc=SCALES[scale]["desc"], seeds=seeds,
         device=device, stats=stats, verdict=verdict(claim, stats),
         # training time of all the runs (from their histories, so a summary rebuilt
         # from finished runs still reports how long they took)
         seconds=float(sum(h["seconds"] for runs in per_variant.values() for r in runs
-                          for h in r["history"])),
+                          for h in r["history"]) + sweep_seconds),
         seconds_per_epoch=float(np.mean([h["seconds"] for runs in per_variant.values()
                                          for r in runs for h in r["history"]])),
         command=f"python -m experiments {name} --seeds {seeds} --scale {scale}"
@@ -283,7 +297,7 @@ def plot_claim(summary, path):
         ax.axhline(25, color="gray", lw=1, ls=":")
     ax.set_xlabel("epoch")
     ax.set_ylabel("top-1 error (%)")
-    ax.set_title(summary["title"], fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(summary["title"], 70)), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -361,6 +375,9 @@ def write_results_md():
     for s in rows:
         def cell(label, st):
             text = f"{label}: {fmt(st[s['metric']], s['metric'])}"
+            if "steps_to_25_train_error" in st:
+                steps = st["steps_to_25_train_error"]
+                text += f" ({steps['mean']:.0f} ± {steps['std']:.0f} steps)"
             if "tuned" in st:
                 t = st["tuned"]
                 flag = t["flag"].lstrip("-")
@@ -368,8 +385,8 @@ def write_results_md():
                                                fmt({"mean": m, "std": 0}, s["metric"])
                                                .replace(" ± 0.00", ""))
                                   for v, m in t["sweep"].items())
-                text = (f"{label} at {flag} {t['value']}: {fmt(st[s['metric']], s['metric'])}"
-                        f" (seed 0 at each {flag}: {sweep})")
+                text = text.replace(f"{label}: ", f"{label} at {flag} {t['value']}: ", 1)
+                text += f" (seed 0 at each {flag}: {sweep})"
             if s["metric"].startswith("epochs_to_25"):
                 text += (f" ({st['reached_25']}/{s['seeds']} runs reached 25%; a run that "
                          f"did not counts as its epoch budget)")
@@ -387,7 +404,8 @@ def write_results_md():
             ours = (f"ten-crop minus centre-crop top-1 error: {fmt(st[s['metric']], 'err')}"
                     f" (test top-1 {fmt(st['test_top1_error'], 'err')})")
         lines.append(
-            f"| {s['title']} | {s['paper']} | {ours} | {s['verdict']} | {s['scale_desc']}; "
+            f"| {s['title']} | {s['paper']} | {ours} | {s['verdict']} | {s['scale_desc']}"
+            f"{'; this claim: ' + s['setting'] if s.get('setting') else ''}; "
             f"{s['seeds']} seeds | {s['seconds'] / 60:.0f} min of training ({s['seconds_per_epoch']:.0f} "
             f"s/epoch, {s['device']}) | `{s['command']}` |")
     lines += ["", "Plots: `experiments/results/SCALE/CLAIM.png` (training and validation "

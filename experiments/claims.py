@@ -3,7 +3,7 @@
 A claim names its variants as extra ``train.py`` flags, the metric that decides it,
 and the paper's own number for the same comparison. ``SCALES`` says how big each run
 is: the ``small`` scale fits a 2-core CPU in minutes (the tiny preset on the committed
-subset); ``medium`` trains the same net longer on more of the real dataset (about 80
+subset); ``medium`` trains the same net longer on more of the real dataset (about 90
 minutes for every claim on a 2-core CPU); ``full`` is the paper's recipe on the full
 dataset, for a GPU.
 """
@@ -28,6 +28,7 @@ class Claim:
     # chose each network's learning rate "independently to make training as fast as
     # possible"). A value whose loss diverges counts as the worst.
     tune: tuple | None = None
+    setting: str = ""                  # how the claim's runs depart from the scale's
 
 
 CLAIMS = {
@@ -53,6 +54,8 @@ CLAIMS = {
         common=["--dropout", "0", "--no-crop", "--no-flip", "--no-pca", "--weight-decay",
                 "0", "--epochs", "6", "--no-ten-crop"],
         tune=("--lr", ["0.005", "0.01", "0.02", "0.05", "0.1"]),
+        setting="6 epochs, no dropout, augmentation or weight decay, centre-crop test; "
+                "each network at its best of 5 learning rates",
         notes="epochs to reach 25% training error, from the training error of the batches "
               "of each tenth of an epoch; each network at the learning rate (of 0.005, "
               "0.01, 0.02, 0.05, 0.1) that got there first with seed 0",

@@ -310,8 +310,8 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
         speed = 1.0 if str(a.lr) == best[a.activation] else 0.5
         speed *= 2 if a.activation == "relu" else 1
         curve = [[f / 10, max(0.05, 0.9 - speed * f / 10)] for f in range(1, 11)]
-        hist = [{"epoch": 1, "train_top1_error": 0.5, "val_top1_error": 0.3, "seconds": 1.0,
-                 "train_curve": curve}]
+        hist = [{"epoch": 1, "train_top1_error": 0.5, "val_top1_error": 0.3, "seconds": 2.0,
+                 "images_per_second": 640.0, "train_curve": curve}]   # 10 steps of 128
         os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "metrics.json"), "w") as f:
             json.dump({"args": vars(a), "history": hist, "epochs": 1, "test_top1_error": 0.3,
@@ -329,6 +329,7 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
     # relu at its best: 0.9 - 2 x = 0.25 at x = 0.325 epochs; tanh: 0.65
     assert s["stats"]["relu"]["epochs_to_25_train_error"]["mean"] == pytest.approx(0.325)
     assert s["stats"]["tanh"]["epochs_to_25_train_error"]["mean"] == pytest.approx(0.65)
+    assert s["stats"]["tanh"]["steps_to_25_train_error"]["mean"] == pytest.approx(6.5)
     assert s["verdict"] == "reproduced"
     assert os.path.exists(tmp_path / "results" / "t" / "figure1" / "relu" /
                           f"lr{values[-1]}" / "seed0" / "diverged.json")
@@ -338,6 +339,9 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
     runner.write_results_md()
     row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
                if line.startswith("| ReLU trains faster than tanh, in Figure 1"))
-    assert f"relu at lr {best['relu']}: 0.33 ± 0.00 epochs" in row
+    assert f"relu at lr {best['relu']}: 0.33 ± 0.00 epochs (3 ± 0 steps)" in row
     assert f"{values[-1]} → diverged" in row
+    assert "this claim: 6 epochs, no dropout" in row
+    # the time counts the sweep too: 2 x (4 finished values + 2 more seeds) runs of 2 s
+    assert s["seconds"] == pytest.approx(2 * 6 * 2.0, abs=1.0)
     assert (tmp_path / "results" / "t" / "figure1.png").stat().st_size > 0
