@@ -19,6 +19,18 @@ A run that departs from the paper's recipe is recorded beside it, never over it:
 writes ``experiments/results/headline-lr02/`` and a section "A documented change" under
 the headline in ``docs/RESULTS.md``, in the same form.
 
+Several runs make an ensemble (the paper's Section 6, ``python -m experiments
+ensemble``), recorded as a variant: each network's metrics, curves and checkpoint hash,
+and the test error of their averaged outputs:
+
+    python -m experiments headline --variant ensemble3 --change "3 networks averaged" \
+        --run runs/s0 --run runs/s1 --run runs/s2 [--ensemble ens.json] --log ...
+
+``--ensemble`` takes the JSON that ``python -m experiments ensemble ... --out`` wrote
+(on a GPU machine, say); without it the ensemble is evaluated here from the runs'
+``best.npz``. A run folder may hold ``best.npz.sha256`` (the hash, as ``sha256sum``
+writes it) instead of a checkpoint that stayed on another machine.
+
 The target is the issue's: test top-1 error at most 6.0% with ten crops, i.e. 94.0%
 accuracy, above every AlexNet-style entry of the Fashion-MNIST benchmark table.
 """
@@ -67,6 +79,108 @@ def summarize_run(metrics: dict) -> dict:
         target=TARGET, target_met=bool(err <= TARGET))
 
 
+def run_checkpoint_hash(run_dir) -> str:
+    """SHA-256 of the run's best.npz, or the hash its best.npz.sha256 file holds."""
+    ck = os.path.join(run_dir, "best.npz")
+    if os.path.isfile(ck):
+        return sha256(ck)
+    side = ck + ".sha256"
+    if os.path.isfile(side):
+        with open(side) as f:
+            digest = f.read().split()[:1]
+        if digest and re.fullmatch(r"[0-9a-f]{64}", digest[0]):
+            return digest[0]
+        raise ValueError(f"experiments headline: {side} does not hold a SHA-256")
+    raise FileNotFoundError(f"experiments headline: {ck} not found (nor {side}); --run "
+                            f"must be a finished train.py run")
+
+
+def copy_logs(logs, dest) -> list:
+    """Copy the console logs into dest as train.log (or train-1.log, train-2.log, ...)."""
+    kept = []
+    for i, log in enumerate(logs):
+        name = f"train-{i + 1}.log" if len(logs) > 1 else "train.log"
+        shutil.copyfile(log, os.path.join(dest, name))
+        kept.append(name)
+    return kept
+
+
+def finished_metrics(run_dir) -> dict:
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"experiments headline: {path} not found "
+                                f"(--run must be a finished train.py run)")
+    with open(path) as f:
+        metrics = json.load(f)
+    if "test_center_top1_error" not in metrics:
+        raise ValueError(f"experiments headline: {path} has no test errors; the run "
+                         f"has not finished (resume it, or run --eval-only on best.npz)")
+    return metrics
+
+
+def record_ensemble(run_dirs, ensemble_json=None, logs=(), commands=(), note="",
+                    machine=None, dest=None, change="") -> dict:
+    """Record several finished runs and the test error of their averaged outputs (from
+    ``ensemble_json``, else evaluated here) in dest, as a variant."""
+    for log in logs:
+        if not os.path.isfile(log):
+            raise FileNotFoundError(f"experiments headline: {log} not found")
+    runs = [finished_metrics(d) for d in run_dirs]
+    hashes = [run_checkpoint_hash(d) for d in run_dirs]
+    if ensemble_json is not None:
+        if not os.path.isfile(ensemble_json):
+            raise FileNotFoundError(f"experiments headline: {ensemble_json} not found")
+        with open(ensemble_json) as f:
+            ens = json.load(f)
+    else:
+        from experiments.ensemble import run as ensemble_run
+        ens = ensemble_run([os.path.join(d, "best.npz") for d in run_dirs])
+    nets = ens.get("networks", [])
+    if len(nets) != len(run_dirs) or "tencrop_top1_error" not in ens.get("ensemble", {}):
+        raise ValueError(f"experiments headline: the ensemble ({ensemble_json}) has "
+                         f"{len(nets)} networks with ten-crop errors; --run gave "
+                         f"{len(run_dirs)}")
+    # the ensemble must be of these runs: each network's test errors are its run's own
+    for d, m, net in zip(run_dirs, runs, nets):
+        mine = (m.get("test_tencrop_top1_error"), m["test_center_top1_error"])
+        theirs = (net.get("tencrop_top1_error"), net["center_top1_error"])
+        if any(a is None or abs(a - b) > 1e-9 for a, b in zip(mine, theirs)):
+            raise ValueError(f"experiments headline: the ensemble's network "
+                             f"{net['checkpoint']} has test errors {theirs}, the run {d} "
+                             f"{mine}: not the same network (give --run in the order of "
+                             f"the ensemble's checkpoints)")
+    os.makedirs(dest, exist_ok=True)
+    networks, secs = [], []
+    for i, (d, m, digest) in enumerate(zip(run_dirs, runs, hashes), 1):
+        shutil.copyfile(os.path.join(d, "metrics.json"), os.path.join(dest, f"metrics-{i}.json"))
+        curves = None
+        if os.path.isfile(os.path.join(d, "curves.png")):
+            curves = f"curves-{i}.png"
+            shutil.copyfile(os.path.join(d, "curves.png"), os.path.join(dest, curves))
+        n = summarize_run(m)
+        n.update(metrics=f"metrics-{i}.json", curves=curves, checkpoint_sha256=digest,
+                 seed=m.get("args", {}).get("seed"))
+        networks.append(n)
+        secs += [h["seconds"] for h in m["history"]]
+    with open(os.path.join(dest, "ensemble.json"), "w") as f:
+        json.dump(ens, f, indent=1)
+    kept_logs = copy_logs(logs, dest)
+    e = ens["ensemble"]
+    first = networks[0]
+    err = e["tencrop_top1_error"]
+    summary = dict(
+        dataset=first["dataset"], model=first["model"], device=first["device"],
+        test_tencrop_top1_error=err, test_center_top1_error=e["center_top1_error"],
+        test_tencrop_top5_error=e.get("tencrop_top5_error"), networks=networks,
+        seconds_total=float(sum(secs)), seconds_per_epoch_median=float(statistics.median(secs)),
+        target=TARGET, target_met=bool(err <= TARGET), commands=list(commands),
+        logs=kept_logs, note=note, machine=machine or bench_machine(),
+        recorded=datetime.date.today().isoformat(), change=change)
+    with open(os.path.join(dest, "headline.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
 def record(run_dir, logs=(), commands=(), note="", machine=None, dest=None,
            change="") -> dict:
     """Copy the run's record into dest (default experiments/results/headline) and write
@@ -74,28 +188,19 @@ def record(run_dir, logs=(), commands=(), note="", machine=None, dest=None,
     Raises FileNotFoundError naming a missing file of the run."""
     from experiments.__main__ import RESULTS
     dest = dest or os.path.join(RESULTS, "headline")
-    need = [os.path.join(run_dir, f) for f in ("metrics.json", "best.npz")]
-    for path in need + list(logs):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"experiments headline: {path} not found "
-                                    f"(--run must be a finished train.py run)")
-    with open(need[0]) as f:
-        metrics = json.load(f)
-    if "test_center_top1_error" not in metrics:
-        raise ValueError(f"experiments headline: {need[0]} has no test errors; the run "
-                         f"has not finished (resume it, or run --eval-only on best.npz)")
+    metrics = finished_metrics(run_dir)
+    digest = run_checkpoint_hash(run_dir)
+    for log in logs:
+        if not os.path.isfile(log):
+            raise FileNotFoundError(f"experiments headline: {log} not found")
     os.makedirs(dest, exist_ok=True)
-    shutil.copyfile(need[0], os.path.join(dest, "metrics.json"))
+    shutil.copyfile(os.path.join(run_dir, "metrics.json"), os.path.join(dest, "metrics.json"))
     if os.path.isfile(os.path.join(run_dir, "curves.png")):
         shutil.copyfile(os.path.join(run_dir, "curves.png"), os.path.join(dest, "curves.png"))
-    kept_logs = []
-    for i, log in enumerate(logs):
-        name = f"train-{i + 1}.log" if len(logs) > 1 else "train.log"
-        shutil.copyfile(log, os.path.join(dest, name))
-        kept_logs.append(name)
+    kept_logs = copy_logs(logs, dest)
     summary = summarize_run(metrics)
     summary.update(
-        checkpoint="best.npz", checkpoint_sha256=sha256(need[1]),
+        checkpoint="best.npz", checkpoint_sha256=digest,
         commands=list(commands), logs=kept_logs, note=note,
         machine=machine or bench_machine(),
         recorded=datetime.date.today().isoformat())
@@ -112,8 +217,42 @@ def variant_dirs(results) -> list:
                   if os.path.isfile(os.path.join(d, "headline.json")))
 
 
+def ensemble_md_lines(s: dict, rel: str) -> list:
+    """A recorded ensemble's section of docs/RESULTS.md: each network, then the average."""
+    pct = lambda v: f"{100 * v:.2f}%"
+    verdict = "**met**" if s["target_met"] else "**not met**"
+    lines = [f"### A documented change: {s['change']}", "",
+             "| network | seed | epochs | ten crops | centre crop | checkpoint SHA-256 | "
+             "record |", "|---|---|---|---|---|---|---|"]
+    for i, n in enumerate(s["networks"], 1):
+        rec = f"[metrics]({rel}/{n['metrics']})" + (
+            f", [curves]({rel}/{n['curves']})" if n.get("curves") else "")
+        lines.append(f"| {i} | {n.get('seed')} | {n['epochs']} | "
+                     f"{pct(n['test_tencrop_top1_error'])} | {pct(n['test_center_top1_error'])}"
+                     f" | `{n['checkpoint_sha256']}` | {rec} |")
+    mean = statistics.mean(n["test_tencrop_top1_error"] for n in s["networks"])
+    lines += [
+        f"| **average of the {len(s['networks'])} networks' outputs** | | | "
+        f"**{pct(s['test_tencrop_top1_error'])}** (target {pct(s['target'])}: {verdict}; "
+        f"each network {pct(mean)} on average) | {pct(s['test_center_top1_error'])} | | "
+        f"[ensemble.json]({rel}/ensemble.json) |",
+        "",
+        f"Time: {s['seconds_total'] / 3600:.1f} h of training in all, "
+        f"{s['seconds_per_epoch_median'] / 60:.1f} min per epoch (median, validation "
+        f"included), on {s['machine']} ({s['device']}); recorded {s['recorded']}"
+        + (". Logs: " + ", ".join(f"[{log}]({rel}/{log})" for log in s["logs"])
+           if s["logs"] else "") + ".", ""]
+    if s["commands"]:
+        lines += ["Commands, in the order they ran:", "", "```bash", *s["commands"], "```", ""]
+    if s.get("note"):
+        lines += [s["note"], ""]
+    return lines
+
+
 def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     """The headline section of docs/RESULTS.md, or a variant's (s has a "change")."""
+    if "networks" in s:
+        return ensemble_md_lines(s, rel)
     pct = lambda v: f"{100 * v:.2f}%"
     verdict = ("**met**" if s["target_met"] else "**not met**")
     drops = (", ".join(str(e) for e in s["lr_drop_epochs"]) if s["lr_drop_epochs"]
@@ -156,7 +295,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments headline",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="the finished train.py output folder")
+    p.add_argument("--run", required=True, action="append",
+                   help="the finished train.py output folder (repeat it, with --variant, to "
+                        "record an ensemble of the runs)")
+    p.add_argument("--ensemble", metavar="JSON", default=None,
+                   help="with several --run: the ensemble's errors as `python -m experiments "
+                        "ensemble --out` wrote them (default: evaluate them here)")
     p.add_argument("--log", action="append", default=[],
                    help="a console log of the run (repeatable, in order)")
     p.add_argument("--command", action="append", default=[],
@@ -180,16 +324,28 @@ def main(argv=None) -> int:
         dest = os.path.join(RESULTS, f"headline-{a.variant}")
     elif a.change:
         p.error("--change goes with --variant NAME")
+    if len(a.run) > 1 and a.variant is None:
+        p.error("several --run make an ensemble, a change to the recipe: give --variant "
+                "NAME and --change")
+    if a.ensemble and len(a.run) < 2:
+        p.error("--ensemble needs two or more --run")
+    from engine.datasets import DatasetError
     try:
-        s = record(a.run, a.log, a.command, a.note, a.machine, dest=dest,
-                   change=a.change.strip())
-    except (FileNotFoundError, ValueError) as e:
+        if len(a.run) > 1:
+            s = record_ensemble(a.run, a.ensemble, a.log, a.command, a.note, a.machine,
+                                dest=dest, change=a.change.strip())
+        else:
+            s = record(a.run[0], a.log, a.command, a.note, a.machine, dest=dest,
+                       change=a.change.strip())
+    except (FileNotFoundError, ValueError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from experiments.__main__ import write_results_md
     write_results_md()
+    what = (f"after {s['epochs']} epochs" if "epochs" in s
+            else f"averaging {len(s['networks'])} networks")
     print(f"{'variant ' + a.variant if a.variant else 'headline'}: "
           f"{100 * s['test_tencrop_top1_error']:.2f}% ten-crop test top-1 error "
-          f"after {s['epochs']} epochs (target {100 * TARGET:.1f}%: "
+          f"{what} (target {100 * TARGET:.1f}%: "
           f"{'met' if s['target_met'] else 'not met'}); docs/RESULTS.md updated")
     return 0

@@ -122,7 +122,7 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     assert "python train.py --lr 0.02" in md[variant:]
 
 
-def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys):
+def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkeypatch):
     """Two tiny nets trained briefly on the subset: each network's errors match what
     train.py reported for it, and the ensemble's equal those of the averaged outputs."""
     import json
@@ -161,6 +161,16 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys):
     avg = (probs[0] + probs[1]) / 2
     expect = np.mean(avg.argmax(1) != ds.test_y)
     assert abs(res["ensemble"]["tencrop_top1_error"] - expect) < 1e-12
+
+    # recorded as a headline variant, the ensemble evaluated again from the checkpoints
+    import experiments.__main__ as runner
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    assert main(["headline", "--variant", "two", "--change", "two tiny nets",
+                 "--run", str(runs[0]), "--run", str(runs[1])]) == 0
+    s = json.loads((tmp_path / "results" / "headline-two" / "headline.json").read_text())
+    assert s["test_tencrop_top1_error"] == res["ensemble"]["tencrop_top1_error"]
+    assert s["test_center_top1_error"] == res["ensemble"]["center_top1_error"]
 
 
 def test_ensemble_bad_input_gives_one_line_errors(tmp_path, capsys):
@@ -345,3 +355,56 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
     # the time counts the sweep too: 2 x (4 finished values + 2 more seeds) runs of 2 s
     assert s["seconds"] == pytest.approx(2 * 6 * 2.0, abs=1.0)
     assert (tmp_path / "results" / "t" / "figure1.png").stat().st_size > 0
+
+
+def test_headline_records_an_ensemble_of_runs(tmp_path, monkeypatch, capsys):
+    """Several --run with --variant: each network's record and hash, and the ensemble's
+    error from `experiments ensemble --out`, checked to be of the same networks."""
+    import hashlib
+    import json
+
+    import experiments.__main__ as runner
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    runs, nets = [], []
+    for i, (ten, centre) in enumerate([(0.070, 0.073), (0.069, 0.071), (0.071, 0.074)]):
+        run = tmp_path / f"s{i}"
+        run.mkdir()
+        hist = [{"epoch": 1, "lr": 0.02, "seconds": 300.0, "train_top1_error": 0.1,
+                 "val_top1_error": 0.08}]
+        (run / "metrics.json").write_text(json.dumps(dict(
+            dataset="fashion-mnist", model="mini", device="cuda", history=hist,
+            test_top1_error=ten, test_tencrop_top1_error=ten, test_center_top1_error=centre,
+            best_epoch=1, best_val_top1_error=0.08, args={"seed": i})))
+        if i == 2:        # its checkpoint stayed on the GPU machine: only the hash came back
+            (run / "best.npz.sha256").write_text("ab" * 32 + "  best.npz\n")
+        else:
+            (run / "best.npz").write_bytes(b"w%d" % i)
+        runs.append(str(run))
+        nets.append({"checkpoint": f"/gpu/s{i}/best.npz", "tencrop_top1_error": ten,
+                     "center_top1_error": centre})
+    ens = tmp_path / "ens.json"
+    ens.write_text(json.dumps({"dataset": "fashion-mnist", "test_images": 10000,
+                               "networks": nets, "ensemble": {"tencrop_top1_error": 0.059,
+                                                              "center_top1_error": 0.062}}))
+    args = ["headline", "--variant", "ens3", "--change", "3 networks averaged",
+            "--ensemble", str(ens)] + [x for r in runs for x in ("--run", r)]
+    # an ensemble is a change to the recipe: not the headline itself
+    with pytest.raises(SystemExit):
+        main(["headline", "--run", runs[0], "--run", runs[1]])
+    # the ensemble must be of these networks, in this order
+    swapped = args[:-4] + ["--run", runs[2], "--run", runs[1]]
+    assert main(swapped) == 2
+    assert "not the same network" in capsys.readouterr().err
+    assert main(args + ["--command", "python -m experiments ensemble ..."]) == 0
+    dest = tmp_path / "results" / "headline-ens3"
+    s = json.loads((dest / "headline.json").read_text())
+    assert s["target_met"] is True and s["test_tencrop_top1_error"] == 0.059
+    assert [n["checkpoint_sha256"] for n in s["networks"]] == [
+        hashlib.sha256(b"w0").hexdigest(), hashlib.sha256(b"w1").hexdigest(), "ab" * 32]
+    assert [n["seed"] for n in s["networks"]] == [0, 1, 2]
+    assert (dest / "metrics-3.json").exists() and (dest / "ensemble.json").exists()
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    section = md[md.index("### A documented change: 3 networks averaged"):]
+    assert "**5.90%** (target 6.00%: **met**; each network 7.00% on average)" in section
+    assert "ab" * 32 in section
