@@ -408,3 +408,60 @@ def test_headline_records_an_ensemble_of_runs(tmp_path, monkeypatch, capsys):
     section = md[md.index("### A documented change: 3 networks averaged"):]
     assert "**5.90%** (target 6.00%: **met**; each network 7.00% on average)" in section
     assert "ab" * 32 in section
+
+
+def test_gpu_headline_script_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch):
+    """scripts/gpu_headline.sh with CPU settings (two tiny nets, one epoch): it trains
+    the seeds at once, hashes the checkpoints and writes the ensemble, and its folder
+    is what `experiments headline --ensemble` records."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import experiments.__main__ as runner
+    from tests.conftest import ROOT
+
+    out = tmp_path / "gpu"
+    env = dict(os.environ, OUT=str(out), DEVICE="cpu", MODEL="tiny", EPOCHS="1",
+               SEEDS="0 1", DATASET="fashion-mnist-subset", SKIP_TESTS="1",
+               PYTHON=sys.executable,
+               TRAIN_FLAGS="--init he --train-limit 640 --batch-size 64 --no-prefetch")
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "seed 1: exit 0" in r.stdout and "ensemble of 2" in r.stdout
+    for s in (0, 1):
+        digest = (out / f"seed{s}" / "best.npz.sha256").read_text().split()[0]
+        assert digest == hashlib.sha256((out / f"seed{s}" / "best.npz").read_bytes()).hexdigest()
+        assert not (out / f"seed{s}" / "last.npz").exists()
+    ens = json.loads((out / "ensemble.json").read_text())
+
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    for s in (0, 1):                 # as if the checkpoints had stayed on the GPU machine
+        (out / f"seed{s}" / "best.npz").unlink()
+    assert main(["headline", "--variant", "gpu2", "--change", "two nets",
+                 "--ensemble", str(out / "ensemble.json"), "--run", str(out / "seed0"),
+                 "--run", str(out / "seed1"), "--log", str(out / "seed0.log")]) == 0
+    rec = json.loads((tmp_path / "results" / "headline-gpu2" / "headline.json").read_text())
+    assert rec["test_tencrop_top1_error"] == ens["ensemble"]["tencrop_top1_error"]
+    assert rec["networks"][1]["checkpoint_sha256"] == digest
+
+
+def test_gpu_headline_script_refuses_a_missing_gpu(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from engine.backend import gpu_status
+    from tests.conftest import ROOT
+    if gpu_status()[0]:
+        pytest.skip("a GPU is usable here")
+    env = dict(os.environ, OUT=str(tmp_path / "gpu"), DEVICE="cuda", PYTHON=sys.executable)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "gpu_headline: the GPU was requested but is not usable" in r.stderr
+    assert not (tmp_path / "gpu" / "seed0").exists()

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The headline ensemble in one command, for a machine with an NVIDIA GPU and CuPy:
+#   1. the CuPy cases of the test suite (every op against NumPy, the gradient checks);
+#      training stops here if one fails: a wrong GPU op would make the numbers meaningless;
+#   2. one `train.py` run per seed, all at once on the one GPU (a 28x28 network leaves
+#      most of it idle), with the recipe of the best single network so far;
+#   3. `python -m experiments ensemble` over their best.npz (the paper's Section 6);
+#   4. a SHA-256 next to each checkpoint (best.npz.sha256), so that the record keeps the
+#      hash when the checkpoint itself stays on that machine.
+#
+#   OUT=runs/gpu bash scripts/gpu_headline.sh
+#   SEEDS="0 1 2" EPOCHS=40 TRAIN_SECONDS=420 OUT=$OUT bash scripts/gpu_headline.sh
+#
+# Then, where the results came back (FOLDER holds seed0/, seed1/, ... and ensemble.json):
+#
+#   python -m experiments headline --variant ensemble5 --change "5 networks averaged" \
+#       --ensemble FOLDER/ensemble.json --run FOLDER/seed0 --run FOLDER/seed1 ... \
+#       --log FOLDER/seed0.log ... --command "OUT=... bash scripts/gpu_headline.sh"
+#
+# Settings (environment): OUT (default runs/gpu-headline), SEEDS ("0 1 2 3 4"), EPOCHS
+# (40), TRAIN_SECONDS (a run still going then is stopped with SIGTERM, which leaves
+# last.npz and no test; default 0 = no limit), DEVICE (cuda), MODEL (mini), DATASET
+# (fashion-mnist), DATA_DIR (where its files are; a machine without network needs them
+# carried, e.g. copied into runs/data), TRAIN_FLAGS (more train.py flags; default the
+# recipe "--init he --lr 0.02 --lr-patience 4"), SKIP_TESTS (1: no tests), PYTHON.
+# KEEP_CHECKPOINTS=1 keeps a finished run's last.npz (a stopped run keeps it to resume
+# from, with `python train.py --resume OUT/seedN/last.npz`; best.npz is always kept).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-runs/gpu-headline}
+SEEDS=${SEEDS:-"0 1 2 3 4"}
+EPOCHS=${EPOCHS:-40}
+TRAIN_SECONDS=${TRAIN_SECONDS:-0}
+DEVICE=${DEVICE:-cuda}
+MODEL=${MODEL:-mini}
+DATASET=${DATASET:-fashion-mnist}
+DATA_DIR=${DATA_DIR:-}
+TRAIN_FLAGS=${TRAIN_FLAGS:-"--init he --lr 0.02 --lr-patience 4"}
+PYTHON=${PYTHON:-python}
+mkdir -p "$OUT"
+echo "gpu_headline: $(date -u +%FT%TZ) on $(hostname); out $OUT"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+
+# the device must be usable, or the CuPy tests below would all be skipped, not passed
+"$PYTHON" - "$DEVICE" <<'PY' || exit 2
+import sys
+from engine.backend import check_device
+try:
+    check_device(sys.argv[1])
+except Exception as e:                  # one line: what is missing and how to install it
+    sys.exit(f"gpu_headline: {e}")
+PY
+
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  echo "== the CuPy cases of the tests"
+  if ! "$PYTHON" -c "import pytest" 2>/dev/null; then
+    echo "gpu_headline: pytest is not installed for $PYTHON; install it or set SKIP_TESTS=1" >&2
+    exit 2
+  fi
+  "$PYTHON" -m pytest -q -x -k cupy tests >"$OUT/gpu-tests.log" 2>&1
+  rc=$?
+  tail -n 3 "$OUT/gpu-tests.log"
+  if [ $rc -ne 0 ]; then
+    echo "gpu_headline: the GPU tests failed (exit $rc, see $OUT/gpu-tests.log): not training" >&2
+    exit 1
+  fi
+fi
+
+echo "== training seeds $SEEDS, $EPOCHS epochs each, all at once"
+data=()
+[ -n "$DATA_DIR" ] && data=(--data-dir "$DATA_DIR")
+limit=()
+[ "$TRAIN_SECONDS" != 0 ] && limit=(timeout -s TERM "$TRAIN_SECONDS")
+pids=()
+for s in $SEEDS; do
+  # shellcheck disable=SC2086  # TRAIN_FLAGS is a list of flags
+  "${limit[@]}" "$PYTHON" train.py --dataset "$DATASET" "${data[@]}" --no-download \
+    --model "$MODEL" $TRAIN_FLAGS --epochs "$EPOCHS" --seed "$s" --device "$DEVICE" \
+    --quiet --out "$OUT/seed$s" >"$OUT/seed$s.log" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}"
+  rc=$?
+  s=$(echo $SEEDS | cut -d' ' -f$((i + 1)))
+  echo "seed $s: exit $rc; $(grep -E '^test' "$OUT/seed$s.log" | tr '\n' ' ')"
+  [ $rc -ne 0 ] && failed=1 && tail -n 3 "$OUT/seed$s.log"
+done
+
+finished=()
+for s in $SEEDS; do
+  ck="$OUT/seed$s/best.npz"
+  if [ -f "$ck" ]; then
+    (cd "$OUT/seed$s" && sha256sum best.npz >best.npz.sha256)
+    if grep -q '"test_center_top1_error"' "$OUT/seed$s/metrics.json" 2>/dev/null; then
+      finished+=("$ck")
+      # a finished run needs no last.npz; a stopped one resumes from it
+      [ "${KEEP_CHECKPOINTS:-0}" != 1 ] && rm -f "$OUT/seed$s/last.npz"
+    fi
+  fi
+done
+
+if [ ${#finished[@]} -ge 2 ]; then
+  echo "== the ensemble of ${#finished[@]} finished networks"
+  "$PYTHON" -m experiments ensemble "${finished[@]}" --device "$DEVICE" \
+    --out "$OUT/ensemble.json" || failed=1
+else
+  echo "gpu_headline: ${#finished[@]} run(s) finished; an ensemble needs two" >&2
+  failed=1
+fi
+exit $failed
