@@ -252,9 +252,7 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
                                          for r in runs for h in r["history"]])),
         command=f"python -m experiments {name} --seeds {seeds} --scale {scale}"
                 + (f" --device {device}" if device != "cpu" else ""),
-        histories={label: [r["history"] for r in runs] for label, runs in per_variant.items()},
-        curves={label: [train_error_curve(r["history"]) for r in runs]
-                for label, runs in per_variant.items()})
+        histories={label: [r["history"] for r in runs] for label, runs in per_variant.items()})
     os.makedirs(os.path.join(RESULTS, scale), exist_ok=True)
     with open(os.path.join(RESULTS, scale, f"{name}.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -282,8 +280,8 @@ def plot_claim(summary, path):
         val = np.mean([[e["val_top1_error"] for e in h[:n]] for h in hists], axis=0)
         tuned = summary["stats"][label].get("tuned")
         name = label + (f", {tuned['flag'].lstrip('-')} {tuned['value']}" if tuned else "")
-        curves = summary.get("curves", {}).get(label)
-        if curves and len({len(c) for c in curves}) == 1 and len(curves[0]) > n:
+        curves = [train_error_curve(h) for h in hists]
+        if len({len(c) for c in curves}) == 1 and len(curves[0]) > n:
             # the training error of each tenth of an epoch (train.py's curve)
             x = [p["epoch"] for p in curves[0]]
             err = np.mean([[p["err"] for p in c] for c in curves], axis=0)
