@@ -188,7 +188,7 @@ def tune_variant(claim, label, flags, scale, device, force) -> tuple:
     None where the loss diverged}, {value: seconds of training}). Ties go to the lower
     test error."""
     flag, values = claim.tune
-    sweep, rank, seconds = {}, {}, {}
+    sweep, rank, seconds, missed = {}, {}, {}, []
     for value in values:
         out = os.path.join(RESULTS, scale, claim.name, slug_of(label),
                            f"{slug_of(flag)}{value}", "seed0")
@@ -200,11 +200,13 @@ def tune_variant(claim, label, flags, scale, device, force) -> tuple:
         seconds[value] = sum(h["seconds"] for h in m["history"])
         d = derived(m, m["epochs"])
         sweep[value] = d[claim.metric]
+        if claim.metric.startswith("epochs_to_25") and not d["reached_25"]:
+            missed.append(value)          # its metric is the epoch budget, a lower bound
         sign = 1 if claim.lower_is_better else -1
         rank[value] = (sign * d[claim.metric], d["test_top1_error"])
     if not rank:
         raise SystemExit(f"experiments: every {flag} of {label!r} diverged: {values}")
-    return min(rank, key=rank.get), sweep, seconds
+    return min(rank, key=rank.get), dict(sweep=sweep, not_reached=missed), seconds
 
 
 def run_claim(name, seeds, scale, device, force=False) -> dict:
@@ -219,7 +221,7 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
             best, sweep, secs = tune_variant(claim, label, flags[len(claim.common):],
                                              scale, device, force)
             sweep_seconds += sum(t for v, t in secs.items() if v != best)
-            tuned[label] = dict(flag=claim.tune[0], value=best, sweep=sweep)
+            tuned[label] = dict(flag=claim.tune[0], value=best, **sweep)
             folder = os.path.join(folder, f"{slug_of(claim.tune[0])}{best}")
             flags = flags + [claim.tune[0], best]
         runs = []
@@ -379,10 +381,13 @@ def write_results_md():
             if "tuned" in st:
                 t = st["tuned"]
                 flag = t["flag"].lstrip("-")
-                sweep = ", ".join(f"{v} → " + ("diverged" if m is None else
-                                               fmt({"mean": m, "std": 0}, s["metric"])
-                                               .replace(" ± 0.00", ""))
-                                  for v, m in t["sweep"].items())
+                def swept(v, m):
+                    if m is None:
+                        return "diverged"
+                    if v in t.get("not_reached", []):
+                        return f"not reached in {m:g} epoch{'' if m == 1 else 's'}"
+                    return fmt({"mean": m, "std": 0}, s["metric"]).replace(" ± 0.00", "")
+                sweep = ", ".join(f"{v} → {swept(v, m)}" for v, m in t["sweep"].items())
                 text = text.replace(f"{label}: ", f"{label} at {flag} {t['value']}: ", 1)
                 text += f" (seed 0 at each {flag}: {sweep})"
             if s["metric"].startswith("epochs_to_25"):

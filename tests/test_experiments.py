@@ -351,6 +351,8 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
                if line.startswith("| ReLU trains faster than tanh, in Figure 1"))
     assert f"relu at lr {best['relu']}: 0.33 ± 0.00 epochs (3 ± 0 steps)" in row
     assert f"{values[-1]} → diverged" in row
+    assert f"tanh at lr {best['tanh']}" in row
+    assert f"{values[0]} → not reached in 1 epoch," in row     # tanh's slow rates: 1.3 > 1
     assert "this claim: 6 epochs, no dropout" in row
     # the time counts the sweep too: 2 x (4 finished values + 2 more seeds) runs of 2 s
     assert s["seconds"] == pytest.approx(2 * 6 * 2.0, abs=1.0)
