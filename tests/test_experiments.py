@@ -187,6 +187,17 @@ def test_ensemble_bad_input_gives_one_line_errors(tmp_path, capsys):
     assert "not a readable train.py checkpoint" in err and len(err.splitlines()) == 1
 
 
+def write_fake_run(a, hist):
+    """The metrics.json train.py would write for the parsed arguments ``a`` after
+    ``hist`` (a test error of 30%), without training."""
+    import json
+    import os
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "metrics.json"), "w") as f:
+        json.dump({"args": vars(a), "history": hist, "epochs": len(hist),
+                   "test_top1_error": 0.3, "test_center_top1_error": 0.3}, f)
+
+
 def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
     """'relu' in the ReLU claim and 'lrn' in the LRN claim are the same run: the second
     claim reuses it (and says so) instead of training it again; a real difference in
@@ -209,10 +220,7 @@ def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
         trained.append(a.out)
         hist = [{"epoch": e, "train_top1_error": 0.5 / e, "val_top1_error": 0.4 / e,
                  "seconds": 1.0} for e in (1, 2)]
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "metrics.json"), "w") as f:
-            json.dump({"args": vars(a), "history": hist, "epochs": 2, "test_top1_error": 0.3,
-                       "test_center_top1_error": 0.3}, f)
+        write_fake_run(a, hist)
         return 0
 
     monkeypatch.setattr(train, "main", fake_main)
@@ -322,10 +330,7 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
         curve = [[f / 10, max(0.05, 0.9 - speed * f / 10)] for f in range(1, 11)]
         hist = [{"epoch": 1, "train_top1_error": 0.5, "val_top1_error": 0.3, "seconds": 2.0,
                  "images_per_second": 640.0, "train_curve": curve}]   # 10 steps of 128
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "metrics.json"), "w") as f:
-            json.dump({"args": vars(a), "history": hist, "epochs": 1, "test_top1_error": 0.3,
-                       "test_center_top1_error": 0.3}, f)
+        write_fake_run(a, hist)
         return 0
 
     monkeypatch.setattr(train, "main", fake_main)
