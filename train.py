@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from a checkpoint (last.npz) written by an earlier run")
     r.add_argument("--eval-only", default=None, metavar="CHECKPOINT",
                    help="evaluate a checkpoint on the test set and exit, without training")
+    r.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="train for at most this long (this invocation; the test afterwards "
+                        "not counted): no epoch is started that would end after it, judged "
+                        "by the last epoch's time, and a step past it stops the epoch. The "
+                        "best checkpoint is then tested as usual; --resume last.npz goes on")
     r.add_argument("--eval-batch-size", type=int, default=256)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -167,6 +172,8 @@ def validate_args(a):
         raise ValueError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
     if a.lr <= 0:
         raise ValueError(f"--lr must be positive, got {a.lr}")
+    if a.time_limit is not None and not a.time_limit > 0:
+        raise ValueError(f"--time-limit must be a positive number of seconds, got {a.time_limit}")
     if not a.width > 0:
         raise ValueError(f"--width must be positive, got {a.width}")
     if not 0 <= a.dropout < 1:
@@ -344,16 +351,26 @@ def kernel_grid(w, pad=1):
 class StopRequest:
     """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request to stop after the
     current step, so the checkpoint written then is consistent (never a half-applied
-    SGD update). A second Ctrl-C interrupts at once, as usual."""
+    SGD update). A second Ctrl-C interrupts at once, as usual. With a ``deadline``
+    (``time.monotonic()`` seconds), passing it is a request to stop too."""
 
-    def __init__(self):
-        self.requested = False
+    def __init__(self, deadline: float | None = None):
+        self.signalled = False
+        self.deadline = deadline
         self._old = {}
 
+    @property
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    @property
+    def requested(self) -> bool:
+        return self.signalled or self.timed_out
+
     def _handler(self, signum, frame):
-        if self.requested:
+        if self.signalled:
             raise KeyboardInterrupt
-        self.requested = True
+        self.signalled = True
         print("\nstopping after this step and saving a checkpoint "
               "(press Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
 
@@ -377,7 +394,7 @@ def saved_args(a) -> dict:
 
 # Settings that belong to the invocation, not to the run: never taken from a checkpoint.
 PER_INVOCATION = ("resume", "eval_only", "device", "out", "quiet", "no_prefetch",
-                  "eval_batch_size")
+                  "eval_batch_size", "time_limit")
 
 
 def explicit_flags(parser, argv) -> set:
@@ -530,6 +547,9 @@ def train(a) -> dict:
     out_dir = a.out or os.path.join("runs", f"{kind}-{model.config['preset']}")
     os.makedirs(out_dir, exist_ok=True)
     print(model.summary() if not a.quiet else repr(model))
+    if device == "cuda" and os.environ.get("CUPY_TF32", "0") not in ("", "0"):
+        print("matrix products in TF32 on the tensor cores (CUPY_TF32 is set): faster, "
+              "with 10-bit mantissas in the products")
     print(f"device: {device}; {len(tr_x)} train / {len(va_x)} validation images; "
           f"batch {a.batch_size}, lr {state['lr']:g}, momentum {a.momentum}, "
           f"weight decay {a.weight_decay}; output in {out_dir}")
@@ -547,12 +567,33 @@ def train(a) -> dict:
     loader = BatchLoader(tr_x, tr_y, a.batch_size, shuffle=True, seed=a.seed, device=device,
                          drop_last=False, prefetch=not a.no_prefetch, **train_prep)
     ck_prep = dict(prep, pca=pca)
-    stop = StopRequest()
+    stop = StopRequest(None if a.time_limit is None else time.monotonic() + a.time_limit)
+    epoch_wall = None           # the last whole epoch's time, validation and saving included
+    time_limited = False
     with stop:
         while state["epoch"] < a.epochs and not stop.requested:
+            if (stop.deadline is not None and epoch_wall is not None
+                    and time.monotonic() + epoch_wall > stop.deadline):
+                time_limited = True      # the next epoch would end after the time limit
+                break
+            whole = state["step"] == 0
+            t0 = time.monotonic()
             run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device,
                       out_dir, last_path, best_path, ck_prep)
-    if stop.requested:
+            if whole and state["step"] == 0:
+                epoch_wall = time.monotonic() - t0
+    time_limited = ((time_limited or stop.timed_out) and not stop.signalled
+                    and state["epoch"] < a.epochs)
+    if time_limited:
+        where = f"{state['epoch']} epoch(s)" + (f" and {state['step']} step(s)"
+                                                if state["step"] else "")
+        print(f"time limit of {a.time_limit:g} s: stopped after {where} of {a.epochs}; "
+              f"saved {last_path}; continue with: python train.py --resume {last_path}",
+              file=sys.stderr)
+        if not os.path.exists(best_path):
+            raise TrainingError(f"--time-limit {a.time_limit:g}: no epoch finished in time, "
+                                f"so there is no best checkpoint to test")
+    if stop.signalled:
         print(f"\ninterrupted after {state['epoch']} epoch(s) and {state['step']} step(s): "
               f"saved {last_path}; continue with: python train.py --resume {last_path}",
               file=sys.stderr)
@@ -563,12 +604,12 @@ def train(a) -> dict:
         best = load_checkpoint(best_path)
         model.load_state_dict({k[6:]: v for k, v in best.items() if k.startswith("param/")})
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
-    metrics = report(test, state, ds, out_dir, model, a)
+    metrics = report(test, state, ds, out_dir, model, a, time_limited=time_limited)
     save_plots(out_dir, state["history"], model)
     return metrics
 
 
-def report(test, state, ds, out_dir, model, a) -> dict:
+def report(test, state, ds, out_dir, model, a, time_limited=False) -> dict:
     primary = "tencrop_" if a.ten_crop else ""
     metrics = dict(
         dataset=ds.name, data_source=ds.source, model=model.config["preset"],
@@ -579,6 +620,10 @@ def report(test, state, ds, out_dir, model, a) -> dict:
         best_epoch=state.get("best_epoch"), best_val_top1_error=state.get("best_val"),
         epochs=state["epoch"], history=state["history"], config=model.config,
         args={k: v for k, v in vars(a).items() if k != "pool_tuple"})
+    if time_limited:          # tested before the planned epochs were done
+        metrics.update(stopped_by_time_limit=True, epochs_planned=a.epochs)
+    if a.device == "cuda":    # float32 matrix products on the tensor cores (CuPy's switch)
+        metrics["cupy_tf32"] = os.environ.get("CUPY_TF32", "0") not in ("", "0")
     if a.ten_crop:
         metrics.update(test_tencrop_top1_error=test["tencrop_top1_error"],
                        test_tencrop_top5_error=test["tencrop_top5_error"])

@@ -72,6 +72,8 @@ def summarize_run(metrics: dict) -> dict:
         test_center_top1_error=metrics["test_center_top1_error"],
         test_tencrop_top5_error=metrics.get("test_tencrop_top5_error"),
         epochs=len(hist), best_epoch=metrics["best_epoch"],
+        stopped_by_time_limit=bool(metrics.get("stopped_by_time_limit", False)),
+        epochs_planned=metrics.get("epochs_planned", len(hist)),
         best_val_top1_error=metrics["best_val_top1_error"],
         lr_first=hist[0]["lr"], lr_last=hist[-1]["lr"], lr_drop_epochs=drops,
         seconds_total=float(sum(secs)), seconds_per_epoch_median=float(statistics.median(secs)),
@@ -217,6 +219,13 @@ def variant_dirs(results) -> list:
                   if os.path.isfile(os.path.join(d, "headline.json")))
 
 
+def epochs_text(n: dict) -> str:
+    """'40', or '23 of 40 (stopped by --time-limit)' for a run tested before its end."""
+    if n.get("stopped_by_time_limit"):
+        return f"{n['epochs']} of {n['epochs_planned']} (stopped by --time-limit)"
+    return str(n["epochs"])
+
+
 def ensemble_md_lines(s: dict, rel: str) -> list:
     """A recorded ensemble's section of docs/RESULTS.md: each network, then the average."""
     pct = lambda v: f"{100 * v:.2f}%"
@@ -227,7 +236,7 @@ def ensemble_md_lines(s: dict, rel: str) -> list:
     for i, n in enumerate(s["networks"], 1):
         rec = f"[metrics]({rel}/{n['metrics']})" + (
             f", [curves]({rel}/{n['curves']})" if n.get("curves") else "")
-        lines.append(f"| {i} | {n.get('seed')} | {n['epochs']} | "
+        lines.append(f"| {i} | {n.get('seed')} | {epochs_text(n)} | "
                      f"{pct(n['test_tencrop_top1_error'])} | {pct(n['test_center_top1_error'])}"
                      f" | `{n['checkpoint_sha256']}` | {rec} |")
     mean = statistics.mean(n["test_tencrop_top1_error"] for n in s["networks"])
@@ -269,7 +278,7 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     if s.get("test_tencrop_top5_error") is not None:
         lines.append(f"| test top-5 error, ten crops | {pct(s['test_tencrop_top5_error'])} |")
     lines += [
-        f"| epochs | {s['epochs']} (best validation error {pct(s['best_val_top1_error'])} "
+        f"| epochs | {epochs_text(s)} (best validation error {pct(s['best_val_top1_error'])} "
         f"at epoch {s['best_epoch']}: the checkpoint tested) |",
         f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, divided by 10 before "
         f"epoch(s) {drops} |",

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # The headline ensemble in one command, for a machine with an NVIDIA GPU and CuPy:
-#   1. the CuPy cases of the test suite (every op against NumPy, the gradient checks);
-#      training stops here if one fails: a wrong GPU op would make the numbers meaningless;
+#   1. the CuPy cases of the test suite (every op against NumPy, the gradient checks),
+#      by default alongside the training (TESTS=parallel, so that a short GPU lease is
+#      not spent waiting for them); if one fails, the script says the numbers are not
+#      to be trusted and exits 1. TESTS=first runs them before and trains only if they
+#      pass; TESTS=skip runs none;
 #   2. one `train.py` run per seed, all at once on the one GPU (a 28x28 network leaves
-#      most of it idle), with the recipe of the best single network so far;
+#      most of it idle), with the recipe of the best single network so far, float32
+#      matrix products on the tensor cores (TF32=1, CuPy's CUPY_TF32; TF32=0 for exact
+#      float32) and, with TRAIN_SECONDS, a time limit after which each run tests its
+#      best checkpoint (train.py --time-limit) instead of being lost;
 #   3. `python -m experiments ensemble` over their best.npz (the paper's Section 6);
 #   4. a SHA-256 next to each checkpoint (best.npz.sha256), so that the record keeps the
-#      hash when the checkpoint itself stays on that machine.
+#      hash when the checkpoint itself stays on that machine;
+#   5. with PACK=FILE.tar.gz, everything but the checkpoints in one archive (a machine
+#      that gives back a few files, not folders of them).
 #
 #   OUT=runs/gpu bash scripts/gpu_headline.sh
-#   SEEDS="0 1 2" EPOCHS=40 TRAIN_SECONDS=420 OUT=$OUT bash scripts/gpu_headline.sh
+#   SEEDS="0 1 2" EPOCHS=40 TRAIN_SECONDS=420 PACK=$OUT/gpu.tar.gz bash scripts/gpu_headline.sh
 #
 # Then, where the results came back (FOLDER holds seed0/, seed1/, ... and ensemble.json):
 #
@@ -18,13 +26,14 @@
 #       --log FOLDER/seed0.log ... --command "OUT=... bash scripts/gpu_headline.sh"
 #
 # Settings (environment): OUT (default runs/gpu-headline), SEEDS ("0 1 2 3 4"), EPOCHS
-# (40), TRAIN_SECONDS (a run still going then is stopped with SIGTERM, which leaves
-# last.npz and no test; default 0 = no limit), DEVICE (cuda), MODEL (mini), DATASET
+# (40), TRAIN_SECONDS (train.py --time-limit for each run: no epoch is started that
+# would end after it, and the best checkpoint is tested; the run's last.npz is kept to
+# resume from; default 0 = no limit), DEVICE (cuda), MODEL (mini), DATASET
 # (fashion-mnist), DATA_DIR (where its files are; a machine without network needs them
 # carried, e.g. copied into runs/data), TRAIN_FLAGS (more train.py flags; default the
-# recipe "--init he --lr 0.02 --lr-patience 4"), SKIP_TESTS (1: no tests), PYTHON.
-# KEEP_CHECKPOINTS=1 keeps a finished run's last.npz (a stopped run keeps it to resume
-# from, with `python train.py --resume OUT/seedN/last.npz`; best.npz is always kept).
+# recipe "--init he --lr 0.02 --lr-patience 4"), TESTS (parallel, first or skip;
+# SKIP_TESTS=1 is skip), TF32 (1), PACK, PYTHON. KEEP_CHECKPOINTS=1 keeps the last.npz
+# of a run that trained all its epochs (best.npz is always kept).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +46,13 @@ MODEL=${MODEL:-mini}
 DATASET=${DATASET:-fashion-mnist}
 DATA_DIR=${DATA_DIR:-}
 TRAIN_FLAGS=${TRAIN_FLAGS:-"--init he --lr 0.02 --lr-patience 4"}
+TESTS=${TESTS:-parallel}
+[ "${SKIP_TESTS:-0}" = 1 ] && TESTS=skip
+TF32=${TF32:-1}
+PACK=${PACK:-}
 PYTHON=${PYTHON:-python}
+case "$TESTS" in parallel|first|skip) ;; *)
+  echo "gpu_headline: TESTS must be parallel, first or skip, not '$TESTS'" >&2; exit 2;; esac
 mkdir -p "$OUT"
 echo "gpu_headline: $(date -u +%FT%TZ) on $(hostname); out $OUT"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -52,32 +67,41 @@ except Exception as e:                  # one line: what is missing and how to i
     sys.exit(f"gpu_headline: {e}")
 PY
 
-if [ "${SKIP_TESTS:-0}" != 1 ]; then
+if [ "$TESTS" != skip ] && ! "$PYTHON" -c "import pytest" 2>/dev/null; then
+  echo "gpu_headline: pytest is not installed for $PYTHON; install it or set TESTS=skip" >&2
+  exit 2
+fi
+run_tests() {   # the CuPy cases, in exact float32 whatever TF32 says
+  CUPY_TF32=0 "$PYTHON" -m pytest -q -x -k cupy tests >"$OUT/gpu-tests.log" 2>&1
+}
+tests_rc=0
+if [ "$TESTS" = first ]; then
   echo "== the CuPy cases of the tests"
-  if ! "$PYTHON" -c "import pytest" 2>/dev/null; then
-    echo "gpu_headline: pytest is not installed for $PYTHON; install it or set SKIP_TESTS=1" >&2
-    exit 2
-  fi
-  "$PYTHON" -m pytest -q -x -k cupy tests >"$OUT/gpu-tests.log" 2>&1
-  rc=$?
+  run_tests
+  tests_rc=$?
   tail -n 3 "$OUT/gpu-tests.log"
-  if [ $rc -ne 0 ]; then
-    echo "gpu_headline: the GPU tests failed (exit $rc, see $OUT/gpu-tests.log): not training" >&2
+  if [ $tests_rc -ne 0 ]; then
+    echo "gpu_headline: the GPU tests failed (exit $tests_rc, see $OUT/gpu-tests.log): not training" >&2
     exit 1
   fi
+elif [ "$TESTS" = parallel ]; then
+  echo "== the CuPy cases of the tests, alongside the training (log: $OUT/gpu-tests.log)"
+  run_tests &
+  tests_pid=$!
 fi
 
 echo "== training seeds $SEEDS, $EPOCHS epochs each, all at once"
 data=()
 [ -n "$DATA_DIR" ] && data=(--data-dir "$DATA_DIR")
 limit=()
-[ "$TRAIN_SECONDS" != 0 ] && limit=(timeout -s TERM "$TRAIN_SECONDS")
+[ "$TRAIN_SECONDS" != 0 ] && limit=(--time-limit "$TRAIN_SECONDS")
+echo "matrix products: $([ "$TF32" = 1 ] && echo "TF32 (CUPY_TF32=1)" || echo "float32")"
 pids=()
 for s in $SEEDS; do
   # shellcheck disable=SC2086  # TRAIN_FLAGS is a list of flags
-  "${limit[@]}" "$PYTHON" train.py --dataset "$DATASET" "${data[@]}" --no-download \
+  CUPY_TF32=$TF32 "$PYTHON" train.py --dataset "$DATASET" "${data[@]}" --no-download \
     --model "$MODEL" $TRAIN_FLAGS --epochs "$EPOCHS" --seed "$s" --device "$DEVICE" \
-    --quiet --out "$OUT/seed$s" >"$OUT/seed$s.log" 2>&1 &
+    "${limit[@]}" --quiet --out "$OUT/seed$s" >"$OUT/seed$s.log" 2>&1 &
   pids+=($!)
 done
 failed=0
@@ -96,8 +120,12 @@ for s in $SEEDS; do
     (cd "$OUT/seed$s" && sha256sum best.npz >best.npz.sha256)
     if grep -q '"test_center_top1_error"' "$OUT/seed$s/metrics.json" 2>/dev/null; then
       finished+=("$ck")
-      # a finished run needs no last.npz; a stopped one resumes from it
-      [ "${KEEP_CHECKPOINTS:-0}" != 1 ] && rm -f "$OUT/seed$s/last.npz"
+      # a run that trained all its epochs needs no last.npz; one stopped by the time
+      # limit (tested all the same) or interrupted resumes from it
+      if [ "${KEEP_CHECKPOINTS:-0}" != 1 ] &&
+         ! grep -q '"stopped_by_time_limit"' "$OUT/seed$s/metrics.json"; then
+        rm -f "$OUT/seed$s/last.npz"
+      fi
     fi
   fi
 done
@@ -109,5 +137,22 @@ if [ ${#finished[@]} -ge 2 ]; then
 else
   echo "gpu_headline: ${#finished[@]} run(s) finished; an ensemble needs two" >&2
   failed=1
+fi
+
+if [ "$TESTS" = parallel ]; then
+  wait "$tests_pid"
+  tests_rc=$?
+  echo "== the CuPy cases of the tests: exit $tests_rc"
+  tail -n 3 "$OUT/gpu-tests.log"
+  if [ $tests_rc -ne 0 ]; then
+    echo "gpu_headline: the GPU tests FAILED (see $OUT/gpu-tests.log): the numbers above are not to be trusted" >&2
+    failed=1
+  fi
+fi
+
+if [ -n "$PACK" ]; then
+  # the logs, metrics, curves, hashes and the ensemble; checkpoints stay here
+  tar -czf "$PACK" --exclude='*.npz' -C "$(dirname "$OUT")" "$(basename "$OUT")" &&
+    echo "packed $OUT (no checkpoints) into $PACK ($(du -h "$PACK" | cut -f1))" || failed=1
 fi
 exit $failed

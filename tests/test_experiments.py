@@ -121,6 +121,16 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     assert "**5.80%** (target 6.00%: **met**)" in md[variant:]
     assert "python train.py --lr 0.02" in md[variant:]
 
+    # a run tested when --time-limit stopped it says how far it got
+    metrics.update(stopped_by_time_limit=True, epochs_planned=40)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["headline", "--run", str(run), "--variant", "short", "--change",
+                 "a GPU lease"]) == 0
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    short = md[md.index("### A documented change: a GPU lease"):]
+    assert "| epochs | 3 of 40 (stopped by --time-limit) (best validation" in short
+    assert "| epochs | 3 (best validation" in md[variant:md.index("### A documented change: a GPU")]
+
 
 def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkeypatch):
     """Two tiny nets trained briefly on the subset: each network's errors match what
@@ -419,8 +429,9 @@ def test_headline_records_an_ensemble_of_runs(tmp_path, monkeypatch, capsys):
 
 def test_gpu_headline_script_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch):
     """scripts/gpu_headline.sh with CPU settings (two tiny nets, one epoch): it trains
-    the seeds at once, hashes the checkpoints and writes the ensemble, and its folder
-    is what `experiments headline --ensemble` records."""
+    the seeds at once while the CuPy tests run (skipped here: no GPU), hashes the
+    checkpoints, writes the ensemble and packs all but the checkpoints; its folder is
+    what `experiments headline --ensemble` records."""
     import hashlib
     import json
     import os
@@ -431,14 +442,25 @@ def test_gpu_headline_script_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch):
     from tests.conftest import ROOT
 
     out = tmp_path / "gpu"
+    pack = tmp_path / "gpu.tar.gz"
     env = dict(os.environ, OUT=str(out), DEVICE="cpu", MODEL="tiny", EPOCHS="1",
-               SEEDS="0 1", DATASET="fashion-mnist-subset", SKIP_TESTS="1",
-               PYTHON=sys.executable,
+               SEEDS="0 1", DATASET="fashion-mnist-subset", TESTS="parallel",
+               PYTHON=sys.executable, TRAIN_SECONDS="900", PACK=str(pack),
                TRAIN_FLAGS="--init he --train-limit 640 --batch-size 64 --no-prefetch")
     r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "seed 1: exit 0" in r.stdout and "ensemble of 2" in r.stdout
+    assert "the CuPy cases of the tests: exit 0" in r.stdout
+    assert "skipped" in (out / "gpu-tests.log").read_text()      # ran, found no GPU
+    m = json.loads((out / "seed1" / "metrics.json").read_text())
+    assert m["args"]["time_limit"] == 900 and "stopped_by_time_limit" not in m
+    import tarfile
+    with tarfile.open(pack) as tar:
+        names = set(tar.getnames())
+    assert {"gpu/seed0/metrics.json", "gpu/seed1/best.npz.sha256", "gpu/seed0.log",
+            "gpu/ensemble.json", "gpu/gpu-tests.log"} <= names, names
+    assert not any(n.endswith(".npz") for n in names), names
     for s in (0, 1):
         digest = (out / f"seed{s}" / "best.npz.sha256").read_text().split()[0]
         assert digest == hashlib.sha256((out / f"seed{s}" / "best.npz").read_bytes()).hexdigest()
@@ -472,3 +494,17 @@ def test_gpu_headline_script_refuses_a_missing_gpu(tmp_path):
     assert r.returncode == 2
     assert "gpu_headline: the GPU was requested but is not usable" in r.stderr
     assert not (tmp_path / "gpu" / "seed0").exists()
+
+
+def test_gpu_headline_script_names_a_bad_tests_setting(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    env = dict(os.environ, OUT=str(tmp_path / "gpu"), TESTS="later", PYTHON=sys.executable)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "gpu_headline: TESTS must be parallel, first or skip, not 'later'" in r.stderr
+    assert not (tmp_path / "gpu").exists()

@@ -84,15 +84,22 @@ def test_missing_matplotlib_costs_the_plots_not_the_run(tmp_path, monkeypatch, c
 
 
 class StopAfter:
-    """Stands in for train.StopRequest: asks to stop once `n` steps have run."""
+    """Stands in for train.StopRequest: asks to stop once `n` steps have run, as a
+    Ctrl-C would."""
     n = 2
 
-    def __init__(self):
+    def __init__(self, deadline=None):
         self.checks = 0
+        self.deadline = deadline
+        self.timed_out = False
 
     @property
     def requested(self):
         self.checks += 1
+        return self.checks > StopAfter.n
+
+    @property
+    def signalled(self):
         return self.checks > StopAfter.n
 
     def __enter__(self):
@@ -118,6 +125,72 @@ def test_interrupt_mid_epoch_saves_checkpoint_and_resumes_exactly(tmp_path, monk
     ha = json.loads((a / "metrics.json").read_text())["history"]
     hb = json.loads((b / "metrics.json").read_text())["history"]
     assert ha[0]["train_curve"] == hb[0]["train_curve"]    # the curve survives the stop
+
+
+class StepClock:
+    """A clock for train.py that moves one second per SGD step and stands still
+    otherwise, so that --time-limit stops at a known step."""
+
+    def __init__(self, monkeypatch):
+        import time as real_time
+        self.now = 0.0
+        clock = self
+
+        class FakeTime:
+            perf_counter = staticmethod(real_time.perf_counter)
+
+            @staticmethod
+            def monotonic():
+                return clock.now
+
+        class SteppingSGD(train.SGD):
+            def step(self, grads):
+                super().step(grads)
+                clock.now += 1
+
+        monkeypatch.setattr(train, "time", FakeTime)
+        monkeypatch.setattr(train, "SGD", SteppingSGD)
+
+
+def test_time_limit_starts_no_epoch_that_would_end_after_it_and_tests_the_best(
+        tmp_path, monkeypatch, capsys):
+    """QUICK has 6 steps per epoch: with 14 seconds, epoch 2 ends at 12 and epoch 3 would
+    end at 18, so two epochs run, the best is tested, and --resume goes on exactly."""
+    StepClock(monkeypatch)
+    out, ref = tmp_path / "run", tmp_path / "ref"
+    assert train.main(QUICK + ["--epochs", "5", "--time-limit", "14", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "time limit of 14 s: stopped after 2 epoch(s) of 5" in err, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs"] == 2 and len(m["history"]) == 2
+    assert m["stopped_by_time_limit"] is True and m["epochs_planned"] == 5
+    assert 0 < m["test_top1_error"] < 1
+    # the limit belongs to the invocation: a resume without it trains to the end
+    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "3",
+                       "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs"] == 3 and "stopped_by_time_limit" not in m
+    assert train.main(QUICK + ["--epochs", "3", "--out", str(ref)]) == 0
+    pa, pb = params_of(ref / "last.npz"), params_of(out / "last.npz")
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    # a limit the run fits in changes nothing
+    ok = tmp_path / "ok"
+    assert train.main(QUICK + ["--epochs", "2", "--time-limit", "100", "--out", str(ok)]) == 0
+    assert "stopped_by_time_limit" not in json.loads((ok / "metrics.json").read_text())
+
+
+def test_time_limit_inside_the_first_epoch_saves_the_steps_and_says_none_finished(
+        tmp_path, monkeypatch, capsys):
+    StepClock(monkeypatch)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "2", "--time-limit", "3.5", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "error: --time-limit 3.5: no epoch finished in time" in err, err
+    with np.load(out / "last.npz") as f:
+        state = json.loads(str(f["train_state"]))
+    assert state["epoch"] == 0 and state["step"] == 4     # the step that passed 3.5 s
+    assert not (out / "best.npz").exists() and not (out / "metrics.json").exists()
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, monkeypatch,
@@ -158,6 +231,7 @@ def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     (["--resume", "/nonexistent/last.npz"], "error: --resume: checkpoint '/nonexistent/last.npz' does not exist"),
     (["--epochs", "0"], "error: --epochs must be >= 1, got 0"),
     (["--pool", "3x2"], "error: --pool must be 'size,stride'"),
+    (["--time-limit", "0"], "error: --time-limit must be a positive number of seconds, got 0"),
 ])
 def test_bad_flags_give_one_line_errors(argv, message, capsys):
     rc = train.main(argv + ["--quiet"])
