@@ -28,7 +28,8 @@ import time
 import numpy as np
 
 from alexnet import PRESETS, AlexNet, atomic_savez
-from engine.backend import GPUUnavailableError, check_device, to_device, to_numpy
+from engine.backend import (GPUUnavailableError, check_device, gpu_status, to_device,
+                            to_numpy)
 from engine.metrics import topk_correct
 from engine.optim import SGD
 from engine.progress import ProgressBar
@@ -550,7 +551,8 @@ def train(a) -> dict:
     if device == "cuda" and os.environ.get("CUPY_TF32", "0") not in ("", "0"):
         print("matrix products in TF32 on the tensor cores (CUPY_TF32 is set): faster, "
               "with 10-bit mantissas in the products")
-    print(f"device: {device}; {len(tr_x)} train / {len(va_x)} validation images; "
+    where = device if device == "cpu" else f"{device} ({gpu_status()[1]})"
+    print(f"device: {where}; {len(tr_x)} train / {len(va_x)} validation images; "
           f"batch {a.batch_size}, lr {state['lr']:g}, momentum {a.momentum}, "
           f"weight decay {a.weight_decay}; output in {out_dir}")
 

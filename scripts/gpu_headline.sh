@@ -61,10 +61,13 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --f
 "$PYTHON" - "$DEVICE" <<'PY' || exit 2
 import sys
 from engine.backend import check_device
+from engine.backend import gpu_status
 try:
     check_device(sys.argv[1])
 except Exception as e:                  # one line: what is missing and how to install it
     sys.exit(f"gpu_headline: {e}")
+if sys.argv[1] == "cuda":
+    print(f"gpu_headline: {gpu_status()[1]}")
 PY
 
 if [ "$TESTS" != skip ] && ! "$PYTHON" -c "import pytest" 2>/dev/null; then

@@ -1,0 +1,84 @@
+"""The GPU code paths, run on the CPU through tests/fake_cupy, a NumPy stand-in for CuPy
+(its docstring says what it checks and what it cannot). No GPU has been lent to this
+project; these tests make sure that the first GPU lease does not find an error that
+the CPU could have found: an op's CuPy-only branch, a NumPy function given a device
+array, a host array mixed with device arrays, a checkpoint or metric written from the
+device. They say nothing about CuPy's kernels or the speed of a GPU.
+
+The stand-in is used in subprocesses only (PYTHONPATH), so no other test sees it."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+import train
+from tests.conftest import ROOT
+
+STANDIN = os.path.join(ROOT, "tests", "fake_cupy")
+
+
+def standin_env(**extra):
+    path = os.pathsep.join([STANDIN, ROOT] + [p for p in os.environ.get("PYTHONPATH", "")
+                                              .split(os.pathsep) if p])
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def test_the_suites_gpu_cases_pass_on_the_numpy_standin():
+    """Every test case parametrized over NumPy and CuPy runs its CuPy case on the
+    stand-in: each op's CuPy branch against the NumPy reference, the gradient checks.
+    None may be skipped there (a skip would mean the stand-in was not picked up)."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-k", "cupy", os.path.join(ROOT, "tests")], env=standin_env(),
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    counts = dict((k, int(n)) for n, k in re.findall(r"(\d+) (passed|skipped|failed)",
+                                                      r.stdout))
+    assert counts.get("passed", 0) >= 100 and "skipped" not in counts, r.stdout[-500:]
+
+
+def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path):
+    """scripts/gpu_headline.sh with DEVICE=cuda on the stand-in: the GPU cases run
+    beside the training, two tiny nets train on the 'device', the ensemble is computed
+    there. Seed 0's losses and weights match the same run on the CPU, and its
+    checkpoint, written from device arrays, evaluates on the CPU to the same error."""
+    out = tmp_path / "gpu"
+    flags = "--init he --train-limit 384 --batch-size 64 --no-prefetch"
+    env = standin_env(OUT=str(out), DEVICE="cuda", MODEL="tiny", EPOCHS="2", SEEDS="0 1",
+                      DATASET="fashion-mnist-subset", TESTS="parallel", TF32="1",
+                      PYTHON=sys.executable, TRAIN_FLAGS=flags)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the logs name the device, so that no record takes the stand-in for a GPU
+    assert "gpu_headline: GPU 0: NumPy stand-in for CuPy" in r.stdout
+    assert "device: cuda (GPU 0: NumPy stand-in for CuPy" in (out / "seed0.log").read_text()
+    assert "the CuPy cases of the tests: exit 0" in r.stdout
+    assert "ensemble of 2" in r.stdout
+    ens = json.loads((out / "ensemble.json").read_text())
+    assert 0 < ens["ensemble"]["tencrop_top1_error"] < 0.9
+    gpu = json.loads((out / "seed0" / "metrics.json").read_text())
+    assert gpu["device"] == "cuda" and gpu["cupy_tf32"] is True
+
+    cpu_out = tmp_path / "cpu"
+    assert train.main(["--dataset", "fashion-mnist-subset", "--model", "tiny", *flags.split(),
+                       "--epochs", "2", "--seed", "0", "--quiet", "--out", str(cpu_out)]) == 0
+    cpu = json.loads((cpu_out / "metrics.json").read_text())
+    for hg, hc in zip(gpu["history"], cpu["history"]):
+        np.testing.assert_allclose(hg["train_loss"], hc["train_loss"], rtol=1e-5)
+        np.testing.assert_allclose(hg["val_loss"], hc["val_loss"], rtol=1e-5)
+    assert abs(gpu["test_top1_error"] - cpu["test_top1_error"]) <= 0.002
+    with np.load(out / "seed0" / "best.npz") as g, np.load(cpu_out / "best.npz") as c:
+        assert sorted(g.files) == sorted(c.files)
+        for k in g.files:
+            if k.startswith("param/"):
+                assert g[k].dtype == c[k].dtype == np.float32, k
+                np.testing.assert_allclose(g[k], c[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+    ev = tmp_path / "eval"
+    assert train.main(["--eval-only", str(out / "seed0" / "best.npz"), "--out", str(ev),
+                       "--quiet"]) == 0
+    assert json.loads((ev / "metrics.json").read_text())["test_top1_error"] == \
+        gpu["test_top1_error"]
