@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation error")
     o.add_argument("--max-lr-drops", type=int, default=3,
                    help="the paper divided the LR by 10 three times before the end")
+    o.add_argument("--lr-drops", default=None, metavar="FRACTIONS",
+                   help="a fixed schedule instead of the validation-driven one: divide the LR "
+                        "by 10 once these fractions of the epochs are done, e.g. 0.5,0.7 "
+                        "(with --epochs 40: after epochs 20 and 28). With --time-limit, the "
+                        "epochs are those that fit in it (estimated from the epochs' time), "
+                        "so the drops come in time")
     o.add_argument("--seed", type=int, default=0,
                    help="seeds weights, the validation split, shuffling, augmentation, dropout")
 
@@ -159,6 +165,20 @@ def parse_pool(text: str):
     return size, stride
 
 
+def parse_fractions(text):
+    """'0.5,0.7' -> [0.5, 0.7]: increasing fractions in (0, 1); None -> []."""
+    if text is None:
+        return []
+    try:
+        fr = [float(t) for t in str(text).split(",")]
+    except ValueError:
+        fr = None
+    if not fr or any(not 0 < f < 1 for f in fr) or fr != sorted(set(fr)):
+        raise ValueError(f"--lr-drops must be increasing fractions of the epochs between 0 "
+                         f"and 1, such as 0.5,0.7; got {text!r}")
+    return fr
+
+
 def validate_args(a):
     if not (a.dataset in DATASETS or a.dataset.startswith("folder:")):
         raise ValueError(f"--dataset: unknown dataset {a.dataset!r}; choose one of "
@@ -180,6 +200,7 @@ def validate_args(a):
     if not 0 <= a.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {a.dropout}")
     a.pool_tuple = parse_pool(a.pool)
+    a.lr_drop_fractions = parse_fractions(a.lr_drops)
     if a.data_dir is not None and not os.path.isdir(a.data_dir):
         raise FileNotFoundError(f"--data-dir: folder {a.data_dir!r} does not exist")
     for flag, path in (("--resume", a.resume), ("--eval-only", a.eval_only)):
@@ -390,7 +411,7 @@ class StopRequest:
 
 def saved_args(a) -> dict:
     """The run's settings as stored in checkpoints (so --resume needs no other flag)."""
-    return {k: v for k, v in vars(a).items() if k != "pool_tuple"}
+    return {k: v for k, v in vars(a).items() if k not in ("pool_tuple", "lr_drop_fractions")}
 
 
 # Settings that belong to the invocation, not to the run: never taken from a checkpoint.
@@ -419,7 +440,7 @@ def apply_checkpoint_args(a, path, explicit):
 
 
 def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_dir,
-              last_path, best_path, ck_prep):
+              last_path, best_path, ck_prep, planned_epochs=None):
     """One epoch (or the rest of one, when resuming mid-epoch), then validation,
     the learning-rate schedule and the checkpoints."""
     epoch = state["epoch"] + 1
@@ -484,7 +505,16 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     improved = state["best_val"] is None or val["top1_error"] < state["best_val"]
     if improved:
         state.update(best_val=val["top1_error"], best_epoch=epoch, since_best=0)
-    else:
+    if a.lr_drop_fractions:            # the fixed schedule: drops at fractions of the epochs
+        planned = planned_epochs() if planned_epochs else a.epochs
+        due = sum(epoch >= f * planned - 1e-9 for f in a.lr_drop_fractions)
+        while state["lr_drops"] < due:
+            state["lr"] /= 10
+            state["lr_drops"] += 1
+            opt.lr = state["lr"]
+            print(f"{epoch} of {planned} epochs done: learning rate divided by 10, "
+                  f"now {state['lr']:g}")
+    elif not improved:
         state["since_best"] += 1
         if state["since_best"] >= a.lr_patience and state["lr_drops"] < a.max_lr_drops:
             state["lr"] /= 10
@@ -571,7 +601,22 @@ def train(a) -> dict:
     ck_prep = dict(prep, pca=pca)
     stop = StopRequest(None if a.time_limit is None else time.monotonic() + a.time_limit)
     epoch_wall = None           # the last whole epoch's time, validation and saving included
+    current = {}                # when the epoch under way started, if from its first step
     time_limited = False
+
+    def planned_epochs():
+        """The epochs this run will have done when it ends: --epochs, or fewer where
+        the time limit comes first (judged by the epoch now ending, else the last)."""
+        if stop.deadline is None:
+            return a.epochs
+        now = time.monotonic()
+        wall = now - current["start"] if "start" in current else epoch_wall
+        if not wall:
+            return a.epochs
+        fit = state["epoch"] + int(max(0.0, stop.deadline - now) // wall)   # asked
+        # as the epoch now ending is saved, so state["epoch"] counts it already
+        return min(a.epochs, fit)
+
     with stop:
         while state["epoch"] < a.epochs and not stop.requested:
             if (stop.deadline is not None and epoch_wall is not None
@@ -580,8 +625,11 @@ def train(a) -> dict:
                 break
             whole = state["step"] == 0
             t0 = time.monotonic()
+            current.clear()
+            if whole:
+                current["start"] = t0
             run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device,
-                      out_dir, last_path, best_path, ck_prep)
+                      out_dir, last_path, best_path, ck_prep, planned_epochs)
             if whole and state["step"] == 0:
                 epoch_wall = time.monotonic() - t0
     time_limited = ((time_limited or stop.timed_out) and not stop.signalled
@@ -621,7 +669,7 @@ def report(test, state, ds, out_dir, model, a, time_limited=False) -> dict:
         test_center_top1_error=test["top1_error"], test_center_top5_error=test["top5_error"],
         best_epoch=state.get("best_epoch"), best_val_top1_error=state.get("best_val"),
         epochs=state["epoch"], history=state["history"], config=model.config,
-        args={k: v for k, v in vars(a).items() if k != "pool_tuple"})
+        args=saved_args(a))
     if time_limited:          # tested before the planned epochs were done
         metrics.update(stopped_by_time_limit=True, epochs_planned=a.epochs)
     if a.device == "cuda":    # float32 matrix products on the tensor cores (CuPy's switch)

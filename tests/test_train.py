@@ -180,6 +180,29 @@ def test_time_limit_starts_no_epoch_that_would_end_after_it_and_tests_the_best(
     assert "stopped_by_time_limit" not in json.loads((ok / "metrics.json").read_text())
 
 
+def test_fixed_lr_drops_at_fractions_of_the_epochs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "4", "--lr-drops", "0.5,0.75",
+                               "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert [h["lr"] for h in m["history"]] == [0.01, 0.01, 0.001, 0.0001]
+    assert "2 of 4 epochs done: learning rate divided by 10, now 0.001" in capsys.readouterr().out
+    assert m["args"]["lr_drops"] == "0.5,0.75"
+
+
+def test_fixed_lr_drops_come_within_the_time_limit(tmp_path, monkeypatch, capsys):
+    """6 steps (seconds) per epoch and 27 seconds: 4 of the 10 epochs fit, so the drop
+    at half of them comes after epoch 2, not after epoch 5."""
+    StepClock(monkeypatch)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "10", "--lr-drops", "0.5", "--time-limit", "27",
+                               "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert [h["lr"] for h in m["history"]] == [0.01, 0.01, 0.001, 0.001]
+    assert m["stopped_by_time_limit"] is True and m["epochs_planned"] == 10
+    assert "2 of 4 epochs done: learning rate divided by 10" in capsys.readouterr().out
+
+
 def test_time_limit_inside_the_first_epoch_saves_the_steps_and_says_none_finished(
         tmp_path, monkeypatch, capsys):
     StepClock(monkeypatch)
@@ -232,6 +255,8 @@ def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     (["--epochs", "0"], "error: --epochs must be >= 1, got 0"),
     (["--pool", "3x2"], "error: --pool must be 'size,stride'"),
     (["--time-limit", "0"], "error: --time-limit must be a positive number of seconds, got 0"),
+    (["--lr-drops", "0.7,0.5"], "error: --lr-drops must be increasing fractions of the epochs"),
+    (["--lr-drops", "1.5"], "error: --lr-drops must be increasing fractions of the epochs"),
 ])
 def test_bad_flags_give_one_line_errors(argv, message, capsys):
     rc = train.main(argv + ["--quiet"])
