@@ -82,3 +82,15 @@ def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path):
                        "--quiet"]) == 0
     assert json.loads((ev / "metrics.json").read_text())["test_top1_error"] == \
         gpu["test_top1_error"]
+
+
+def test_gradcheck_command_on_the_standin_gpu():
+    """`python -m engine.gradcheck --device cuda`: every op's and the whole tiny net's
+    backward checked in float64 on (stand-in) device arrays."""
+    r = subprocess.run([sys.executable, "-m", "engine.gradcheck", "--device", "cuda"],
+                       env=standin_env(), cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert r.stdout.startswith("device: cuda (GPU 0: NumPy stand-in for CuPy")
+    assert "AlexNet tiny (whole network)" in r.stdout and "FAIL" not in r.stdout
+    assert re.search(r"\b[1-9]\d* passed, 0 failed", r.stdout), r.stdout[-300:]
