@@ -66,8 +66,9 @@ def summarize_run(metrics: dict) -> dict:
     secs = [h["seconds"] for h in hist]
     drops = [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] != prev["lr"]]
     err = metrics.get("test_tencrop_top1_error", metrics["test_top1_error"])
+    device = metrics["device"] + (", TF32 matrix products" if metrics.get("cupy_tf32") else "")
     return dict(
-        dataset=metrics["dataset"], model=metrics["model"], device=metrics["device"],
+        dataset=metrics["dataset"], model=metrics["model"], device=device,
         test_tencrop_top1_error=err,
         test_center_top1_error=metrics["test_center_top1_error"],
         test_tencrop_top5_error=metrics.get("test_tencrop_top5_error"),

@@ -129,6 +129,7 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     md = (tmp_path / "docs" / "RESULTS.md").read_text()
     short = md[md.index("### A documented change: a GPU lease"):]
     assert "| epochs | 3 of 40 (stopped by --time-limit) (best validation" in short
+    assert "(cpu) |" in short            # no TF32 note off the GPU
     assert "| epochs | 3 (best validation" in md[variant:md.index("### A documented change: a GPU")]
 
 

@@ -39,7 +39,7 @@ def test_the_suites_gpu_cases_pass_on_the_numpy_standin():
     assert counts.get("passed", 0) >= 100 and "skipped" not in counts, r.stdout[-500:]
 
 
-def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path):
+def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path, monkeypatch):
     """scripts/gpu_headline.sh with DEVICE=cuda on the stand-in: the GPU cases run
     beside the training, two tiny nets train on the 'device', the ensemble is computed
     there. Seed 0's losses and weights match the same run on the CPU, and its
@@ -76,6 +76,16 @@ def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path):
             if k.startswith("param/"):
                 assert g[k].dtype == c[k].dtype == np.float32, k
                 np.testing.assert_allclose(g[k], c[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+    # the record says where it ran and how
+    import experiments.__main__ as runner
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    assert runner.main(["headline", "--variant", "standin", "--change", "two nets",
+                        "--ensemble", str(out / "ensemble.json"), "--run", str(out / "seed0"),
+                        "--run", str(out / "seed1"), "--machine", "the stand-in"]) == 0
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "on the stand-in (cuda, TF32 matrix products)" in md
 
     ev = tmp_path / "eval"
     assert train.main(["--eval-only", str(out / "seed0" / "best.npz"), "--out", str(ev),
