@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="turn off random horizontal reflections")
     d.add_argument("--no-pca", action="store_true",
                    help="turn off PCA colour augmentation (only applies to RGB data)")
+    d.add_argument("--erase", type=float, default=0.0, metavar="P",
+                   help="random erasing (Zhong et al. 2020; not in the AlexNet paper): with "
+                        "probability P a random rectangle of each training image is set to "
+                        "the mean")
     d.add_argument("--ten-crop", dest="ten_crop", action="store_true", default=True,
                    help="also evaluate on ten crops (corners, centre, mirrors; softmax averaged)")
     d.add_argument("--no-ten-crop", dest="ten_crop", action="store_false",
@@ -197,6 +201,8 @@ def validate_args(a):
         raise ValueError(f"--time-limit must be a positive number of seconds, got {a.time_limit}")
     if not a.width > 0:
         raise ValueError(f"--width must be positive, got {a.width}")
+    if not 0 <= a.erase <= 1:
+        raise ValueError(f"--erase must be a probability in [0, 1], got {a.erase}")
     if not 0 <= a.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {a.dropout}")
     a.pool_tuple = parse_pool(a.pool)
@@ -595,7 +601,7 @@ def train(a) -> dict:
     last_path = os.path.join(out_dir, "last.npz")
     best_path = os.path.join(out_dir, "best.npz")
     train_prep = dict(prep, pad=0 if a.no_crop else dflt["pad"],
-                      flip=dflt["flip"] and not a.no_flip, pca=pca)
+                      flip=dflt["flip"] and not a.no_flip, pca=pca, erase=a.erase)
     loader = BatchLoader(tr_x, tr_y, a.batch_size, shuffle=True, seed=a.seed, device=device,
                          drop_last=False, prefetch=not a.no_prefetch, **train_prep)
     ck_prep = dict(prep, pca=pca)

@@ -161,3 +161,36 @@ def test_pca_needs_three_channels(xp):
         A.pca_lighting(x, np.ones(3), np.eye(3), np.random.default_rng(0))
     with pytest.raises(ValueError, match="3-channel"):
         A.rgb_pca(np.zeros((2, 1, 4, 4), np.uint8))
+
+
+def test_random_erasing_sets_one_rectangle_per_chosen_image(xp):
+    x = batch(xp, (64, 3, 28, 28)) + 1           # no pixel is 0 before erasing
+    out, (erased, top, left, h, w) = A.random_erasing(x, np.random.default_rng(5), p=0.5,
+                                                      return_params=True)
+    o, xn = to_numpy(out), to_numpy(x)
+    assert out.dtype == x.dtype and out.shape == x.shape
+    assert 10 < erased.sum() < 54                 # about half of 64
+    for n in range(64):
+        expect = xn[n].copy()
+        if erased[n]:
+            expect[:, top[n]:top[n] + h[n], left[n]:left[n] + w[n]] = 0
+            area = h[n] * w[n] / (28 * 28)
+            assert 0.01 < area <= 0.45, area      # 0.02-0.4, give or take the rounding
+            assert top[n] + h[n] <= 28 and left[n] + w[n] <= 28
+        np.testing.assert_array_equal(o[n], expect)
+    assert (xn == to_numpy(batch(xp, (64, 3, 28, 28)) + 1)).all()    # the input is kept
+
+
+def test_random_erasing_probability_aspect_and_reproducibility(xp):
+    x = batch(xp, (2000, 1, 28, 28))
+    out, (erased, _, _, h, w) = A.random_erasing(x, np.random.default_rng(1), p=0.3,
+                                                 return_params=True)
+    assert abs(erased.mean() - 0.3) < 0.04
+    ratio = h / w
+    assert ratio.min() < 0.6 and ratio.max() > 1.7         # tall and wide rectangles
+    again = A.random_erasing(x, np.random.default_rng(1), p=0.3)
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(again))
+    same = A.random_erasing(x, np.random.default_rng(1), p=0.0)
+    np.testing.assert_array_equal(to_numpy(same), to_numpy(x))
+    with pytest.raises(ValueError, match="p must be in"):
+        A.random_erasing(x, np.random.default_rng(1), p=1.5)

@@ -100,6 +100,21 @@ def test_same_seed_same_batches_with_and_without_prefetch():
     assert not np.array_equal(a[0][0], a[5][0])
 
 
+def test_random_erasing_in_the_loader_leaves_the_other_draws_alone():
+    """erase=0 draws nothing (the paper's pipeline as before); erase=1 erases a
+    rectangle of every image of the very same crops, to the mean (0)."""
+    plain = augmented_batches(prefetch=False, epochs=1)
+    off = augmented_batches(prefetch=False, epochs=1, erase=0.0)
+    on = augmented_batches(prefetch=False, epochs=1, erase=1.0)
+    for (xp_, _), (xo, _), (xe, _) in zip(plain, off, on):
+        np.testing.assert_array_equal(xp_, xo)
+        changed = (xe != xp_).any(axis=1)                   # (N, H, W)
+        assert changed.any(axis=(1, 2)).all()               # every image
+        np.testing.assert_array_equal(xe[:, :, ~changed.any(axis=0)],
+                                      xp_[:, :, ~changed.any(axis=0)])
+        assert (xe.transpose(1, 0, 2, 3)[:, changed] == 0).all()
+
+
 def test_set_epoch_replays_an_epoch():
     x, y = indexed_images(50), np.zeros(50, int)
     loader = BatchLoader(x, y, batch_size=10, seed=5, scale=1.0, pad=1, crop=6, flip=True)
@@ -181,6 +196,8 @@ def test_rejects_bad_arguments():
         BatchLoader(x, y, crop=9, pad=1)
     with pytest.raises(ValueError, match="device"):
         BatchLoader(x, y, device="tpu")
+    with pytest.raises(ValueError, match=r"erase must be a probability in \[0, 1\], got 2"):
+        BatchLoader(x, y, erase=2)
 
 
 def test_iterate_eval_center_is_original_and_ten_crops():

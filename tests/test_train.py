@@ -190,6 +190,16 @@ def test_fixed_lr_drops_at_fractions_of_the_epochs(tmp_path, capsys):
     assert m["args"]["lr_drops"] == "0.5,0.75"
 
 
+def test_random_erasing_flag_changes_the_training_batches_only(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(a)]) == 0
+    assert train.main(QUICK + ["--epochs", "1", "--erase", "0.5", "--out", str(b)]) == 0
+    ma = json.loads((a / "metrics.json").read_text())
+    mb = json.loads((b / "metrics.json").read_text())
+    assert mb["args"]["erase"] == 0.5 and ma["args"]["erase"] == 0.0
+    assert ma["history"][0]["train_loss"] != mb["history"][0]["train_loss"]
+
+
 def test_fixed_lr_drops_come_within_the_time_limit(tmp_path, monkeypatch, capsys):
     """6 steps (seconds) per epoch and 27 seconds: 4 of the 10 epochs fit, so the drop
     at half of them comes after epoch 2, not after epoch 5."""
@@ -257,6 +267,7 @@ def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     (["--time-limit", "0"], "error: --time-limit must be a positive number of seconds, got 0"),
     (["--lr-drops", "0.7,0.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--lr-drops", "1.5"], "error: --lr-drops must be increasing fractions of the epochs"),
+    (["--erase", "-0.1"], "error: --erase must be a probability in [0, 1], got -0.1"),
 ])
 def test_bad_flags_give_one_line_errors(argv, message, capsys):
     rc = train.main(argv + ["--quiet"])
