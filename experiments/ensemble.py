@@ -76,8 +76,15 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
     if len(classes) > 1:
         raise ValueError(f"experiments ensemble: the checkpoints predict different numbers "
                          f"of classes ({sorted(classes)}); an ensemble needs the same classes")
+    if data_dir is None:           # where the first network's run read its files, if here
+        saved = nets[0][2].get("data_dir")
+        data_dir = saved if saved and os.path.isdir(saved) else None
     a = argparse.Namespace(dataset=dataset, data_dir=data_dir, no_download=False)
     ds = T.load_data(a)
+    if ds.name != dataset and not dataset.startswith("folder:"):
+        raise ValueError(f"experiments ensemble: the networks were trained on {dataset}, but "
+                         f"{ds.name} was loaded ({ds.source}); pass --data-dir with the "
+                         f"{dataset} files")
     kind = T.dataset_kind(dataset)
     modes = ["center"] + (["ten"] if ten_crop else [])
     sums = {m: None for m in modes}

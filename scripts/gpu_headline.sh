@@ -135,8 +135,10 @@ done
 
 if [ ${#finished[@]} -ge 2 ]; then
   echo "== the ensemble of ${#finished[@]} finished networks"
-  "$PYTHON" -m experiments ensemble "${finished[@]}" --device "$DEVICE" \
+  "$PYTHON" -m experiments ensemble "${finished[@]}" --device "$DEVICE" "${data[@]}" \
     --out "$OUT/ensemble.json" || failed=1
+elif [ ${#finished[@]} -eq 1 ] && [ "$(echo $SEEDS | wc -w)" -eq 1 ]; then
+  echo "one network (one seed asked for): no ensemble"
 else
   echo "gpu_headline: ${#finished[@]} run(s) finished; an ensemble needs two" >&2
   failed=1

@@ -183,6 +183,15 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
     assert s["test_tencrop_top1_error"] == res["ensemble"]["tencrop_top1_error"]
     assert s["test_center_top1_error"] == res["ensemble"]["center_top1_error"]
 
+    # networks of the full dataset are never tested on the subset it falls back to
+    from engine.datasets import load_fashion_subset
+    monkeypatch.setattr(ensemble.T, "load_data", lambda a: load_fashion_subset())
+    capsys.readouterr()
+    assert main(["ensemble", *paths, "--dataset", "fashion-mnist"]) == 2
+    err = capsys.readouterr().err
+    assert "the networks were trained on fashion-mnist, but fashion-mnist-subset was " \
+           "loaded" in err and "pass --data-dir" in err
+
 
 def test_ensemble_bad_input_gives_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):

@@ -104,3 +104,31 @@ def test_gradcheck_command_on_the_standin_gpu():
     assert r.stdout.startswith("device: cuda (GPU 0: NumPy stand-in for CuPy")
     assert "AlexNet tiny (whole network)" in r.stdout and "FAIL" not in r.stdout
     assert re.search(r"\b[1-9]\d* passed, 0 failed", r.stdout), r.stdout[-300:]
+
+
+def test_gpu_lease_script_on_the_standin(tmp_path):
+    """scripts/gpu_lease.sh: two groups at once (the second with random erasing), each
+    run under its time limit with its fixed schedule, the ensemble of all, and no more
+    than a few files to carry back, none of them a checkpoint."""
+    import tarfile
+    dest, work = tmp_path / "dest", tmp_path / "work"
+    env = standin_env(DEST=str(dest), WORK=str(work), MODEL="tiny", EPOCHS="2",
+                      DATASET="fashion-mnist-subset", BASE_SEEDS="0", ERASE_SEEDS="2",
+                      TESTS="skip", TRAIN_SECONDS="900", PYTHON=sys.executable,
+                      EXTRA_FLAGS="--train-limit 384 --batch-size 64 --no-prefetch")
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_lease.sh")], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(os.listdir(dest)) == ["base.tar.gz", "ensemble-all.json", "erase.tar.gz",
+                                        "lease.log"]
+    log = (dest / "lease.log").read_text()
+    assert "one network (one seed asked for): no ensemble" in log
+    assert "the ensemble of all 2 tested networks" in log
+    ens = json.loads((dest / "ensemble-all.json").read_text())
+    assert len(ens["networks"]) == 2 and ens["test_images"] == 1000
+    with tarfile.open(dest / "erase.tar.gz") as tar:
+        assert not any(n.endswith(".npz") for n in tar.getnames())
+        m = json.load(tar.extractfile("erase/seed2/metrics.json"))
+    assert m["args"]["erase"] == 0.5 and m["args"]["lr_drops"] == "0.5,0.7"
+    assert [h["lr"] for h in m["history"]] == [0.02, 0.002]
+    assert m["device"] == "cuda" and m["args"]["time_limit"] == 900

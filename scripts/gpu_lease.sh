@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The headline attempt for a GPU lent for a few minutes, in one command: two groups of
+# `mini` networks trained at once on the one GPU by scripts/gpu_headline.sh, each run
+# held to TRAIN_SECONDS with its learning-rate drops at fractions of the epochs that
+# fit (train.py --time-limit, --lr-drops), then
+#   - group "base": the best recipe so far (lr 0.02, drops at 50% and 70%), seeds
+#     BASE_SEEDS, with the CuPy cases of the tests running beside it;
+#   - group "erase": the same with random erasing (--erase ERASE), seeds ERASE_SEEDS;
+#   - each group's ensemble, and the ensemble of every network of both groups.
+# What comes back fits in a few files in DEST (no checkpoints: their SHA-256s are in
+# the archives): base.tar.gz, erase.tar.gz, ensemble-all.json, lease.log.
+#
+#   mkdir -p runs/data && cp /usr/share/datasets/fashion-mnist/* runs/data/
+#   DEST=/some/folder DATA_DIR=runs/data PYTHON=python3 bash scripts/gpu_lease.sh
+#
+# Then, where DEST came back: tar -xzf DEST/base.tar.gz (and erase.tar.gz) and record
+# with `python -m experiments headline --variant NAME --change ... --ensemble ...
+# --run ...` (see scripts/gpu_headline.sh).
+#
+# Settings (environment): DEST (default runs/gpu-lease-results), WORK (runs/gpu-lease),
+# BASE_SEEDS ("0 1 2"), ERASE_SEEDS ("10 11 12"; empty: no erase group), ERASE (0.5),
+# EPOCHS (40), TRAIN_SECONDS (400), BASE_FLAGS ("--init he --lr 0.02 --lr-drops
+# 0.5,0.7"), EXTRA_FLAGS (added to both groups), TESTS (parallel; skip), DEVICE (cuda),
+# MODEL, DATASET, DATA_DIR, TF32, PYTHON: as scripts/gpu_headline.sh takes them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+DEST=${DEST:-runs/gpu-lease-results}
+WORK=${WORK:-runs/gpu-lease}
+BASE_SEEDS=${BASE_SEEDS-"0 1 2"}
+ERASE_SEEDS=${ERASE_SEEDS-"10 11 12"}
+ERASE=${ERASE:-0.5}
+EPOCHS=${EPOCHS:-40}
+TRAIN_SECONDS=${TRAIN_SECONDS:-400}
+BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7"}
+EXTRA_FLAGS=${EXTRA_FLAGS:-}
+PYTHON=${PYTHON:-python}
+DEVICE=${DEVICE:-cuda}
+export DEVICE PYTHON EPOCHS TRAIN_SECONDS
+mkdir -p "$DEST" "$WORK"
+DEST=$(cd "$DEST" && pwd)
+exec > >(tee "$DEST/lease.log") 2>&1
+echo "gpu_lease: $(date -u +%FT%TZ) on $(hostname); work in $WORK, results in $DEST"
+
+group() {   # group NAME SEEDS TESTS FLAGS...
+  local name=$1 seeds=$2 tests=$3
+  shift 3
+  OUT="$WORK/$name" SEEDS="$seeds" TESTS="$tests" TRAIN_FLAGS="$*" \
+    PACK="$DEST/$name.tar.gz" bash scripts/gpu_headline.sh >"$WORK/$name.out" 2>&1
+}
+
+# shellcheck disable=SC2086  # the flags are lists
+group base "$BASE_SEEDS" "${TESTS:-parallel}" $BASE_FLAGS $EXTRA_FLAGS &
+base_pid=$!
+erase_pid=
+if [ -n "$ERASE_SEEDS" ]; then
+  # shellcheck disable=SC2086
+  group erase "$ERASE_SEEDS" skip $BASE_FLAGS $EXTRA_FLAGS --erase "$ERASE" &
+  erase_pid=$!
+fi
+wait "$base_pid"
+rc=$?
+echo "== group base (seeds $BASE_SEEDS): exit $rc"
+cat "$WORK/base.out"
+if [ -n "$erase_pid" ]; then
+  wait "$erase_pid"
+  erc=$?
+  echo "== group erase (seeds $ERASE_SEEDS, --erase $ERASE): exit $erc"
+  cat "$WORK/erase.out"
+  [ $erc -ne 0 ] && rc=1
+fi
+
+tested=()
+for ck in "$WORK"/base/seed*/best.npz "$WORK"/erase/seed*/best.npz; do
+  [ -f "$ck" ] && grep -q '"test_center_top1_error"' "$(dirname "$ck")/metrics.json" \
+    2>/dev/null && tested+=("$ck")
+done
+if [ ${#tested[@]} -ge 2 ]; then
+  echo "== the ensemble of all ${#tested[@]} tested networks"
+  data=()
+  [ -n "${DATA_DIR:-}" ] && data=(--data-dir "$DATA_DIR")
+  "$PYTHON" -m experiments ensemble "${tested[@]}" --device "$DEVICE" "${data[@]}" \
+    --out "$DEST/ensemble-all.json" || rc=1
+fi
+echo "gpu_lease: done $(date -u +%FT%TZ), exit $rc; in $DEST: $(ls "$DEST" | tr '\n' ' ')"
+exit $rc
