@@ -619,8 +619,8 @@ def train(a) -> dict:
         wall = now - current["start"] if "start" in current else epoch_wall
         if not wall:
             return a.epochs
-        fit = state["epoch"] + int(max(0.0, stop.deadline - now) // wall)   # asked
-        # as the epoch now ending is saved, so state["epoch"] counts it already
+        # asked after the epoch now ending was validated: state["epoch"] counts it
+        fit = state["epoch"] + int(max(0.0, stop.deadline - now) // wall)
         return min(a.epochs, fit)
 
     with stop:
