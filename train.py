@@ -445,6 +445,19 @@ def apply_checkpoint_args(a, path, explicit):
             setattr(a, k, v)
 
 
+def drop_lr(state, opt, why: str):
+    """Divide the learning rate by 10 (the paper's only change to it), and say why."""
+    state["lr"] /= 10
+    state["lr_drops"] += 1
+    opt.lr = state["lr"]
+    print(f"{why}: learning rate divided by 10, now {state['lr']:g}")
+
+
+def tf32_on() -> bool:
+    """Whether CuPy's float32 matrix products use TF32 on the tensor cores (CUPY_TF32)."""
+    return os.environ.get("CUPY_TF32", "0") not in ("", "0")
+
+
 def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_dir,
               last_path, best_path, ck_prep, planned_epochs=None):
     """One epoch (or the rest of one, when resuming mid-epoch), then validation,
@@ -515,20 +528,13 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
         planned = planned_epochs() if planned_epochs else a.epochs
         due = sum(epoch >= f * planned - 1e-9 for f in a.lr_drop_fractions)
         while state["lr_drops"] < due:
-            state["lr"] /= 10
-            state["lr_drops"] += 1
-            opt.lr = state["lr"]
-            print(f"{epoch} of {planned} epochs done: learning rate divided by 10, "
-                  f"now {state['lr']:g}")
+            drop_lr(state, opt, f"{epoch} of {planned} epochs done")
     elif not improved:
         state["since_best"] += 1
         if state["since_best"] >= a.lr_patience and state["lr_drops"] < a.max_lr_drops:
-            state["lr"] /= 10
-            state["lr_drops"] += 1
             state["since_best"] = 0
-            opt.lr = state["lr"]
-            print(f"validation error has not improved for {a.lr_patience} epochs: "
-                  f"learning rate divided by 10, now {state['lr']:g}")
+            drop_lr(state, opt, f"validation error has not improved for {a.lr_patience} "
+                                f"epochs")
     save_checkpoint(last_path, model, opt, state, ck_prep)
     if improved:
         save_checkpoint(best_path, model, opt, state, ck_prep)
@@ -584,7 +590,7 @@ def train(a) -> dict:
     out_dir = a.out or os.path.join("runs", f"{kind}-{model.config['preset']}")
     os.makedirs(out_dir, exist_ok=True)
     print(model.summary() if not a.quiet else repr(model))
-    if device == "cuda" and os.environ.get("CUPY_TF32", "0") not in ("", "0"):
+    if device == "cuda" and tf32_on():
         print("matrix products in TF32 on the tensor cores (CUPY_TF32 is set): faster, "
               "with 10-bit mantissas in the products")
     where = device if device == "cpu" else f"{device} ({gpu_status()[1]})"
@@ -679,7 +685,7 @@ def report(test, state, ds, out_dir, model, a, time_limited=False) -> dict:
     if time_limited:          # tested before the planned epochs were done
         metrics.update(stopped_by_time_limit=True, epochs_planned=a.epochs)
     if a.device == "cuda":    # float32 matrix products on the tensor cores (CuPy's switch)
-        metrics["cupy_tf32"] = os.environ.get("CUPY_TF32", "0") not in ("", "0")
+        metrics["cupy_tf32"] = tf32_on()
     if a.ten_crop:
         metrics.update(test_tencrop_top1_error=test["tencrop_top1_error"],
                        test_tencrop_top5_error=test["tencrop_top5_error"])

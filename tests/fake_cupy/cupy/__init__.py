@@ -24,8 +24,6 @@ import numpy as _np
 __version__ = "0.0-numpy-stand-in"
 NAME = b"NumPy stand-in for CuPy (tests/fake_cupy), not a GPU"
 
-_HOST_OK = ("asarray", "array", "asanyarray")     # functions that copy host data in
-
 
 class ndarray:
     """A 'device' array: a NumPy array behind CuPy's interface."""
@@ -241,27 +239,11 @@ class _Namespace:
 
 
 random = _Namespace(default_rng=_Generator, Generator=_Generator)
-lib = _Namespace(stride_tricks=_Namespace(
-    as_strided=_Fn(_np.lib.stride_tricks.as_strided),
-    sliding_window_view=_Fn(_np.lib.stride_tricks.sliding_window_view)))
+lib = _Namespace(stride_tricks=_Namespace(as_strided=_Fn(_np.lib.stride_tricks.as_strided)))
 
 
 class _Stream:
     def synchronize(self):
-        pass
-
-
-class _Device:
-    def __init__(self, device=0):
-        self.id = device
-
-    def synchronize(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
         pass
 
 
@@ -279,7 +261,7 @@ class _Stream0:
     null = _Stream()
 
 
-cuda = _Namespace(runtime=_Runtime(), Stream=_Stream0, Device=_Device)
+cuda = _Namespace(runtime=_Runtime(), Stream=_Stream0)
 
 
 def __getattr__(name):
