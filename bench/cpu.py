@@ -58,6 +58,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from alexnet import AlexNet  # noqa: E402
+from engine.backend import to_device, to_numpy  # noqa: E402
 from engine.optim import SGD  # noqa: E402
 from engine.parallel import run_parallel  # noqa: E402
 from layers.loss import softmax_cross_entropy  # noqa: E402
@@ -162,12 +163,13 @@ def ours_step(net, x, y):
     return step
 
 
-def torch_step(tmodel, x, y, torch):
+def torch_step(tmodel, x, y, torch, device="cpu"):
     """The same for PyTorch (its SGD puts the decay in the velocity before the lr; with
-    a constant lr that is the paper's update)."""
+    a constant lr that is the paper's update). ``device``: where the model is; the
+    batch is copied there once, here."""
     opt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM,
                           weight_decay=WEIGHT_DECAY)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     tmodel.train()
 
     def step():
@@ -185,8 +187,10 @@ def rel_err(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-def check_agreement(net, tmodel, torch, n=CHECK_BATCH, seed=1):
-    """Logits and gradients of ours and PyTorch's, dropout off. Returns (ok, line)."""
+def check_agreement(net, tmodel, torch, n=CHECK_BATCH, seed=1, device="cpu",
+                    logit_tol=LOGIT_TOL, grad_tol=GRAD_TOL):
+    """Logits and gradients of ours and PyTorch's, dropout off. Returns (ok, line).
+    Ours runs where ``net`` is (net.device), PyTorch's on ``device`` (bench.gpu)."""
     c = net.config
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c["in_channels"], c["input_size"], c["input_size"]),
@@ -200,28 +204,29 @@ def check_agreement(net, tmodel, torch, n=CHECK_BATCH, seed=1):
     for m in tdrops:
         m.p = 0.0
     try:
-        logits = net.forward(x, train=True)
-        _, dlogits = softmax_cross_entropy(logits, y)
+        logits = net.forward(to_device(x, net.device), train=True)
+        _, dlogits = softmax_cross_entropy(logits, to_device(y, net.device))
         net.backward(dlogits, input_grad=False)
         tmodel.zero_grad(set_to_none=True)
-        tlogits = tmodel(torch.from_numpy(x))
-        torch.nn.functional.cross_entropy(tlogits, torch.from_numpy(y)).backward()
+        tlogits = tmodel(torch.from_numpy(x).to(device))
+        torch.nn.functional.cross_entropy(tlogits, torch.from_numpy(y).to(device)).backward()
     finally:
         for l, p in zip(drops, saved):
             l.p = p
         for m, p in zip(tdrops, saved):
             m.p = p
-    errs = {"logits": rel_err(logits, tlogits.detach().numpy())}
+    errs = {"logits": rel_err(to_numpy(logits), tlogits.detach().cpu().numpy())}
     tparams = dict(tmodel.named_parameters())
     for k, g in net.grads.items():
         layer, p = k.split(".")
-        errs[k] = rel_err(g, tparams[f"{layer}.{'weight' if p == 'w' else 'bias'}"].grad.numpy())
+        tg = tparams[f"{layer}.{'weight' if p == 'w' else 'bias'}"].grad
+        errs[k] = rel_err(to_numpy(g), tg.cpu().numpy())
     tmodel.zero_grad(set_to_none=True)
     worst = max((v, k) for k, v in errs.items() if k != "logits")
-    ok = errs["logits"] < LOGIT_TOL and worst[0] < GRAD_TOL
+    ok = errs["logits"] < logit_tol and worst[0] < grad_tol
     line = (f"check vs PyTorch (batch {n}, dropout off): logits rel err {errs['logits']:.1e} "
-            f"(tolerance {LOGIT_TOL:g}), worst of {len(errs) - 1} gradients {worst[0]:.1e} "
-            f"({worst[1]}, tolerance {GRAD_TOL:g}): {'OK' if ok else 'MISMATCH'}")
+            f"(tolerance {logit_tol:g}), worst of {len(errs) - 1} gradients {worst[0]:.1e} "
+            f"({worst[1]}, tolerance {grad_tol:g}): {'OK' if ok else 'MISMATCH'}")
     return ok, line
 
 

@@ -1,0 +1,202 @@
+"""AlexNet on a GPU: our engine on CuPy against PyTorch on CUDA, in the same process.
+
+    python -m bench.gpu                          # mini-b128, paper-g2-b128, paper-g1-b128
+    python -m bench.gpu --quick                  # mini-b128 only
+    python -m bench.gpu --case paper-g2-b128 --repeats 50 --tf32 on
+
+Needs CuPy with a usable GPU (pip install -e '.[cuda12]') and PyTorch built for CUDA
+(pip install torch). The networks, the cases, the optimizer and the check are those
+of bench/cpu.py (imported from there); only where things run differs.
+
+Per case:
+
+1. Check. Our AlexNet moved to the GPU (net.to('cuda')) and its PyTorch twin with the
+   same weights on PyTorch's device; with dropout off, logits and every parameter's
+   gradient must agree (bench.cpu.check_agreement; with --tf32 on, looser tolerances,
+   since TF32 rounds the products' inputs to 10 mantissa bits). A mismatch makes the
+   exit status 1.
+2. Training step. Forward with dropout, softmax cross-entropy, backward without the
+   input's gradient, SGD with momentum and weight decay; the batch is on the device
+   before the clock starts. After --warmup steps of each, --repeats steps interleaved
+   (ours, torch, ours, ...); each is timed from a device synchronize to a device
+   synchronize (GPU work is asynchronous). Medians in ms, and images/s from them.
+3. Memory: what each framework's allocator holds at the end of the steps, which both
+   allocators keep as their peak (neither gives memory back by itself):
+   - ours: cupy.get_default_memory_pool().total_bytes(), its cached free blocks
+     released (free_all_blocks) just before the first step;
+   - torch: torch.cuda.max_memory_reserved() (empty_cache and reset_peak_memory_stats
+     just before the first step); max_memory_allocated(), the peak of live tensors
+     alone, is printed below the table.
+   Both include the weights, gradients, momentum buffers and the batch, as held during
+   the steps; neither includes the CUDA context, nor, for CuPy, the cuBLAS workspace
+   (outside its pool). 'n/a' where a number cannot be read (no CUDA for torch, a pool
+   without those methods, as in the NumPy stand-in tests/fake_cupy).
+
+--tf32 sets CUPY_TF32 before CuPy is imported and PyTorch's two allow_tf32 flags; the
+header says what is in effect. --torch-device cpu (hidden) runs PyTorch on the CPU:
+with PYTHONPATH=tests/fake_cupy it lets the whole script run on a machine without a GPU
+(tests/test_bench_gpu.py); its timings then mean nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+
+CASES_GPU = ["mini-b128", "paper-g2-b128", "paper-g1-b128"]
+QUICK = ["mini-b128"]
+# With TF32 the products round their inputs to 10 mantissa bits (relative 5e-4 each).
+TF32_LOGIT_TOL, TF32_GRAD_TOL = 1e-2, 5e-2
+
+
+def parse(argv):
+    """The options; nothing imported yet (the case names are checked in main)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", action="append", metavar="NAME",
+                    help="a case of bench.cpu (repeatable); default: " + ", ".join(CASES_GPU))
+    ap.add_argument("--quick", action="store_true", help="only " + ", ".join(QUICK))
+    ap.add_argument("--repeats", type=int, default=20, help="timed steps per framework")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps per framework first")
+    ap.add_argument("--tf32", choices=["on", "off"], default="off",
+                    help="TF32 matrix products in both (default off: exact float32)")
+    ap.add_argument("--torch-device", default="cuda", help=argparse.SUPPRESS)
+    return ap, ap.parse_args(argv)
+
+
+def mib(n):
+    return "n/a" if n is None else f"{n / 2**20:.0f}"
+
+
+def cupy_pool():
+    """CuPy's default memory pool, or None where it lacks what is read here."""
+    import cupy
+    pool = getattr(cupy, "get_default_memory_pool", lambda: None)()
+    ok = all(hasattr(pool, m) for m in ("free_all_blocks", "total_bytes"))
+    return pool if ok else None
+
+
+def run_case(case, torch, tdev, a, rows, notes):
+    from bench.cpu import CASES, build_ours, build_torch, check_agreement, ours_step, torch_step
+    from engine.backend import synchronize, to_device
+    _, batch, _ = CASES[case]
+    net, x, y = build_ours(case)
+    tmodel = build_torch(net, torch).to(tdev)       # copies our weights while on the host
+    net.to("cuda")
+    tol = dict(logit_tol=TF32_LOGIT_TOL, grad_tol=TF32_GRAD_TOL) if a.tf32 == "on" else {}
+    ok, line = check_agreement(net, tmodel, torch, device=tdev, **tol)
+    print(f"[{case}] {line}", flush=True)
+    notes.append(f"{case}: {line}")
+
+    on_cuda = torch.device(tdev).type == "cuda"
+    tsync = torch.cuda.synchronize if on_cuda else (lambda: None)
+    ours = ours_step(net, to_device(x, "cuda"), to_device(y, "cuda"))
+    theirs = torch_step(tmodel, x, y, torch, device=tdev)
+
+    def timed(step, sync):
+        sync()
+        t = time.perf_counter()
+        step()
+        sync()
+        return time.perf_counter() - t
+
+    gc.collect()
+    pool = cupy_pool()
+    if pool is not None:
+        pool.free_all_blocks()
+    if on_cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(tdev)
+    for _ in range(a.warmup):
+        timed(ours, synchronize)
+        timed(theirs, tsync)
+    to, tt = [], []
+    for _ in range(a.repeats):
+        to.append(timed(ours, synchronize))
+        tt.append(timed(theirs, tsync))
+    to, tt = statistics.median(to), statistics.median(tt)
+    mo = pool.total_bytes() if pool is not None else None
+    mt = torch.cuda.max_memory_reserved(tdev) if on_cuda else None
+    if on_cuda:
+        notes.append(f"{case}: torch max_memory_allocated (live tensors only) "
+                     f"{mib(torch.cuda.max_memory_allocated(tdev))} MiB")
+    print(f"[{case}] training step: ours {to * 1e3:.1f} ms, torch {tt * 1e3:.1f} ms, "
+          f"ratio {to / tt:.2f}", flush=True)
+    rows.append((case, to, tt, batch / to, batch / tt, mo, mt, "OK" if ok else "MISMATCH"))
+    del ours, theirs, net, tmodel
+    gc.collect()
+    return ok
+
+
+def table(rows):
+    head = (f"{'case':<14} {'ours ms/step':>12} {'torch ms/step':>13} {'ratio':>6} "
+            f"{'ours img/s':>10} {'torch img/s':>11} {'ours peak MiB':>13} "
+            f"{'torch peak MiB':>14}  check")
+    lines = [head, "-" * len(head)]
+    for case, to, tt, io, it, mo, mt, check in rows:
+        lines.append(f"{case:<14} {to * 1e3:>12.2f} {tt * 1e3:>13.2f} {to / tt:>6.2f} "
+                     f"{io:>10.0f} {it:>11.0f} {mib(mo):>13} {mib(mt):>14}  {check}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap, a = parse(argv)
+    if a.repeats < 1 or a.warmup < 0:
+        ap.error("--repeats must be >= 1 and --warmup >= 0")
+    # CuPy reads CUPY_TF32 from the environment: set it before anything imports CuPy
+    # (bench.cpu imports the engine, which imports CuPy).
+    if "cupy" not in sys.modules:
+        os.environ["CUPY_TF32"] = "1" if a.tf32 == "on" else "0"
+    import numpy as np
+    from bench.cpu import CASES, import_torch
+    for case in a.case or []:
+        if case not in CASES:
+            ap.error(f"no case {case!r}; the cases are {', '.join(CASES)}")
+    from engine.backend import GPUUnavailableError, check_device, cupy_module, gpu_status
+    try:
+        check_device("cuda")
+    except GPUUnavailableError as e:
+        print(f"bench.gpu: {e}", file=sys.stderr)
+        return 2
+    torch = import_torch()
+    tdev = a.torch_device
+    if torch.device(tdev).type == "cuda" and not torch.cuda.is_available():
+        print(f"bench.gpu: PyTorch {torch.__version__} sees no CUDA device (a CPU-only "
+              f"build?); install a CUDA build of torch", file=sys.stderr)
+        return 2
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
+    torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
+    cupy_tf32 = os.environ.get("CUPY_TF32", "0") not in ("", "0")
+    tname = torch.cuda.get_device_name(tdev) if torch.device(tdev).type == "cuda" else tdev
+    header = [
+        f"AlexNet training on a GPU: ours (CuPy {cupy_module().__version__}, NumPy "
+        f"{np.__version__}) vs PyTorch {torch.__version__} (CUDA {torch.version.cuda}, "
+        f"cuDNN {torch.backends.cudnn.version()})",
+        f"ours on {gpu_status()[1]}; PyTorch on {tdev} ({tname})",
+        f"TF32: CuPy CUPY_TF32={os.environ.get('CUPY_TF32', '')!r} "
+        f"({'on' if cupy_tf32 else 'off'}); PyTorch matmul.allow_tf32="
+        f"{torch.backends.cuda.matmul.allow_tf32}, cudnn.allow_tf32="
+        f"{torch.backends.cudnn.allow_tf32}; cudnn.benchmark={torch.backends.cudnn.benchmark}",
+        f"times: medians of {a.repeats} interleaved steps after {a.warmup} warm-up steps "
+        f"each; ratio < 1 means ours is faster; peak MiB: see bench/gpu.py's docstring",
+    ]
+    if cupy_tf32 != (a.tf32 == "on"):
+        header.append(f"WARNING: --tf32 {a.tf32} but CuPy was imported before it could be "
+                      f"set: CuPy's TF32 follows CUPY_TF32 above")
+    print("\n".join(header), flush=True)
+    rows, notes, all_ok = [], [], True
+    for case in QUICK if a.quick else (a.case or CASES_GPU):
+        all_ok &= run_case(case, torch, tdev, a, rows, notes)
+    print("\n" + "\n".join(header + ["", table(rows), ""] + notes))
+    if not all_ok:
+        print("\nours and PyTorch DISAGREE: the timings above compare different computations",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""bench/gpu.py end to end on the NumPy stand-in for CuPy (tests/fake_cupy), with
+PyTorch on the CPU (--torch-device cpu): the check, the timed steps, the memory columns
+('n/a' there) and the table all run. It says nothing about speed on a GPU."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_standin_gpu import standin_env
+
+
+def test_bench_gpu_prints_its_table_on_the_standin():
+    pytest.importorskip("torch")
+    r = subprocess.run([sys.executable, "-m", "bench.gpu", "--quick", "--repeats", "1",
+                        "--warmup", "1", "--torch-device", "cpu"], env=standin_env(),
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "NumPy stand-in for CuPy" in r.stdout          # the header names the 'GPU'
+    assert "CUPY_TF32='0' (off)" in r.stdout
+    row = re.search(r"^mini-b128 +([\d.]+) +([\d.]+) +([\d.]+) +\d+ +\d+ +n/a +n/a +OK$",
+                    r.stdout, re.M)
+    assert row, r.stdout[-2000:]
+    assert all(float(v) > 0 for v in row.groups())
