@@ -408,8 +408,10 @@ def test_headline_records_an_ensemble_of_runs(tmp_path, monkeypatch, capsys):
         else:
             (run / "best.npz").write_bytes(b"w%d" % i)
         runs.append(str(run))
+        # the ensemble's own evaluation of s0 differs by one image of 10,000 (on a GPU,
+        # TF32 products in batches of another size): still the same network
         nets.append({"checkpoint": f"/gpu/s{i}/best.npz", "tencrop_top1_error": ten,
-                     "center_top1_error": centre})
+                     "center_top1_error": centre + (1e-4 if i == 0 else 0.0)})
     ens = tmp_path / "ens.json"
     ens.write_text(json.dumps({"dataset": "fashion-mnist", "test_images": 10000,
                                "networks": nets, "ensemble": {"tencrop_top1_error": 0.059,
