@@ -63,6 +63,9 @@ def parse(argv):
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps per framework first")
     ap.add_argument("--tf32", choices=["on", "off"], default="off",
                     help="TF32 matrix products in both (default off: exact float32)")
+    ap.add_argument("--layers", action="store_true",
+                    help="also time each of our layers (forward, backward) and the SGD "
+                         "step: host time against device time")
     ap.add_argument("--torch-device", default="cuda", help=argparse.SUPPRESS)
     return ap, ap.parse_args(argv)
 
@@ -96,10 +99,14 @@ def run_case(case, torch, tdev, a, rows, notes):
     ours = ours_step(net, to_device(x, "cuda"), to_device(y, "cuda"))
     theirs = torch_step(tmodel, x, y, torch, device=tdev)
 
+    host = []                            # ours: until step() returns, before the sync
+
     def timed(step, sync):
         sync()
         t = time.perf_counter()
         step()
+        if step is ours:
+            host.append(time.perf_counter() - t)
         sync()
         return time.perf_counter() - t
 
@@ -118,27 +125,79 @@ def run_case(case, torch, tdev, a, rows, notes):
         to.append(timed(ours, synchronize))
         tt.append(timed(theirs, tsync))
     to, tt = statistics.median(to), statistics.median(tt)
+    th = statistics.median(host[a.warmup:])
     mo = pool.total_bytes() if pool is not None else None
     mt = torch.cuda.max_memory_reserved(tdev) if on_cuda else None
     if on_cuda:
         notes.append(f"{case}: torch max_memory_allocated (live tensors only) "
                      f"{mib(torch.cuda.max_memory_allocated(tdev))} MiB")
-    print(f"[{case}] training step: ours {to * 1e3:.1f} ms, torch {tt * 1e3:.1f} ms, "
-          f"ratio {to / tt:.2f}", flush=True)
-    rows.append((case, to, tt, batch / to, batch / tt, mo, mt, "OK" if ok else "MISMATCH"))
+    print(f"[{case}] training step: ours {to * 1e3:.1f} ms ({th * 1e3:.1f} ms of it on the "
+          f"host before the sync), torch {tt * 1e3:.1f} ms, ratio {to / tt:.2f}", flush=True)
+    rows.append((case, to, th, tt, batch / to, batch / tt, mo, mt,
+                 "OK" if ok else "MISMATCH"))
+    if a.layers:
+        notes.append(layer_table(case, net, to_device(x, "cuda"), a.repeats, synchronize))
+        print(notes[-1], flush=True)
     del ours, theirs, net, tmodel
     gc.collect()
     return ok
 
 
+def layer_table(case, net, x, repeats, synchronize):
+    """Each of our layers alone, at the shapes of a training step, and the SGD step:
+    median host time (until the call returns: Python and CuPy's launches) and device
+    time (until the GPU is done, after a synchronize). Where the two are close, the
+    layer waits on the host (many small kernels), not on the GPU."""
+    from bench.cpu import LR, MOMENTUM, WEIGHT_DECAY
+    from engine.backend import get_array_module
+    from engine.optim import SGD
+    xp = get_array_module(x)
+    rows, h = [], x
+    inputs, douts = [], []
+    for _, layer in net.layers:           # each layer's input, from a training forward
+        inputs.append(h)
+        h = layer.forward(h, train=True)
+        douts.append(xp.ones_like(h) * xp.float32(1e-3))
+
+    def clock(call, prepare=lambda: None):
+        hs, ds = [], []
+        for _ in range(repeats + 1):      # the first is a warm-up
+            prepare()                     # untimed: backward needs a forward's cache
+            synchronize()
+            t = time.perf_counter()
+            call()
+            hs.append(time.perf_counter() - t)
+            synchronize()
+            ds.append(time.perf_counter() - t)
+        return statistics.median(hs[1:]), statistics.median(ds[1:])
+
+    for i, (name, layer) in enumerate(net.layers):
+        forward = lambda: layer.forward(inputs[i], train=True)  # noqa: E731
+        fwd = clock(forward)
+        bwd = clock(lambda: layer.backward(douts[i], need_dx=False) if i == 0
+                    else layer.backward(douts[i]), prepare=forward)
+        rows.append((name, *fwd, *bwd))
+    opt = SGD(net.params, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    rows.append(("sgd step", *clock(lambda: opt.step(net.grads)), None, None))
+    head = (f"{'layer':<10} {'fwd host':>9} {'fwd device':>10} {'bwd host':>9} "
+            f"{'bwd device':>10}   (ms, medians of {repeats})")
+    lines = [f"{case}: our layers one at a time", head, "-" * len(head)]
+    total = ("sum", *(sum(r[k] or 0.0 for r in rows) for k in range(1, 5)))
+    for name, *v in rows + [total]:
+        lines.append(f"{name:<10} " + " ".join("" if s is None else f"{s * 1e3:>{w}.2f}"
+                                                for s, w in zip(v, (9, 10, 9, 10))))
+    return "\n".join(lines)
+
+
 def table(rows):
-    head = (f"{'case':<14} {'ours ms/step':>12} {'torch ms/step':>13} {'ratio':>6} "
-            f"{'ours img/s':>10} {'torch img/s':>11} {'ours peak MiB':>13} "
+    head = (f"{'case':<14} {'ours ms/step':>12} {'(host)':>7} {'torch ms/step':>13} "
+            f"{'ratio':>6} {'ours img/s':>10} {'torch img/s':>11} {'ours peak MiB':>13} "
             f"{'torch peak MiB':>14}  check")
     lines = [head, "-" * len(head)]
-    for case, to, tt, io, it, mo, mt, check in rows:
-        lines.append(f"{case:<14} {to * 1e3:>12.2f} {tt * 1e3:>13.2f} {to / tt:>6.2f} "
-                     f"{io:>10.0f} {it:>11.0f} {mib(mo):>13} {mib(mt):>14}  {check}")
+    for case, to, th, tt, io, it, mo, mt, check in rows:
+        lines.append(f"{case:<14} {to * 1e3:>12.2f} {th * 1e3:>7.2f} {tt * 1e3:>13.2f} "
+                     f"{to / tt:>6.2f} {io:>10.0f} {it:>11.0f} {mib(mo):>13} {mib(mt):>14}"
+                     f"  {check}")
     return "\n".join(lines)
 
 
