@@ -1,9 +1,10 @@
 """The GPU code paths, run on the CPU through tests/fake_cupy, a NumPy stand-in for CuPy
-(its docstring says what it checks and what it cannot). No GPU has been lent to this
-project; these tests make sure that the first GPU lease does not find an error that
-the CPU could have found: an op's CuPy-only branch, a NumPy function given a device
-array, a host array mixed with device arrays, a checkpoint or metric written from the
-device. They say nothing about CuPy's kernels or the speed of a GPU.
+(its docstring says what it checks and what it cannot). GPUs are lent rarely (once so
+far, an H200 for 15 minutes, where these paths ran as they do here); these tests make
+sure that a lease does not find an error that the CPU could have found: an op's
+CuPy-only branch, a NumPy function given a device array, a host array mixed with device
+arrays, a checkpoint or metric written from the device. They say nothing about CuPy's
+kernels or the speed of a GPU.
 
 The stand-in is used in subprocesses only (PYTHONPATH), so no other test sees it."""
 import json
