@@ -36,7 +36,11 @@ noisy, +-20%, but the ranking held over every run):
 
 Both functions loop only over the KH x KW kernel offsets; each step copies (or
 adds) one strided slice of the whole batch. No ``np.add.at``, no loop over pixels
-or images. The array module comes from the input, so the code runs on CuPy too.
+or images. The array module comes from the input, so the code runs on CuPy too; on
+CuPy, though, ``im2col_into`` and ``col2im_into`` hand over to ``im2col_strided`` and
+``col2im_strided`` (at the end of this file), which read every window at once through
+one strided view: there each call costs the host microseconds, and a few calls beat
+3-4 per kernel offset.
 
 ``im2col`` and ``col2im`` are the plain whole-batch versions. The convolution
 (layers/conv.py) calls ``im2col_into`` and ``col2im_into``, the same loops writing
@@ -46,6 +50,8 @@ For its dx the convolution orders the column gradients (oh, ow, n) instead, whic
 ``col2im_into(..., batch_last=True)`` takes (the reason is in its docstring).
 """
 from __future__ import annotations
+
+import numpy as np
 
 from engine.backend import get_array_module
 
@@ -112,6 +118,8 @@ def im2col_into(x, cols6, stride, pad):
     batch each (layers/conv.py). stride and pad are (h, w) int pairs, not validated.
     """
     xp = get_array_module(x)
+    if xp is not np:
+        return im2col_strided(x, cols6, stride, pad)
     N, C, H, W = x.shape
     kh, kw, OH, OW = cols6.shape[1], cols6.shape[2], cols6.shape[4], cols6.shape[5]
     (sh, sw), (ph, pw) = stride, pad
@@ -182,6 +190,8 @@ def col2im_into(cols6, dx, stride, pad, batch_last=False):
     starting short loops, and this layout made col2im 2x-3x faster.
     """
     xp = get_array_module(cols6)
+    if xp is not np:
+        return col2im_strided(cols6, dx, stride, pad, batch_last)
     if batch_last:
         C, kh, kw, OH, OW, N = cols6.shape
     else:
@@ -214,3 +224,70 @@ def col2im_into(cols6, dx, stride, pad, batch_last=False):
     order = (5, 2, 3, 0, 4, 1) if batch_last else (3, 2, 4, 0, 5, 1)
     dxpad = acc.transpose(order).reshape(N, C, HQ * sh, WQ * sw)
     dx[...] = dxpad[:, :, ph:ph + H, pw:pw + W]
+
+
+# On CuPy: the same two maps in a handful of whole-array calls.
+#
+# On a GPU each call (a kernel launch, or only a view) costs the host some
+# microseconds of Python and CuPy whatever its size, and the small `mini` net gives
+# each kernel little work: a training step waits on the host. The loops above make
+# 3-4 calls per kernel offset (75-100 for a 5x5 kernel, each way); the versions below
+# make about ten, by reading all the windows at once through one strided view
+# (bench/calls.py counts the calls per layer). On NumPy the loops stay: there the
+# per-call cost is small and a copy through a 6-D strided view runs with inner loops
+# as short as a kernel row, slower than the loops' whole-row slices.
+
+def _window_strides(s, sh, sw):
+    """Strides of the view v[c, i, j, n, oh, ow] = a[c, n, oh*sh + i, ow*sw + j] of an
+    array a (C, N, H, W) with strides s."""
+    return (s[0], s[2], s[3], s[1], s[2] * sh, s[3] * sw)
+
+
+def im2col_strided(x, cols6, stride, pad):
+    """:func:`im2col_into` as one copy through a strided view of every window.
+
+    cols6[c, i, j, n, oh, ow] = xpad[n, c, oh*sh + i, ow*sw + j]: pad x (channels
+    first, the order of cols6), view it as (C, KH, KW, N, OH, OW) with
+    ``as_strided`` (a window's rows and columns are steps of the input's rows and
+    columns; the next window is sh rows or sw columns further), copy that view.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    kh, kw, OH, OW = cols6.shape[1], cols6.shape[2], cols6.shape[4], cols6.shape[5]
+    (sh, sw), (ph, pw) = stride, pad
+    xpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
+    xpad[:, :, ph:ph + H, pw:pw + W] = x.transpose(1, 0, 2, 3)
+    cols6[...] = xp.lib.stride_tricks.as_strided(
+        xpad, shape=(C, kh, kw, N, OH, OW), strides=_window_strides(xpad.strides, sh, sw))
+
+
+def col2im_strided(cols6, dx, stride, pad, batch_last=False):
+    """:func:`col2im_into` as one sum over a strided view: a gather, no scatter.
+
+    dxpad[n, c, y, x] = sum over (i, j) of cols6[c, i, j, n, oh, ow] where
+    oh*sh + i = y and ow*sw + j = x. Put each column entry at row kh-1 + oh*sh and
+    column kw-1 + ow*sw of a zero array D (C, KH, KW, N, Hp + kh-1, Wp + kw-1), so
+    that the entry for (i, j, y, x), where it exists, is D[c, i, j, n, y - i + kh-1,
+    x - j + kw-1], and zero where no window put anything there. Seen through
+    ``as_strided`` as (C, KH, KW, N, Hp, Wp), with D's row stride subtracted from the
+    i step (and its column stride from the j step), D is summed over (i, j) by one
+    reduction. Every stride stays positive; each output sums its kh*kw terms in a
+    fixed order, so the result does not change from run to run (a scatter-add with
+    atomics would).
+    """
+    xp = get_array_module(cols6)
+    if batch_last:                                   # (C, KH, KW, OH, OW, N): a view
+        cols6 = cols6.transpose(0, 1, 2, 5, 3, 4)
+    C, kh, kw, N, OH, OW = cols6.shape
+    H, W = dx.shape[2], dx.shape[3]
+    (sh, sw), (ph, pw) = stride, pad
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    D = xp.zeros((C, kh, kw, N, Hp + kh - 1, Wp + kw - 1), dtype=cols6.dtype)
+    D[:, :, :, :, kh - 1:kh - 1 + (OH - 1) * sh + 1:sh,
+      kw - 1:kw - 1 + (OW - 1) * sw + 1:sw] = cols6
+    s = D.strides
+    terms = xp.lib.stride_tricks.as_strided(
+        D[:, :, :, :, kh - 1:, kw - 1:], shape=(C, kh, kw, N, Hp, Wp),
+        strides=(s[0], s[1] - s[4], s[2] - s[5], s[3], s[4], s[5]))
+    dxpad = terms.sum(axis=(1, 2))                   # (C, N, Hp, Wp)
+    dx[...] = dxpad[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)

@@ -267,3 +267,32 @@ def test_im2col_matches_its_definition(xp, rng, x_shape, k, stride, pad):
         want[c, i, j, n, oh, ow] = xpad[n, c, oh * sh + i, ow * sw + j]
     got = to_numpy(im2col(xp.asarray(x), kh, kw, stride, pad))
     np.testing.assert_array_equal(got, want.reshape(C * kh * kw, N * OH * OW))
+
+
+@pytest.mark.parametrize("shape, k, stride, pad", [
+    ((2, 3, 7, 9), (3, 3), (1, 1), (1, 1)),
+    ((3, 2, 11, 11), (5, 5), (1, 1), (2, 2)),
+    ((2, 3, 23, 19), (11, 11), (4, 4), (0, 0)),      # the paper's conv1 geometry
+    ((2, 2, 9, 8), (3, 2), (2, 3), (1, 0)),
+    ((1, 1, 5, 5), (5, 5), (1, 1), (0, 0)),
+])
+def test_strided_im2col_and_col2im_match_the_loops(rng, shape, k, stride, pad):
+    # CuPy's few-call versions (one strided view of all the windows), run on NumPy,
+    # against the loops over kernel offsets that NumPy uses; both column layouts of
+    # col2im. Same terms added in the same order: equal to the last bit.
+    from engine.im2col import col2im_into, col2im_strided, im2col_into, im2col_strided
+    N, C, H, W = shape
+    OH = conv_output_size(H, k[0], stride[0], pad[0])
+    OW = conv_output_size(W, k[1], stride[1], pad[1])
+    x = rng.standard_normal(shape)
+    loop, strided = (np.empty((C, k[0], k[1], N, OH, OW)) for _ in range(2))
+    im2col_into(x, loop, stride, pad)
+    im2col_strided(x, strided, stride, pad)
+    np.testing.assert_array_equal(strided, loop)
+    cols = rng.standard_normal((C, k[0], k[1], N, OH, OW))
+    for batch_last in (False, True):
+        c = np.ascontiguousarray(cols.transpose(0, 1, 2, 4, 5, 3)) if batch_last else cols
+        dloop, dstrided = np.empty(shape), np.empty(shape)
+        col2im_into(c, dloop, stride, pad, batch_last=batch_last)
+        col2im_strided(c, dstrided, stride, pad, batch_last=batch_last)
+        np.testing.assert_array_equal(dstrided, dloop)

@@ -164,3 +164,15 @@ def test_bad_inputs(rng):
         lrn_backward(out[..., :3], cache)
     with pytest.raises(TypeError, match=r"lrn_backward: .*dout is float32, x is float64"):
         lrn_backward(out.astype(np.float32), cache)
+
+
+def test_channel_window_sum_strided_matches_the_adds(rng):
+    # CuPy's one-call window sum (a strided view of a zero-padded copy), run on NumPy,
+    # against the neighbours' adds NumPy uses: windows clipped at both borders.
+    from layers.lrn import _channel_window_sum, _channel_window_sum_strided
+    for C, r in [(7, 2), (3, 2), (1, 2), (6, 1), (5, 3)]:
+        a = rng.standard_normal((2, C, 3, 4))
+        want = np.stack([a[:, max(0, c - r):c + r + 1].sum(axis=1) for c in range(C)], axis=1)
+        np.testing.assert_allclose(_channel_window_sum(a, r), want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(_channel_window_sum_strided(a, r), want, rtol=1e-12,
+                                   atol=1e-12)

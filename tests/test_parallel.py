@@ -16,7 +16,8 @@ from layers.conv import conv2d_backward, conv2d_forward, conv2d_forward_naive
 from layers.linear import _matmul_wide
 from layers.loss import softmax_cross_entropy
 from layers.lrn import lrn_backward, lrn_forward
-from layers.pool import maxpool2d_backward, maxpool2d_backward_naive, maxpool2d_forward
+from layers.pool import (_forward_windows, maxpool2d_backward, maxpool2d_backward_naive,
+                         maxpool2d_forward)
 
 MANY = 4          # more threads than this machine may have: several pieces run for sure
 
@@ -179,20 +180,32 @@ def test_alexnet_conv_layers_share_one_workspace():
 # ------------------------------------------------------------------ pool, LRN, ReLU
 
 @pytest.mark.parametrize("size, stride", [(3, 2), (2, 2), ((3, 2), (2, 1))])
-def test_pool_scatter_masks_naive_and_threads_agree(rng, size, stride):
+@pytest.mark.parametrize("ties", [False, True])
+def test_pool_scatter_masks_naive_and_threads_agree(rng, size, stride, ties):
     x = rng.standard_normal((6, 3, 11, 9))
+    if ties:                          # many equal values in a window: the first one wins
+        x = np.round(x)
     with parallel.threads(1):
         out1, cache = maxpool2d_forward(x, size, stride)
         d = rng.standard_normal(out1.shape)
         masks = maxpool2d_backward(d, cache, method="masks")
         scatter = maxpool2d_backward(d, cache, method="scatter")
+        windows = maxpool2d_backward(d, cache, method="windows")      # CuPy's way
+        # CuPy's forward, run here on NumPy arrays: the same outputs and argmax
+        out_w = np.empty_like(out1)
+        argmax_w = np.empty_like(cache[0])
+        kh, kw = cache[3]
+        sh, sw = cache[4]
+        _forward_windows(x, out_w, argmax_w, kh, kw, sh, sw, np)
+    np.testing.assert_array_equal(out_w, out1)
+    np.testing.assert_array_equal(argmax_w, cache[0])
     with parallel.threads(MANY):
         outn, cachen = maxpool2d_forward(x, size, stride)
         threaded = maxpool2d_backward(d, cachen)
     np.testing.assert_array_equal(outn, out1)
     np.testing.assert_array_equal(cachen[0], cache[0])
     naive = maxpool2d_backward_naive(d, x, size, stride)
-    for got in (masks, scatter, threaded):
+    for got in (masks, scatter, windows, threaded):
         _close(got, naive)
     with pytest.raises(ValueError, match="method must be"):
         maxpool2d_backward(d, cache, method="fast")

@@ -1,9 +1,9 @@
 """A NumPy-backed stand-in for CuPy, for the tests only: never a GPU.
 
-No GPU has been lent to this project, and the code that runs only on CuPy arrays (the
-``xp is not np`` branches, the host/device copies in the data pipeline, checkpoints
-and metrics, ``train.py --device cuda``) would otherwise run for the first time on a
-short GPU lease. Put this folder first on ``sys.path`` (``PYTHONPATH=tests/fake_cupy``)
+GPUs are lent to this project rarely and briefly, and the code that runs only on CuPy
+arrays (the ``xp is not np`` branches, the host/device copies in the data pipeline,
+checkpoints and metrics, ``train.py --device cuda``) would otherwise run for the first
+time on a short GPU lease. Put this folder first on ``sys.path`` (``PYTHONPATH=tests/fake_cupy``)
 and ``import cupy`` gives this module: its arrays hold NumPy arrays, compute with
 NumPy, and behave like CuPy's where CuPy differs from NumPy in ways that break code:
 
@@ -15,14 +15,23 @@ NumPy, and behave like CuPy's where CuPy differs from NumPy in ways that break c
 - reductions and scalar indexing give 0-d arrays, not NumPy scalars;
 - ``cupy.asarray`` of host data copies it (device memory is separate).
 
+It also counts what the code asks of it, in ``CALLS`` (a Counter): every function,
+ufunc or array method called ("op:NAME"), every index read or write ("getitem",
+"setitem"), every copy of a value to the host ("sync:..."). On a GPU each of those is
+a kernel launch or at least some microseconds of CuPy's Python on the host, so the
+counts per training step are what bench/calls.py reports.
+
 What it cannot check: CuPy's own kernels, functions NumPy has and CuPy lacks, speed,
 and anything about a real GPU. ``cuda.runtime.getDeviceProperties(0)["name"]`` says
 what it is, so no log can mistake it for a GPU.
 """
+import collections as _collections
+
 import numpy as _np
 
 __version__ = "0.0-numpy-stand-in"
 NAME = b"NumPy stand-in for CuPy (tests/fake_cupy), not a GPU"
+CALLS = _collections.Counter()       # see the docstring
 
 
 class ndarray:
@@ -47,6 +56,7 @@ class ndarray:
                         "Please use `.get()` to construct a NumPy array explicitly.")
 
     def get(self, stream=None, order="C", out=None):
+        CALLS["sync:get"] += 1
         return _np.array(self._a, order=order)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -66,9 +76,11 @@ class ndarray:
         return _wrap(attr)
 
     def __getitem__(self, key):
+        CALLS["getitem"] += 1
         return _wrap(self._a[_unwrap(key, strict=False)])
 
     def __setitem__(self, key, value):
+        CALLS["setitem"] += 1
         self._a[_unwrap(key, strict=False)] = _unwrap(value, strict=False)
 
     def __len__(self):
@@ -79,15 +91,19 @@ class ndarray:
             yield self[i]
 
     def __bool__(self):
+        CALLS["sync:__bool__"] += 1
         return bool(self._a)
 
     def __float__(self):
+        CALLS["sync:__float__"] += 1
         return float(self._a)
 
     def __int__(self):
+        CALLS["sync:__int__"] += 1
         return int(self._a)
 
     def __complex__(self):
+        CALLS["sync:__complex__"] += 1
         return complex(self._a)
 
     def __format__(self, spec):
@@ -170,6 +186,7 @@ def _unwrap(x, strict=True):
 
 
 def _call(fn, args, kwargs, strict=True):
+    CALLS["op:" + getattr(fn, "__name__", type(fn).__name__)] += 1
     out = fn(*_unwrap(args, strict), **_unwrap(kwargs, strict))
     if kwargs.get("out") is not None and isinstance(kwargs["out"], ndarray):
         return kwargs["out"]
