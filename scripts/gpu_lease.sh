@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The headline attempt for a GPU lent for a few minutes, in one command: two groups of
-# `mini` networks trained at once on the one GPU by scripts/gpu_headline.sh, each run
-# held to TRAIN_SECONDS with its learning-rate drops at fractions of the epochs that
-# fit (train.py --time-limit, --lr-drops), then
-#   - group "base": the best recipe so far (lr 0.02, drops at 50% and 70%), seeds
-#     BASE_SEEDS, with the CuPy cases of the tests running beside it;
-#   - group "erase": the same with random erasing (--erase ERASE), seeds ERASE_SEEDS;
-#   - each group's ensemble, and the ensemble of every network of both groups.
+# The headline attempt for a GPU lent for a few minutes, in one command:
+#   - first (BENCH=1), `python -m bench.gpu --quick --layers`: our training step
+#     against PyTorch's on that GPU, and each layer's host time against its device
+#     time, into DEST/bench-gpu.txt (a failure there is noted, and the lease goes on);
+#   - then groups of `mini` networks trained at once on the one GPU by
+#     scripts/gpu_headline.sh, each run held to TRAIN_SECONDS with its learning-rate
+#     drops at fractions of the epochs that fit (train.py --time-limit, --lr-drops):
+#     group "base", the best recipe so far (lr 0.02, drops at 50% and 70%), seeds
+#     BASE_SEEDS, with the CuPy cases of the tests running beside it; and, where
+#     ERASE_SEEDS names seeds, group "erase", the same with random erasing (--erase
+#     ERASE; off by default since the first lease, where it made 14-epoch runs worse);
+#   - each group's ensemble, and the ensemble of every network of the groups.
 # What comes back fits in a few files in DEST (no checkpoints: their SHA-256s are in
-# the archives): base.tar.gz, erase.tar.gz, ensemble-all.json, lease.log.
+# the archives): bench-gpu.txt, base.tar.gz, erase.tar.gz (with ERASE_SEEDS),
+# ensemble-all.json (with two networks or more), lease.log.
 #
 #   mkdir -p runs/data && cp /usr/share/datasets/fashion-mnist/* runs/data/
 #   DEST=/some/folder DATA_DIR=runs/data PYTHON=python3 bash scripts/gpu_lease.sh
@@ -18,19 +23,21 @@
 # --run ...` (see scripts/gpu_headline.sh).
 #
 # Settings (environment): DEST (default runs/gpu-lease-results), WORK (runs/gpu-lease),
-# BASE_SEEDS ("0 1 2"), ERASE_SEEDS ("10 11 12"; empty: no erase group), ERASE (0.5),
-# EPOCHS (40), TRAIN_SECONDS (400), BASE_FLAGS ("--init he --lr 0.02 --lr-drops
-# 0.5,0.7"), EXTRA_FLAGS (added to both groups), TESTS (parallel; skip), DEVICE (cuda),
-# MODEL, DATASET, DATA_DIR, TF32, PYTHON: as scripts/gpu_headline.sh takes them.
+# BENCH (1; 0: no benchmark), BASE_SEEDS ("0 1 2"), ERASE_SEEDS (""; e.g. "10 11 12"
+# for an erase group), ERASE (0.5), EPOCHS (100: the time limit decides),
+# TRAIN_SECONDS (400), BASE_FLAGS ("--init he --lr 0.02 --lr-drops 0.5,0.7"),
+# EXTRA_FLAGS (added to both groups), TESTS (parallel; skip), DEVICE (cuda), MODEL,
+# DATASET, DATA_DIR, TF32 (1), PYTHON: as scripts/gpu_headline.sh takes them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DEST=${DEST:-runs/gpu-lease-results}
 WORK=${WORK:-runs/gpu-lease}
+BENCH=${BENCH:-1}
 BASE_SEEDS=${BASE_SEEDS-"0 1 2"}
-ERASE_SEEDS=${ERASE_SEEDS-"10 11 12"}
+ERASE_SEEDS=${ERASE_SEEDS-}
 ERASE=${ERASE:-0.5}
-EPOCHS=${EPOCHS:-40}
+EPOCHS=${EPOCHS:-100}
 TRAIN_SECONDS=${TRAIN_SECONDS:-400}
 BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7"}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
@@ -41,6 +48,17 @@ mkdir -p "$DEST" "$WORK"
 DEST=$(cd "$DEST" && pwd)
 exec > >(tee "$DEST/lease.log") 2>&1
 echo "gpu_lease: $(date -u +%FT%TZ) on $(hostname); work in $WORK, results in $DEST"
+
+if [ "$BENCH" = 1 ]; then     # alone on the GPU, before the training: its timings
+  tf32=on
+  [ "${TF32:-1}" = 0 ] && tf32=off
+  echo "== python -m bench.gpu --quick --layers --tf32 $tf32 (into bench-gpu.txt)"
+  timeout 180 "$PYTHON" -m bench.gpu --quick --layers --tf32 "$tf32" \
+    >"$DEST/bench-gpu.txt" 2>&1
+  brc=$?
+  tail -n 40 "$DEST/bench-gpu.txt"
+  [ $brc -ne 0 ] && echo "gpu_lease: bench.gpu exited $brc (see bench-gpu.txt); training anyway"
+fi
 
 group() {   # group NAME SEEDS TESTS FLAGS...
   local name=$1 seeds=$2 tests=$3

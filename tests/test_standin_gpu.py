@@ -120,9 +120,14 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
     r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_lease.sh")], env=env,
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(os.listdir(dest)) == ["base.tar.gz", "ensemble-all.json", "erase.tar.gz",
-                                        "lease.log"]
+    assert sorted(os.listdir(dest)) == ["base.tar.gz", "bench-gpu.txt", "ensemble-all.json",
+                                        "erase.tar.gz", "lease.log"]
     log = (dest / "lease.log").read_text()
+    # the benchmark ran first; here (PyTorch without CUDA: exit 2, or none: 1) it
+    # fails, and the lease goes on without it
+    assert "== python -m bench.gpu --quick --layers --tf32 on" in log
+    assert re.search(r"bench.gpu exited [12] \(see bench-gpu.txt\); training anyway", log)
+    assert "bench.gpu" in (dest / "bench-gpu.txt").read_text()
     assert "one network (one seed asked for): no ensemble" in log
     assert "the ensemble of all 2 tested networks" in log
     ens = json.loads((dest / "ensemble-all.json").read_text())
