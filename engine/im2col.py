@@ -116,10 +116,18 @@ def im2col_into(x, cols6, stride, pad):
     ``cols6`` may be a view into a larger buffer, e.g. the columns of a few images of
     a batch: the convolution fills one buffer from several threads, a slice of the
     batch each (layers/conv.py). stride and pad are (h, w) int pairs, not validated.
+    NumPy arrays go through :func:`im2col_loops`, CuPy's through :func:`im2col_strided`
+    (the note above it says why).
     """
+    if get_array_module(x) is np:
+        im2col_loops(x, cols6, stride, pad)
+    else:
+        im2col_strided(x, cols6, stride, pad)
+
+
+def im2col_loops(x, cols6, stride, pad):
+    """:func:`im2col_into` by one strided slice copy per kernel offset (NumPy's way)."""
     xp = get_array_module(x)
-    if xp is not np:
-        return im2col_strided(x, cols6, stride, pad)
     N, C, H, W = x.shape
     kh, kw, OH, OW = cols6.shape[1], cols6.shape[2], cols6.shape[4], cols6.shape[5]
     (sh, sw), (ph, pw) = stride, pad
@@ -189,9 +197,15 @@ def col2im_into(cols6, dx, stride, pad, batch_last=False):
     OW; for the 7x7 and 13x13 maps of conv3-conv5 NumPy spent most of its time
     starting short loops, and this layout made col2im 2x-3x faster.
     """
+    if get_array_module(cols6) is np:          # CuPy's: col2im_strided, as im2col_into
+        col2im_loops(cols6, dx, stride, pad, batch_last)
+    else:
+        col2im_strided(cols6, dx, stride, pad, batch_last)
+
+
+def col2im_loops(cols6, dx, stride, pad, batch_last=False):
+    """:func:`col2im_into` by one strided slice add per kernel offset (NumPy's way)."""
     xp = get_array_module(cols6)
-    if xp is not np:
-        return col2im_strided(cols6, dx, stride, pad, batch_last)
     if batch_last:
         C, kh, kw, OH, OW, N = cols6.shape
     else:

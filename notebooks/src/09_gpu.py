@@ -3,12 +3,15 @@
 #
 # The paper trained for five to six days on two GTX 580 GPUs; on a CPU the same
 # network would have taken months. This project runs **the same code** on the CPU
-# (NumPy) and on an NVIDIA GPU (CuPy): no op has a GPU version of its own.
+# (NumPy) and on an NVIDIA GPU (CuPy): every op is written once, against NumPy's
+# interface, and a few of its inner loops take a different route on the GPU for
+# speed (the section "Few large calls"), checked against the CPU's.
 #
 # 1. how one function serves both backends;
 # 2. moving a model and data to the GPU, and back;
 # 3. the same results on both, to float32 rounding;
-# 4. the time of both backends side by side.
+# 4. the time of both backends side by side;
+# 5. why a loop that is fast on the CPU is slow on the GPU, and what replaces it.
 #
 # On a machine without a usable GPU (no CuPy, no CUDA device), the notebook says so,
 # runs everything on the CPU, and still runs to the end. The code is
@@ -234,6 +237,64 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Few large calls: the host's side of a GPU
+#
+# A CuPy call does not compute on the CPU, but the CPU still runs it: Python, CuPy's
+# checks of shapes and dtypes, the launch of a kernel. That costs some microseconds
+# per call, however small the arrays. For the paper's big layers it hardly matters;
+# the `mini` net at batch 128 gives each kernel so little work that a training step
+# waits on the host. On an NVIDIA H200 (2026-11-27) one `train.py` run trained about
+# 4,800 images/s; six at once on the same GPU trained 13,000 together, so one process
+# had left the GPU idle most of the time.
+#
+# The remedy is fewer calls. Notebook 1's im2col copies one slice per kernel offset:
+# 25 copies for a 5x5 kernel, 121 for the paper's 11x11, each several calls. On the
+# CPU that loop is the fast way (each copy moves whole rows). On the GPU,
+# `im2col_strided` asks for the same numbers in a handful of calls: one *view* of the
+# padded input in which every window is already laid out as a column, made by
+# choosing strides (`as_strided`: the view's axis i steps one input row, its axis oh
+# steps `stride` rows), and one copy of that view. `col2im_strided` sums the windows
+# back through a view of the same kind (a gather: every output pixel adds up its own
+# terms, in a fixed order). The pooling, LRN's channel window, ReLU's backward and the
+# SGD update have such routes too. `python -m bench.calls` counts the calls of one
+# `mini` training step on CuPy (through a NumPy stand-in, on any machine): 1,568 with
+# the CPU's loops, 635 with these.
+#
+# Below, the two ways side by side on each backend: the same numbers to the last bit,
+# and the time of each.
+
+# %%
+from engine.im2col import (col2im_loops, col2im_strided, conv_output_size, im2col_loops,
+                           im2col_strided)
+
+N, C, H, K, pad = (8, 16, 13, 5, 2) if SMALL else (128, 64, 13, 5, 2)   # mini's conv2 input
+OH = conv_output_size(H, K, 1, pad)
+x_host = rng.standard_normal((N, C, H, H)).astype(np.float32)
+for dev in DEVICES:
+    xp = np if dev == "cpu" else get_array_module(to_device(x_host[:1], dev))
+    x_dev = to_device(x_host, dev)
+    cols = {}
+    times = {}
+    for name, im2col_way in (("loops", im2col_loops), ("strided", im2col_strided)):
+        out = xp.empty((C, K, K, N, OH, OH), dtype=np.float32)
+        im2col_way(x_dev, out, (1, 1), (pad, pad))             # warm-up
+        synchronize()
+        t0 = time.perf_counter()
+        for _ in range(3):
+            im2col_way(x_dev, out, (1, 1), (pad, pad))
+        synchronize()
+        times[name] = (time.perf_counter() - t0) / 3
+        cols[name] = to_numpy(out)
+    dx = {name: xp.empty((N, C, H, H), dtype=np.float32) for name in times}
+    col2im_loops(to_device(cols["loops"], dev), dx["loops"], (1, 1), (pad, pad))
+    col2im_strided(to_device(cols["loops"], dev), dx["strided"], (1, 1), (pad, pad))
+    same = (np.array_equal(cols["loops"], cols["strided"])
+            and np.array_equal(to_numpy(dx["loops"]), to_numpy(dx["strided"])))
+    print(f"{dev}: im2col of x {x_host.shape}, {K}x{K} kernel: loops {1e3 * times['loops']:.2f} ms, "
+          f"strided {1e3 * times['strided']:.2f} ms; im2col and col2im equal to the last bit: {same}")
+    assert same
+
+# %% [markdown]
 # ## What to remember
 #
 # - Every op takes its array module from its inputs (`get_array_module`), so NumPy and
@@ -243,5 +304,8 @@ plt.show()
 #   `BatchLoader(device='cuda')`); mixing devices is an error that says so.
 # - Time GPU code after a warm-up and with `synchronize()`, or you time only the
 #   launch of the work.
+# - On a GPU every call costs the host microseconds: a small network needs few, large
+#   calls (`python -m bench.calls` counts them), where the CPU prefers loops of
+#   slices.
 # - Train with `python train.py --device cuda`; check with
 #   `python -m engine.gradcheck --device cuda`.
