@@ -28,8 +28,8 @@ import time
 import numpy as np
 
 from alexnet import PRESETS, AlexNet, atomic_savez
-from engine.backend import (GPUUnavailableError, check_device, gpu_status, to_device,
-                            to_numpy)
+from engine.backend import (GPUUnavailableError, check_device, get_array_module, gpu_status,
+                            to_device, to_numpy)
 from engine.metrics import topk_correct
 from engine.optim import SGD
 from engine.progress import ProgressBar
@@ -63,6 +63,22 @@ class DivergedError(TrainingError):
 # the batches since the previous point (the epoch's average lags by half an epoch, and
 # "how many steps to 25% training error" needs finer steps than one epoch).
 CURVE_POINTS = 10
+
+# Steps whose loss and accuracy wait on the device before the host reads them, on a GPU.
+# Reading a GPU value makes the host wait until the GPU has computed it: read every
+# step (the loss after the forward, the accuracy after the update), the host could not
+# queue the next step's work while the GPU runs this one, and the two would take turns
+# instead of working at once. So on a GPU they are read in a batch every few steps,
+# and always before anything that needs them (a point of the curve is computed from
+# them in order; a checkpoint is saved only after a read, so a loss that became NaN
+# in between stops the run before it saves). On the CPU there is nothing to wait for:
+# every step.
+GPU_READ_EVERY = 16
+
+
+def read_interval(device: str) -> int:
+    """Steps between two reads of the training loss and accuracy (GPU_READ_EVERY)."""
+    return 1 if device == "cpu" else GPU_READ_EVERY
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -472,40 +488,64 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     epoch_images = min(len(loader.x), n_batches * loader.batch_size)
     bar = ProgressBar(n_batches, desc=f"epoch {epoch}/{a.epochs}",
                       enabled=None if not a.quiet else False)
+    pending = []               # (step, images, loss, correct), maybe still on the device
+    read_every = read_interval(device)
+
+    def diverged(step, lv):
+        return DivergedError(
+            f"the loss became {lv} at epoch {epoch}, step {step} (lr {state['lr']:g}); "
+            f"stopped without saving. The last good checkpoint is {last_path}. "
+            f"Try a smaller --lr or --init he.")
+
+    def read_pending():
+        """Bring the pending steps' loss and accuracy to the host (one wait for the
+        device) and account for them in order, as if read at each step."""
+        if not pending:
+            return
+        xp = get_array_module(pending[0][2])
+        losses = to_numpy(xp.stack([p[2] for p in pending])).tolist()
+        corrects = to_numpy(xp.stack([p[3] for p in pending])).tolist()
+        steps = [(p[0], p[1]) for p in pending]
+        pending.clear()
+        for (step, n), lv, ok in zip(steps, losses, corrects):
+            if not math.isfinite(lv):
+                raise diverged(step, lv)
+            part["seen"] += n
+            part["loss_sum"] += lv * n
+            part["correct"] += int(ok)
+            part["win"][0] += n
+            part["win"][1] += n - int(ok)
+            if step % every == 0 or step == n_batches:
+                part["curve"].append([round(part["seen"] / epoch_images, 4),
+                                      part["win"][1] / part["win"][0]])
+                part["win"] = [0, 0]
+
     t0 = time.perf_counter()
     i = start
     for xb, yb in loader.iterate(epoch, start=start):
         logits = model.forward(xb, train=True)
         loss, dlogits = softmax_cross_entropy(logits, yb, check_labels=False)
-        lv = float(loss)
-        if not math.isfinite(lv):
-            raise DivergedError(
-                f"the loss became {lv} at epoch {epoch}, step {i + 1} (lr {state['lr']:g}); "
-                f"stopped without saving. The last good checkpoint is {last_path}. "
-                f"Try a smaller --lr or --init he.")
+        if read_every == 1:       # the CPU, where nothing waits: checked before the update
+            lv = float(loss)
+            if not math.isfinite(lv):
+                raise diverged(i + 1, lv)
         model.backward(dlogits)
         opt.step(model.grads)
         i += 1
-        n = len(yb)
-        part["seen"] += n
-        part["loss_sum"] += lv * n
-        ok = int(topk_correct(logits, yb, 1).sum())
-        part["correct"] += ok
-        part["win"][0] += n
-        part["win"][1] += n - ok
-        if i % every == 0 or i == n_batches:
-            part["curve"].append([round(part["seen"] / epoch_images, 4),
-                                  part["win"][1] / part["win"][0]])
-            part["win"] = [0, 0]
-        rate = (part["seen"] - 0) / (part["seconds"] + time.perf_counter() - t0)
-        bar.update(i, loss=f"{part['loss_sum'] / part['seen']:.4f}",
-                   err=f"{100 * (1 - part['correct'] / part['seen']):.2f}%",
-                   **{"img/s": f"{rate:.0f}"})
+        pending.append((i, len(yb), loss, topk_correct(logits, yb, 1).sum()))
+        if len(pending) >= read_every or i == n_batches or stop.requested:
+            read_pending()
+        if part["seen"]:
+            rate = part["seen"] / (part["seconds"] + time.perf_counter() - t0)
+            bar.update(i, loss=f"{part['loss_sum'] / part['seen']:.4f}",
+                       err=f"{100 * (1 - part['correct'] / part['seen']):.2f}%",
+                       **{"img/s": f"{rate:.0f}"})
         if stop.requested and i < n_batches:
             part["seconds"] += time.perf_counter() - t0
             state.update(step=i, partial=part)
             save_checkpoint(last_path, model, opt, state, ck_prep)
             return
+    read_pending()
     part["seconds"] += time.perf_counter() - t0
     val = evaluate(model, va_x, va_y, prep, a.eval_batch_size, device)
     entry = dict(epoch=epoch, train_loss=part["loss_sum"] / part["seen"],
