@@ -86,11 +86,21 @@ def gpu_available() -> bool:
     return gpu_status()[0]
 
 
+_GPU_CONFIRMED = []      # [True] once gpu_status() has run a kernel in this process
+
+
 def require_gpu():
-    """Return the ``cupy`` module, or raise one clear error saying what is missing."""
-    ok, reason = gpu_status()
-    if not ok:
-        raise GPUUnavailableError(f"the GPU was requested but is not usable: {reason}")
+    """Return the ``cupy`` module, or raise one clear error saying what is missing.
+
+    The first call asks gpu_status(), which runs a kernel and waits for it; once that
+    worked, later calls (to_device calls this for every batch) trust it. Asked every
+    time, it made each batch wait for the GPU to finish all the work queued before it,
+    and read the device's properties from the driver twice per training step."""
+    if not _GPU_CONFIRMED:
+        ok, reason = gpu_status()
+        if not ok:
+            raise GPUUnavailableError(f"the GPU was requested but is not usable: {reason}")
+        _GPU_CONFIRMED.append(True)
     return _cupy
 
 
