@@ -28,8 +28,8 @@ import time
 import numpy as np
 
 from alexnet import PRESETS, AlexNet, atomic_savez
-from engine.backend import (GPUUnavailableError, check_device, get_array_module, gpu_status,
-                            to_device, to_numpy)
+from engine.backend import (GPUUnavailableError, check_device, get_array_module, gpu_routes,
+                            gpu_status, to_device, to_numpy)
 from engine.metrics import topk_correct
 from engine.optim import SGD
 from engine.progress import ProgressBar
@@ -633,7 +633,8 @@ def train(a) -> dict:
     if device == "cuda" and tf32_on():
         print("matrix products in TF32 on the tensor cores (CUPY_TF32 is set): faster, "
               "with 10-bit mantissas in the products")
-    where = device if device == "cpu" else f"{device} ({gpu_status()[1]})"
+    where = (device if device == "cpu" else
+             f"{device} ({gpu_status()[1]}; the ops' GPU routes: {gpu_routes()})")
     print(f"device: {where}; {len(tr_x)} train / {len(va_x)} validation images; "
           f"batch {a.batch_size}, lr {state['lr']:g}, momentum {a.momentum}, "
           f"weight decay {a.weight_decay}; output in {out_dir}")
@@ -726,6 +727,7 @@ def report(test, state, ds, out_dir, model, a, time_limited=False) -> dict:
         metrics.update(stopped_by_time_limit=True, epochs_planned=a.epochs)
     if a.device == "cuda":    # float32 matrix products on the tensor cores (CuPy's switch)
         metrics["cupy_tf32"] = tf32_on()
+        metrics["gpu_routes"] = gpu_routes()      # the ops' route on CuPy (engine/backend)
     if a.ten_crop:
         metrics.update(test_tencrop_top1_error=test["tencrop_top1_error"],
                        test_tencrop_top5_error=test["tencrop_top5_error"])

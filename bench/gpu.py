@@ -3,6 +3,7 @@
     python -m bench.gpu                          # mini-b128, paper-g2-b128, paper-g1-b128
     python -m bench.gpu --quick                  # mini-b128 only
     python -m bench.gpu --case paper-g2-b128 --repeats 50 --tf32 on
+    python -m bench.gpu --quick --layers --routes few   # each layer: host against device
 
 Needs CuPy with a usable GPU (pip install -e '.[cuda12]') and PyTorch built for CUDA
 (pip install torch). The networks, the cases, the optimizer and the check are those
@@ -32,6 +33,13 @@ Per case:
    (outside its pool). 'n/a' where a number cannot be read (no CUDA for torch, a pool
    without those methods, as in the NumPy stand-in tests/fake_cupy).
 
+Each case runs once per GPU route of our ops (--routes, engine/backend.py): "few", a
+few whole-array calls per op (what training uses), and "loops", the CPU's loops on
+CuPy arrays; their two rows show what the fewer calls gain. A route that fails is
+reported and the others still run; the last line, "GPU routes: few OK, loops OK",
+says which passed (scripts/gpu_lease.sh trains on one that did). Exit status: 1 when
+our engine disagrees with PyTorch or fails, 2 when CuPy, a GPU or PyTorch is missing.
+
 --tf32 sets CUPY_TF32 before CuPy is imported and PyTorch's two allow_tf32 flags; the
 header says what is in effect. --torch-device cpu (hidden) runs PyTorch on the CPU:
 with PYTHONPATH=tests/fake_cupy it lets the whole script run on a machine without a GPU
@@ -45,6 +53,7 @@ import os
 import statistics
 import sys
 import time
+import traceback
 
 CASES_GPU = ["mini-b128", "paper-g2-b128", "paper-g1-b128"]
 QUICK = ["mini-b128"]
@@ -63,6 +72,10 @@ def parse(argv):
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps per framework first")
     ap.add_argument("--tf32", choices=["on", "off"], default="off",
                     help="TF32 matrix products in both (default off: exact float32)")
+    ap.add_argument("--routes", default="few,loops",
+                    help="our ops' GPU routes to time, comma-separated: few (a few "
+                         "whole-array calls per op, the default in training), loops (the "
+                         "CPU's loops on CuPy arrays); default both")
     ap.add_argument("--layers", action="store_true",
                     help="also time each of our layers (forward, backward) and the SGD "
                          "step: host time against device time")
@@ -82,17 +95,21 @@ def cupy_pool():
     return pool if ok else None
 
 
-def run_case(case, torch, tdev, a, rows, notes):
+def run_case(case, route, torch, tdev, a, rows, notes):
+    """One case with our ops on one of their GPU routes (engine/backend.py: 'few', a few
+    whole-array calls per op, or 'loops', the CPU's loops on CuPy arrays)."""
     from bench.cpu import CASES, build_ours, build_torch, check_agreement, ours_step, torch_step
-    from engine.backend import synchronize, to_device
+    from engine.backend import set_gpu_routes, synchronize, to_device
+    set_gpu_routes(route)
+    label = f"{case} {route}"
     _, batch, _ = CASES[case]
     net, x, y = build_ours(case)
     tmodel = build_torch(net, torch).to(tdev)       # copies our weights while on the host
     net.to("cuda")
     tol = dict(logit_tol=TF32_LOGIT_TOL, grad_tol=TF32_GRAD_TOL) if a.tf32 == "on" else {}
     ok, line = check_agreement(net, tmodel, torch, device=tdev, **tol)
-    print(f"[{case}] {line}", flush=True)
-    notes.append(f"{case}: {line}")
+    print(f"[{label}] {line}", flush=True)
+    notes.append(f"{label}: {line}")
 
     on_cuda = torch.device(tdev).type == "cuda"
     tsync = torch.cuda.synchronize if on_cuda else (lambda: None)
@@ -129,14 +146,14 @@ def run_case(case, torch, tdev, a, rows, notes):
     mo = pool.total_bytes() if pool is not None else None
     mt = torch.cuda.max_memory_reserved(tdev) if on_cuda else None
     if on_cuda:
-        notes.append(f"{case}: torch max_memory_allocated (live tensors only) "
+        notes.append(f"{label}: torch max_memory_allocated (live tensors only) "
                      f"{mib(torch.cuda.max_memory_allocated(tdev))} MiB")
-    print(f"[{case}] training step: ours {to * 1e3:.1f} ms ({th * 1e3:.1f} ms of it on the "
+    print(f"[{label}] training step: ours {to * 1e3:.1f} ms ({th * 1e3:.1f} ms of it on the "
           f"host before the sync), torch {tt * 1e3:.1f} ms, ratio {to / tt:.2f}", flush=True)
-    rows.append((case, to, th, tt, batch / to, batch / tt, mo, mt,
+    rows.append((label, to, th, tt, batch / to, batch / tt, mo, mt,
                  "OK" if ok else "MISMATCH"))
     if a.layers:
-        notes.append(layer_table(case, net, to_device(x, "cuda"), a.repeats, synchronize))
+        notes.append(layer_table(label, net, to_device(x, "cuda"), a.repeats, synchronize))
         print(notes[-1], flush=True)
     del ours, theirs, net, tmodel
     gc.collect()
@@ -190,12 +207,12 @@ def layer_table(case, net, x, repeats, synchronize):
 
 
 def table(rows):
-    head = (f"{'case':<14} {'ours ms/step':>12} {'(host)':>7} {'torch ms/step':>13} "
+    head = (f"{'case, GPU routes':<20} {'ours ms/step':>12} {'(host)':>7} {'torch ms/step':>13} "
             f"{'ratio':>6} {'ours img/s':>10} {'torch img/s':>11} {'ours peak MiB':>13} "
             f"{'torch peak MiB':>14}  check")
     lines = [head, "-" * len(head)]
     for case, to, th, tt, io, it, mo, mt, check in rows:
-        lines.append(f"{case:<14} {to * 1e3:>12.2f} {th * 1e3:>7.2f} {tt * 1e3:>13.2f} "
+        lines.append(f"{case:<20} {to * 1e3:>12.2f} {th * 1e3:>7.2f} {tt * 1e3:>13.2f} "
                      f"{to / tt:>6.2f} {io:>10.0f} {it:>11.0f} {mib(mo):>13} {mib(mt):>14}"
                      f"  {check}")
     return "\n".join(lines)
@@ -205,6 +222,9 @@ def main(argv=None):
     ap, a = parse(argv)
     if a.repeats < 1 or a.warmup < 0:
         ap.error("--repeats must be >= 1 and --warmup >= 0")
+    a.routes = [r.strip() for r in a.routes.split(",") if r.strip()]
+    if not a.routes or any(r not in ("few", "loops") for r in a.routes):
+        ap.error(f"--routes takes few and/or loops, comma-separated, got {','.join(a.routes)!r}")
     # CuPy reads CUPY_TF32 from the environment: set it before anything imports CuPy
     # (bench.cpu imports the engine, which imports CuPy).
     if "cupy" not in sys.modules:
@@ -220,7 +240,12 @@ def main(argv=None):
     except GPUUnavailableError as e:
         print(f"bench.gpu: {e}", file=sys.stderr)
         return 2
-    torch = import_torch()
+    try:
+        torch = import_torch()
+    except SystemExit:                        # not installed: the environment, exit 2
+        print("bench.gpu compares against PyTorch, which is not installed (pip install "
+              "torch, a CUDA build)", file=sys.stderr)
+        return 2
     tdev = a.torch_device
     if torch.device(tdev).type == "cuda" and not torch.cuda.is_available():
         print(f"bench.gpu: PyTorch {torch.__version__} sees no CUDA device (a CPU-only "
@@ -247,9 +272,21 @@ def main(argv=None):
                       f"set: CuPy's TF32 follows CUPY_TF32 above")
     print("\n".join(header), flush=True)
     rows, notes, all_ok = [], [], True
+    route_ok = dict.fromkeys(a.routes, True)
     for case in QUICK if a.quick else (a.case or CASES_GPU):
-        all_ok &= run_case(case, torch, tdev, a, rows, notes)
+        for route in a.routes:
+            try:
+                ok = run_case(case, route, torch, tdev, a, rows, notes)
+            except Exception as e:            # one route failing must not hide the other
+                traceback.print_exc()
+                notes.append(f"{case} {route}: FAILED, {type(e).__name__}: {e}")
+                ok = False
+            route_ok[route] &= ok
+            all_ok &= ok
     print("\n" + "\n".join(header + ["", table(rows), ""] + notes))
+    # one line for scripts (scripts/gpu_lease.sh trains on a route that passed)
+    print("GPU routes: " + ", ".join(f"{r} {'OK' if v else 'FAILED'}"
+                                      for r, v in route_ok.items()))
     if not all_ok:
         print("\nours and PyTorch DISAGREE: the timings above compare different computations",
               file=sys.stderr)

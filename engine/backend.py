@@ -14,6 +14,8 @@ edges: in the data pipeline, the metrics, and checkpoints.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 _INSTALL_HINT = (
@@ -84,6 +86,36 @@ def gpu_status() -> tuple[bool, str]:
 def gpu_available() -> bool:
     """True when CuPy is installed and a CUDA device can run kernels."""
     return gpu_status()[0]
+
+
+# The route the ops take on CuPy: "few" (default), a few whole-array calls per op
+# where the CPU runs loops of slices (im2col, col2im, pooling, LRN's window, ReLU's
+# backward, the SGD update; see engine/im2col.py), or "loops", the CPU's code on CuPy
+# arrays too. ALEXNET_GPU_ROUTES=loops in the environment, or set_gpu_routes("loops"):
+# to time the two on a GPU (python -m bench.gpu does), and as a way back if a few-call
+# route ever fails on a GPU (scripts/gpu_lease.sh falls back by itself).
+GPU_ROUTES = ("few", "loops")
+_gpu_routes = [os.environ.get("ALEXNET_GPU_ROUTES", "few") or "few"]
+
+
+def set_gpu_routes(name: str) -> None:
+    """Choose the ops' route on CuPy: 'few' or 'loops' (see GPU_ROUTES)."""
+    if name not in GPU_ROUTES:
+        raise ValueError(f"GPU routes must be one of {', '.join(GPU_ROUTES)}, got {name!r} "
+                         f"(from set_gpu_routes or ALEXNET_GPU_ROUTES)")
+    _gpu_routes[0] = name
+
+
+def gpu_routes() -> str:
+    """The route the ops take on CuPy now: 'few' or 'loops'."""
+    set_gpu_routes(_gpu_routes[0])          # an unknown value from the environment: say so
+    return _gpu_routes[0]
+
+
+def few_calls(xp) -> bool:
+    """Whether an op on arrays of module xp takes its few-call route: CuPy, unless the
+    routes are 'loops'."""
+    return xp is not np and gpu_routes() == "few"
 
 
 _GPU_CONFIRMED = []      # [True] once gpu_status() has run a kernel in this process

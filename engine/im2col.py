@@ -51,9 +51,7 @@ For its dx the convolution orders the column gradients (oh, ow, n) instead, whic
 """
 from __future__ import annotations
 
-import numpy as np
-
-from engine.backend import get_array_module
+from engine.backend import few_calls, get_array_module
 
 
 def conv_output_size(size: int, k: int, stride: int = 1, pad: int = 0) -> int:
@@ -119,10 +117,10 @@ def im2col_into(x, cols6, stride, pad):
     NumPy arrays go through :func:`im2col_loops`, CuPy's through :func:`im2col_strided`
     (the note above it says why).
     """
-    if get_array_module(x) is np:
-        im2col_loops(x, cols6, stride, pad)
-    else:
+    if few_calls(get_array_module(x)):
         im2col_strided(x, cols6, stride, pad)
+    else:
+        im2col_loops(x, cols6, stride, pad)
 
 
 def im2col_loops(x, cols6, stride, pad):
@@ -197,10 +195,10 @@ def col2im_into(cols6, dx, stride, pad, batch_last=False):
     OW; for the 7x7 and 13x13 maps of conv3-conv5 NumPy spent most of its time
     starting short loops, and this layout made col2im 2x-3x faster.
     """
-    if get_array_module(cols6) is np:          # CuPy's: col2im_strided, as im2col_into
-        col2im_loops(cols6, dx, stride, pad, batch_last)
-    else:
+    if few_calls(get_array_module(cols6)):     # CuPy's way, as in im2col_into
         col2im_strided(cols6, dx, stride, pad, batch_last)
+    else:
+        col2im_loops(cols6, dx, stride, pad, batch_last)
 
 
 def col2im_loops(cols6, dx, stride, pad, batch_last=False):

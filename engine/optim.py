@@ -12,9 +12,7 @@ weight decay "is not merely a regularizer: it reduces the model's training error
 """
 from __future__ import annotations
 
-import numpy as np
-
-from engine.backend import get_array_module
+from engine.backend import few_calls, get_array_module
 from engine.parallel import run_parallel
 
 # Elements per piece of a parameter (256 KB of float32): the update makes six passes
@@ -36,7 +34,7 @@ def _update(w, g, v, lr, momentum, wd):
     # On CuPy the pieces below would be 13 calls per parameter, each some microseconds
     # of the host's time (see engine/im2col.py), and a temporary the size of w costs
     # little on a GPU: the formula as it reads, 6 calls.
-    if xp is not np or not (w.flags.c_contiguous and g.flags.c_contiguous
+    if few_calls(xp) or not (w.flags.c_contiguous and g.flags.c_contiguous
                             and v.flags.c_contiguous):
         v *= t(momentum)
         if wd:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backend import get_array_module
+from engine.backend import few_calls, get_array_module
 from engine.parallel import run_parallel
 from layers._checks import check_float_array
 
@@ -82,7 +82,7 @@ def relu_backward(dout, cache, inplace=False):
     # assignment when the mask is unpredictable (branch-free, vectorized).
     same_order = ((dout.flags.c_contiguous and out.flags.c_contiguous)
                   or (dout.flags.f_contiguous and out.flags.f_contiguous))
-    if not same_order or xp is not np:    # CuPy: one call, no pieces (see run_parallel)
+    if not same_order or few_calls(xp):    # CuPy: one call, no pieces (see run_parallel)
         return xp.multiply(dout, out > 0, out=dout if inplace else None)
     dx = dout if inplace else xp.empty_like(dout)
     df, of, xf = dout.reshape(-1, order="A"), out.reshape(-1, order="A"), dx.reshape(-1, order="A")

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
-from engine.backend import get_array_module
+from engine.backend import few_calls, get_array_module
 from engine.parallel import run_parallel
 from layers._checks import check_float_array, check_same_backend, check_same_dtype
 
@@ -72,9 +70,9 @@ def _channel_window_sum(a, r: int):
     CuPy, where each of those 4r+ calls costs the host some microseconds (see
     engine/im2col.py), one sum over a strided view of a zero-padded copy: (N, C, 2r+1,
     H, W), whose window axis steps one channel at a time."""
-    if get_array_module(a) is np:
-        return _add_channel_neighbours(a.copy(), a, r)
-    return _channel_window_sum_strided(a, r)
+    if few_calls(get_array_module(a)):
+        return _channel_window_sum_strided(a, r)
+    return _add_channel_neighbours(a.copy(), a, r)
 
 
 def _channel_window_sum_strided(a, r: int):
@@ -131,11 +129,11 @@ def lrn_forward(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: fl
         xs, sc, dn = x[lo:hi], scale[lo:hi], denom[lo:hi]
         sq = xs * xs
         sq *= alpha
-        if xp is np:
+        if few_calls(xp):
+            xp.add(_channel_window_sum(sq, size // 2), k, out=sc)
+        else:
             xp.add(sq, k, out=sc)           # the centre channel and k in one pass
             _add_channel_neighbours(sc, sq, size // 2)
-        else:
-            xp.add(_channel_window_sum(sq, size // 2), k, out=sc)
         _pow_beta(sc, beta, xp, out=dn, scratch=sq)   # sq is no longer needed
         xp.divide(xs, dn, out=out[lo:hi])
     # A few images at a time, over the threads (engine/parallel.py); the window runs

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backend import get_array_module
+from engine.backend import few_calls, get_array_module
 from engine.im2col import col2im_strided, im2col_strided
 from engine.parallel import run_parallel
 from layers._checks import check_float_array, check_same_backend, pair
@@ -76,7 +76,7 @@ def maxpool2d_forward(x, size=3, stride=2):
     N, C = x.shape[:2]
     out = xp.empty((N, C, Ho, Wo), dtype=x.dtype)
     argmax = xp.empty((N, C, Ho, Wo), dtype=_offset_dtype(xp, kh * kw))
-    if xp is not np:
+    if few_calls(xp):
         _forward_windows(x, out, argmax, kh, kw, sh, sw, xp)
         return out, (argmax, tuple(x.shape), x.dtype, (kh, kw), (sh, sw))
     # The batch is split over threads (engine/parallel.py): each piece is the whole
@@ -181,7 +181,8 @@ def maxpool2d_backward(dout, cache, method="auto", workspace=None):
                im2col (C, KH, KW, N, OH, OW), and summed back onto the input by
                col2im_strided: a few whole-batch calls, where the masks make about
                50 (each a few microseconds of the host's time on a GPU).
-      "auto": scatter on NumPy, windows on CuPy.
+      "auto": scatter on NumPy, windows on CuPy (masks with the 'loops' GPU routes,
+               engine/backend.py).
     - workspace: None, or a dict owned by the caller (the MaxPool2d layer) where the
       scatter keeps its index arrays from one call to the next (see _scatter_index).
 
@@ -201,7 +202,7 @@ def maxpool2d_backward(dout, cache, method="auto", workspace=None):
                          f"got {method!r}")
     xp = get_array_module(dout)
     if method == "auto":
-        method = "scatter" if xp is np else "windows"
+        method = "scatter" if xp is np else "windows" if few_calls(xp) else "masks"
     dx = xp.empty(x_shape, dtype=x_dtype)
     if method == "windows":
         N, C, Ho, Wo = dout.shape

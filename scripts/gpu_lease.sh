@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The headline attempt for a GPU lent for a few minutes, in one command:
 #   - first (BENCH=1), `python -m bench.gpu --quick --layers`: our training step
-#     against PyTorch's on that GPU, and each layer's host time against its device
-#     time, into DEST/bench-gpu.txt (a failure there is noted, and the lease goes on);
+#     against PyTorch's on that GPU, with the ops on each of their GPU routes (a few
+#     whole-array calls, or the CPU's loops), and each layer's host time against its
+#     device time, into DEST/bench-gpu.txt (a failure there is noted, and the lease
+#     goes on; if the few-call routes failed and the loops passed, it trains on the
+#     loops);
 #   - then groups of `mini` networks trained at once on the one GPU by
 #     scripts/gpu_headline.sh, each run held to TRAIN_SECONDS with its learning-rate
 #     drops at fractions of the epochs that fit (train.py --time-limit, --lr-drops):
@@ -58,6 +61,12 @@ if [ "$BENCH" = 1 ]; then     # alone on the GPU, before the training: its timin
   brc=$?
   tail -n 40 "$DEST/bench-gpu.txt"
   [ $brc -ne 0 ] && echo "gpu_lease: bench.gpu exited $brc (see bench-gpu.txt); training anyway"
+  # The ops' few-call GPU routes (engine/backend.py) failed there and the CPU's loops
+  # passed: train on the loops, rather than lose the lease
+  if grep -q "^GPU routes: few FAILED, loops OK" "$DEST/bench-gpu.txt"; then
+    export ALEXNET_GPU_ROUTES=loops
+    echo "gpu_lease: the few-call GPU routes FAILED in bench.gpu; training with ALEXNET_GPU_ROUTES=loops"
+  fi
 fi
 
 group() {   # group NAME SEEDS TESTS FLAGS...

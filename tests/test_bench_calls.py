@@ -11,17 +11,23 @@ from tests.conftest import ROOT
 from tests.test_standin_gpu import standin_env
 
 
-def test_a_mini_training_step_makes_few_array_calls_on_cupy():
-    r = subprocess.run([sys.executable, "-m", "bench.calls"], env=standin_env(), cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+def calls_per_step(routes):
+    r = subprocess.run([sys.executable, "-m", "bench.calls"], cwd=ROOT, capture_output=True,
+                       env=standin_env(ALEXNET_GPU_ROUTES=routes), text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rows = dict(re.findall(r"^(\w+) +(\d+) +\d+ ", r.stdout, re.M))
     assert {"conv1", "lrn1", "pool1", "conv5", "fc8"} <= set(rows), r.stdout
     total = int(re.search(r"^step +\d+ +\d+ +total (\d+)", r.stdout, re.M).group(1))
-    # 1,568 with the CPU's loops on CuPy arrays too (2026-11-27); 639 since
-    assert total < 700, r.stdout
-    per_layer = {k: int(v) for k, v in rows.items() if k != "step"}
-    assert max(per_layer.values()) < 30, r.stdout       # forward calls of any one layer
+    return total, {k: int(v) for k, v in rows.items() if k != "step"}, r.stdout
+
+
+def test_a_mini_training_step_makes_few_array_calls_on_the_gpu_routes():
+    total, forward, out = calls_per_step("few")
+    assert total < 700, out                      # 635 on 2026-11-27
+    assert max(forward.values()) < 30, out       # forward calls of any one layer
+    # the CPU's loops on CuPy arrays, the way back (ALEXNET_GPU_ROUTES=loops): 1,564
+    loops_total, _, out = calls_per_step("loops")
+    assert loops_total > 2 * total, out
 
 
 def test_bench_calls_says_it_needs_the_standin():

@@ -19,7 +19,10 @@ def test_bench_gpu_prints_its_table_on_the_standin():
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "NumPy stand-in for CuPy" in r.stdout          # the header names the 'GPU'
     assert "CUPY_TF32='0' (off)" in r.stdout
-    row = re.search(r"^mini-b128 +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +\d+ +\d+ +n/a "
+    # one row per GPU route of our ops: the few-call route and the CPU's loops
+    assert re.search(r"^mini-b128 loops +[\d.]+ .* OK$", r.stdout, re.M), r.stdout[-2000:]
+    assert r.stdout.rstrip().endswith("GPU routes: few OK, loops OK")
+    row = re.search(r"^mini-b128 few +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +\d+ +\d+ +n/a "
                     r"+n/a +OK$", r.stdout, re.M)
     assert row, r.stdout[-2000:]
     assert all(float(v) > 0 for v in row.groups())

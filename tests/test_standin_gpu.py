@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import train
 from tests.conftest import ROOT
@@ -27,12 +28,16 @@ def standin_env(**extra):
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
-def test_the_suites_gpu_cases_pass_on_the_numpy_standin():
+@pytest.mark.parametrize("routes", ["few", "loops"])
+def test_the_suites_gpu_cases_pass_on_the_numpy_standin(routes):
     """Every test case parametrized over NumPy and CuPy runs its CuPy case on the
     stand-in: each op's CuPy branch against the NumPy reference, the gradient checks.
-    None may be skipped there (a skip would mean the stand-in was not picked up)."""
+    None may be skipped there (a skip would mean the stand-in was not picked up). Both
+    GPU routes of the ops (engine/backend.py): the few-call one that training takes,
+    and the CPU's loops, the way back if a few-call route fails on a GPU."""
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "-k", "cupy", os.path.join(ROOT, "tests")], env=standin_env(),
+                        "-k", "cupy", os.path.join(ROOT, "tests")],
+                       env=standin_env(ALEXNET_GPU_ROUTES=routes),
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     counts = dict((k, int(n)) for n, k in re.findall(r"(\d+) (passed|skipped|failed)",
@@ -123,10 +128,11 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
     assert sorted(os.listdir(dest)) == ["base.tar.gz", "bench-gpu.txt", "ensemble-all.json",
                                         "erase.tar.gz", "lease.log"]
     log = (dest / "lease.log").read_text()
-    # the benchmark ran first; here (PyTorch without CUDA: exit 2, or none: 1) it
-    # fails, and the lease goes on without it
+    # the benchmark ran first; here (PyTorch without CUDA, or none: exit 2) it fails,
+    # and the lease goes on without it, on the few-call GPU routes
     assert "== python -m bench.gpu --quick --layers --tf32 on" in log
-    assert re.search(r"bench.gpu exited [12] \(see bench-gpu.txt\); training anyway", log)
+    assert "bench.gpu exited 2 (see bench-gpu.txt); training anyway" in log
+    assert "ALEXNET_GPU_ROUTES=loops" not in log
     assert "bench.gpu" in (dest / "bench-gpu.txt").read_text()
     assert "one network (one seed asked for): no ensemble" in log
     assert "the ensemble of all 2 tested networks" in log
@@ -138,3 +144,37 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
     assert m["args"]["erase"] == 0.5 and m["args"]["lr_drops"] == "0.5,0.7"
     assert [h["lr"] for h in m["history"]] == [0.02, 0.002]
     assert m["device"] == "cuda" and m["args"]["time_limit"] == 900
+    assert m["gpu_routes"] == "few"
+
+
+def test_gpu_lease_trains_on_the_loops_when_the_few_call_routes_fail(tmp_path):
+    """If bench.gpu finds the few-call GPU routes failing and the CPU's loops passing,
+    the lease trains on the loops rather than losing its networks. (The failure is
+    played by a python that answers `-m bench.gpu` with it and runs the rest.)"""
+    import tarfile
+    dest, work = tmp_path / "dest", tmp_path / "work"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "bench.gpu" ]; then
+  echo "mini-b128 few: FAILED, TypeError: played by the test"
+  echo "GPU routes: few FAILED, loops OK"
+  exit 1
+fi
+exec {sys.executable} "$@"
+""")
+    fake.chmod(0o755)
+    env = standin_env(DEST=str(dest), WORK=str(work), MODEL="tiny", EPOCHS="1",
+                      DATASET="fashion-mnist-subset", BASE_SEEDS="0", ERASE_SEEDS="",
+                      TESTS="skip", PYTHON=str(fake),
+                      EXTRA_FLAGS="--train-limit 256 --batch-size 64 --no-prefetch")
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_lease.sh")], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = (dest / "lease.log").read_text()
+    assert ("the few-call GPU routes FAILED in bench.gpu; training with "
+            "ALEXNET_GPU_ROUTES=loops") in log
+    with tarfile.open(dest / "base.tar.gz") as tar:
+        m = json.load(tar.extractfile("base/seed0/metrics.json"))
+        train_log = tar.extractfile("base/seed0.log").read().decode()
+    assert m["gpu_routes"] == "loops"
+    assert "the ops' GPU routes: loops" in train_log
