@@ -3,24 +3,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backend import to_numpy
+from engine.backend import get_array_module, to_numpy
 
 
-def topk_correct(scores, labels, k: int) -> np.ndarray:
+def topk_correct(scores, labels, k: int):
     """Boolean (N,): is the true label among the k highest scores of its row?
 
     Ties are broken pessimistically: a label counts as in the top k only if fewer than
     k other classes score strictly higher *or equal*. (A constant prediction is then
     never correct, which keeps an untrained net from scoring 100% top-5 by ties.)
+
+    Computed where the scores are (NumPy or CuPy; the labels are brought there), and
+    returned there: on a GPU nothing is copied to the host, so a training step that
+    counts its correct answers need not wait for the GPU (train.py reads the counts
+    every few steps).
     """
-    s = to_numpy(scores)
-    y = to_numpy(labels).astype(np.int64)
-    if s.ndim != 2 or y.shape != (s.shape[0],):
+    xp = get_array_module(scores)
+    s = scores if xp is not np else np.asarray(scores)
+    y = (xp.asarray(labels) if xp is not np else to_numpy(labels)).astype(xp.int64)
+    if s.ndim != 2 or tuple(y.shape) != (s.shape[0],):
         raise ValueError(f"topk_correct: scores must be (N, K) and labels (N,), got "
-                         f"{s.shape} and {y.shape}")
+                         f"{tuple(s.shape)} and {tuple(y.shape)}")
     if not 1 <= k <= s.shape[1]:
         raise ValueError(f"topk_correct: k must be in [1, {s.shape[1]}], got {k}")
-    true = s[np.arange(len(y)), y][:, None]
+    true = s[xp.arange(len(y)), y][:, None]
     others_at_least = (s >= true).sum(axis=1) - 1   # classes other than y scoring >= y's
     return others_at_least < k
 

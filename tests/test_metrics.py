@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from engine.backend import to_numpy
 from engine.metrics import confusion_matrix, topk_correct, topk_error
 
 
@@ -33,3 +34,23 @@ def test_topk_bad_input():
 def test_confusion_matrix_counts():
     m = confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3)
     np.testing.assert_array_equal(m, [[1, 0, 0], [0, 1, 0], [0, 1, 1]])
+
+
+def test_topk_correct_stays_on_the_scores_device(xp, rng):
+    # train.py counts each step's correct answers without reading them back: on CuPy
+    # the answer is a CuPy array, computed there (on the NumPy stand-in for CuPy,
+    # nothing is copied to the host), equal to the NumPy answer, ties included
+    scores = np.round(rng.standard_normal((50, 7)), 1)
+    labels = rng.integers(0, 7, 50)
+    want = [topk_correct(scores, labels, k) for k in (1, 3)]
+    s, y = xp.asarray(scores), xp.asarray(labels)
+    calls = getattr(xp, "CALLS", None)            # the stand-in counts host copies
+    if calls is not None:
+        calls.clear()
+    got = [topk_correct(s, y, k) for k in (1, 3)]
+    if calls is not None:
+        assert not [c for c in calls if c.startswith("sync")], calls
+    for g, w in zip(got, want):
+        assert type(g) is type(s)
+        np.testing.assert_array_equal(to_numpy(g), w)
+    np.testing.assert_array_equal(to_numpy(topk_correct(s, labels, 1)), want[0])  # host labels
