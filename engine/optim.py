@@ -38,8 +38,8 @@ def _update(w, g, v, lr, momentum, wd):
                             and v.flags.c_contiguous):
         v *= t(momentum)
         if wd:
-            v -= t(wd * lr) * w
-        v -= t(lr) * g
+            v -= w * t(wd * lr)          # the array first: its own __mul__ on CuPy
+        v -= g * t(lr)
         w += v
         return
     wf, gf, vf = w.reshape(-1), g.reshape(-1), v.reshape(-1)
