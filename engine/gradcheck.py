@@ -179,13 +179,13 @@ def main(argv=None) -> int:
                    help="run only checks whose op name contains this text")
     args = p.parse_args(argv)
     if args.device == "cuda":
-        from engine.backend import GPUUnavailableError, gpu_status, require_gpu
+        from engine.backend import GPUUnavailableError, gpu_routes, gpu_status, require_gpu
         try:
             require_gpu()
         except GPUUnavailableError as e:
             print(f"error: --device cuda: {e}", file=sys.stderr)
             return 2
-        print(f"device: cuda ({gpu_status()[1]})\n")
+        print(f"device: cuda ({gpu_status()[1]}; the ops' GPU routes: {gpu_routes()})\n")
     results = gradcheck_suite.run_all(device=args.device, seed=args.seed,
                                       max_checks=args.max_checks, only=args.only)
     print(format_table(results))

@@ -108,6 +108,7 @@ def test_gradcheck_command_on_the_standin_gpu():
                        timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert r.stdout.startswith("device: cuda (GPU 0: NumPy stand-in for CuPy")
+    assert "the ops' GPU routes: few)" in r.stdout.splitlines()[0]
     assert "AlexNet tiny (whole network)" in r.stdout and "FAIL" not in r.stdout
     assert re.search(r"\b[1-9]\d* passed, 0 failed", r.stdout), r.stdout[-300:]
 
