@@ -29,7 +29,7 @@ import numpy as np
 
 from alexnet import PRESETS, AlexNet, atomic_savez
 from engine.backend import (GPUUnavailableError, check_device, get_array_module, gpu_routes,
-                            gpu_status, to_device, to_numpy)
+                            gpu_status, to_numpy)
 from engine.metrics import topk_correct
 from engine.optim import SGD
 from engine.progress import ProgressBar
@@ -491,12 +491,6 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     pending = []               # (step, images, loss, correct), maybe still on the device
     read_every = read_interval(device)
 
-    def diverged(step, lv):
-        return DivergedError(
-            f"the loss became {lv} at epoch {epoch}, step {step} (lr {state['lr']:g}); "
-            f"stopped without saving. The last good checkpoint is {last_path}. "
-            f"Try a smaller --lr or --init he.")
-
     def read_pending():
         """Bring the pending steps' loss and accuracy to the host (one wait for the
         device) and account for them in order, as if read at each step."""
@@ -509,7 +503,10 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
         pending.clear()
         for (step, n), lv, ok in zip(steps, losses, corrects):
             if not math.isfinite(lv):
-                raise diverged(step, lv)
+                raise DivergedError(
+                    f"the loss became {lv} at epoch {epoch}, step {step} (lr "
+                    f"{state['lr']:g}); stopped without saving. The last good checkpoint "
+                    f"is {last_path}. Try a smaller --lr or --init he.")
             part["seen"] += n
             part["loss_sum"] += lv * n
             part["correct"] += int(ok)
@@ -525,27 +522,23 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     for xb, yb in loader.iterate(epoch, start=start):
         logits = model.forward(xb, train=True)
         loss, dlogits = softmax_cross_entropy(logits, yb, check_labels=False)
-        if read_every == 1:       # the CPU, where nothing waits: checked before the update
-            lv = float(loss)
-            if not math.isfinite(lv):
-                raise diverged(i + 1, lv)
+        pending.append((i + 1, len(yb), loss, topk_correct(logits, yb, 1).sum()))
+        if len(pending) >= read_every or i + 1 == n_batches:
+            read_pending()        # before the update: a NaN loss stops the run here
         model.backward(dlogits)
         opt.step(model.grads)
         i += 1
-        pending.append((i, len(yb), loss, topk_correct(logits, yb, 1).sum()))
-        if len(pending) >= read_every or i == n_batches or stop.requested:
-            read_pending()
         if part["seen"]:
             rate = part["seen"] / (part["seconds"] + time.perf_counter() - t0)
             bar.update(i, loss=f"{part['loss_sum'] / part['seen']:.4f}",
                        err=f"{100 * (1 - part['correct'] / part['seen']):.2f}%",
                        **{"img/s": f"{rate:.0f}"})
         if stop.requested and i < n_batches:
+            read_pending()                 # the checkpoint counts every step it holds
             part["seconds"] += time.perf_counter() - t0
             state.update(step=i, partial=part)
             save_checkpoint(last_path, model, opt, state, ck_prep)
             return
-    read_pending()
     part["seconds"] += time.perf_counter() - t0
     val = evaluate(model, va_x, va_y, prep, a.eval_batch_size, device)
     entry = dict(epoch=epoch, train_loss=part["loss_sum"] / part["seen"],

@@ -116,16 +116,14 @@ def run_case(case, route, torch, tdev, a, rows, notes):
     ours = ours_step(net, to_device(x, "cuda"), to_device(y, "cuda"))
     theirs = torch_step(tmodel, x, y, torch, device=tdev)
 
-    host = []                            # ours: until step() returns, before the sync
-
     def timed(step, sync):
+        """(until step() returns, the host's part; until the device is done)"""
         sync()
         t = time.perf_counter()
         step()
-        if step is ours:
-            host.append(time.perf_counter() - t)
+        host = time.perf_counter() - t
         sync()
-        return time.perf_counter() - t
+        return host, time.perf_counter() - t
 
     gc.collect()
     pool = cupy_pool()
@@ -137,12 +135,12 @@ def run_case(case, route, torch, tdev, a, rows, notes):
     for _ in range(a.warmup):
         timed(ours, synchronize)
         timed(theirs, tsync)
-    to, tt = [], []
+    o, tt = [], []
     for _ in range(a.repeats):
-        to.append(timed(ours, synchronize))
-        tt.append(timed(theirs, tsync))
-    to, tt = statistics.median(to), statistics.median(tt)
-    th = statistics.median(host[a.warmup:])
+        o.append(timed(ours, synchronize))
+        tt.append(timed(theirs, tsync)[1])
+    th, to = (statistics.median(v) for v in zip(*o))
+    tt = statistics.median(tt)
     mo = pool.total_bytes() if pool is not None else None
     mt = torch.cuda.max_memory_reserved(tdev) if on_cuda else None
     if on_cuda:

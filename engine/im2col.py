@@ -289,9 +289,9 @@ def col2im_strided(cols6, dx, stride, pad, batch_last=False):
 
     The price is memory: D holds (Hp + kh-1)(Wp + kw-1) positions per (c, i, j, n)
     where the columns hold OH*OW, about 1.7 times the columns for a 5x5 kernel at
-    stride 1 on 27x27 maps (1.5 GB for the paper net's conv2 at batch 128) and more
-    with strides (4.5 to 5.3 times for 3x3/2 pooling). Where GPU memory is short,
-    ALEXNET_GPU_ROUTES=loops (engine/backend.py) takes the loops instead.
+    stride 1 on 27x27 maps (1.5 GB, from the shapes, for the paper net's conv2 at
+    batch 128) and more with strides (4.5 to 5.3 times for 3x3/2 pooling). Where GPU
+    memory is short, ALEXNET_GPU_ROUTES=loops (engine/backend.py) takes the loops.
     """
     xp = get_array_module(cols6)
     if batch_last:                                   # (C, KH, KW, OH, OW, N): a view

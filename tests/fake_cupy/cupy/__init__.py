@@ -90,22 +90,6 @@ class ndarray:
         for i in range(len(self._a)):
             yield self[i]
 
-    def __bool__(self):
-        CALLS["sync:__bool__"] += 1
-        return bool(self._a)
-
-    def __float__(self):
-        CALLS["sync:__float__"] += 1
-        return float(self._a)
-
-    def __int__(self):
-        CALLS["sync:__int__"] += 1
-        return int(self._a)
-
-    def __complex__(self):
-        CALLS["sync:__complex__"] += 1
-        return complex(self._a)
-
     def __format__(self, spec):
         return format(self._a, spec)
 
@@ -151,6 +135,17 @@ for _name, _uf in dict(add=_np.add, sub=_np.subtract, mul=_np.multiply,
 for _name, _uf in dict(lt=_np.less, le=_np.less_equal, gt=_np.greater,
                        ge=_np.greater_equal, eq=_np.equal, ne=_np.not_equal).items():
     setattr(ndarray, f"__{_name}__", _binary(_uf))
+def _host_value(name, convert):
+    """bool(a), float(a), ...: a value copied to the host (on a GPU, a wait for it)."""
+    def method(self):
+        CALLS["sync:" + name] += 1
+        return convert(self._a)
+    return method
+
+
+for _name, _convert in dict(__bool__=bool, __float__=float, __int__=int,
+                            __complex__=complex).items():
+    setattr(ndarray, _name, _host_value(_name, _convert))
 for _name, _uf in dict(neg=_np.negative, pos=_np.positive, abs=_np.absolute,
                        invert=_np.invert).items():
     setattr(ndarray, f"__{_name}__", lambda self, _uf=_uf: _call(_uf, (self,), {}))
