@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numbers
 
-from engine.backend import few_calls, get_array_module
+from engine.backend import get_array_module
 from engine.parallel import run_parallel
 from layers._checks import check_float_array, check_same_backend, check_same_dtype
 
@@ -66,25 +66,12 @@ def _add_channel_neighbours(w, a, r: int):
 
 def _channel_window_sum(a, r: int):
     """A new array s with s[:, c] = the sum of a[:, j] over |j - c| <= r, clipped at
-    the borders. On NumPy, a copy of a plus the neighbours' strided adds above. On
-    CuPy, where each of those 4r+ calls costs the host some microseconds (see
-    engine/im2col.py), one sum over a strided view of a zero-padded copy: (N, C, 2r+1,
-    H, W), whose window axis steps one channel at a time."""
-    if few_calls(get_array_module(a)):
-        return _channel_window_sum_strided(a, r)
+    the borders: a copy of a plus the neighbours' strided adds above, on every
+    backend. (On CuPy one sum over a strided view of a zero-padded copy makes fewer
+    calls, but on an H200 the layer took 25-35% more GPU time that way: CuPy's
+    reduction over a short middle axis is slower than 2r whole-block adds;
+    docs/PERFORMANCE.md.)"""
     return _add_channel_neighbours(a.copy(), a, r)
-
-
-def _channel_window_sum_strided(a, r: int):
-    """_channel_window_sum's CuPy way (it runs on NumPy arrays too, for the tests)."""
-    xp = get_array_module(a)
-    N, C, H, W = a.shape
-    padded = xp.zeros((N, C + 2 * r, H, W), dtype=a.dtype)
-    padded[:, r:r + C] = a
-    s = padded.strides
-    return xp.lib.stride_tricks.as_strided(
-        padded, shape=(N, C, 2 * r + 1, H, W), strides=(s[0], s[1], s[1], s[2], s[3])
-    ).sum(axis=2)
 
 
 def _pow_beta(scale, beta: float, xp, out, scratch):
@@ -129,11 +116,8 @@ def lrn_forward(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: fl
         xs, sc, dn = x[lo:hi], scale[lo:hi], denom[lo:hi]
         sq = xs * xs
         sq *= alpha
-        if few_calls(xp):
-            xp.add(_channel_window_sum(sq, size // 2), k, out=sc)
-        else:
-            xp.add(sq, k, out=sc)           # the centre channel and k in one pass
-            _add_channel_neighbours(sc, sq, size // 2)
+        xp.add(sq, k, out=sc)               # the centre channel and k in one pass
+        _add_channel_neighbours(sc, sq, size // 2)
         _pow_beta(sc, beta, xp, out=dn, scratch=sq)   # sq is no longer needed
         xp.divide(xs, dn, out=out[lo:hi])
     # A few images at a time, over the threads (engine/parallel.py); the window runs

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backend import get_array_module, to_device
+from engine.backend import to_device
 from layers.activations import relu_backward, relu_forward, tanh_backward, tanh_forward
 from layers.conv import conv2d_backward, conv2d_forward
 from layers.dropout import dropout_backward, dropout_forward
@@ -247,9 +247,10 @@ class MaxPool2d(Layer):
 class Dropout(Layer):
     """Dropout whose masks are reproducible and resumable.
 
-    The mask of the t-th training forward is drawn from a generator seeded with
-    (seed, t), so a run restarted from a checkpoint (which stores t) draws the same
-    masks it would have drawn without the stop.
+    The mask of the t-th training forward is a hash of (seed, t, unit)
+    (layers.dropout.counter_bits), so a run restarted from a checkpoint (which stores
+    t) draws the same masks it would have drawn without the stop, and the CPU and the
+    GPU draw the same masks.
     """
 
     def __init__(self, p=0.5, mode="inverted", seed=0):
@@ -262,11 +263,9 @@ class Dropout(Layer):
             out, _ = dropout_forward(x, p=self.p, train=False, mode=self.mode)
             self.cache = None
             return out
-        xp = get_array_module(x)
-        s = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(1)[0])
+        seed = [self.seed, self.calls]
         self.calls += 1
-        out, cache = dropout_forward(x, p=self.p, train=True, mode=self.mode,
-                                     rng=xp.random.default_rng(s))
+        out, cache = dropout_forward(x, p=self.p, train=True, mode=self.mode, seed=seed)
         self.cache = cache
         return out
 

@@ -181,8 +181,9 @@ def maxpool2d_backward(dout, cache, method="auto", workspace=None):
                im2col (C, KH, KW, N, OH, OW), and summed back onto the input by
                col2im_strided: a few whole-batch calls, where the masks make about
                50 (each a few microseconds of the host's time on a GPU).
-      "auto": scatter on NumPy, windows on CuPy (masks with the 'loops' GPU routes,
-               engine/backend.py).
+      "auto": scatter on NumPy, masks on CuPy. (The windows' few calls spare the
+               host, but on an H200 pool1's backward took 1.39 ms of GPU time that
+               way against 0.64 ms for the masks; docs/PERFORMANCE.md.)
     - workspace: None, or a dict owned by the caller (the MaxPool2d layer) where the
       scatter keeps its index arrays from one call to the next (see _scatter_index).
 
@@ -202,7 +203,7 @@ def maxpool2d_backward(dout, cache, method="auto", workspace=None):
                          f"got {method!r}")
     xp = get_array_module(dout)
     if method == "auto":
-        method = "scatter" if xp is np else "windows" if few_calls(xp) else "masks"
+        method = "scatter" if xp is np else "masks"
     dx = xp.empty(x_shape, dtype=x_dtype)
     if method == "windows":
         N, C, Ho, Wo = dout.shape

@@ -1,8 +1,10 @@
 """bench/calls.py on the NumPy stand-in for CuPy: the array-module calls of one training
 step of the mini net, per layer. On a GPU each call costs the host microseconds, and
-the mini net's step waits on the host (docs/PERFORMANCE.md, "On a GPU"); the CuPy paths
-of im2col, col2im, pooling, LRN, ReLU and SGD make a few calls each where the CPU's
-loops make dozens. This keeps it so."""
+one mini net's step waits mostly on the host (docs/PERFORMANCE.md, "On a GPU"); the
+CuPy paths of im2col, col2im, the pooling's forward, ReLU and SGD make a few calls each
+where the CPU's loops make dozens. (The pooling's backward and LRN keep their loops on
+CuPy too: on an H200 their few-call versions cost more GPU time than the calls they
+saved.) This keeps the calls from creeping back up."""
 import re
 import subprocess
 import sys
@@ -23,11 +25,13 @@ def calls_per_step(routes):
 
 def test_a_mini_training_step_makes_few_array_calls_on_the_gpu_routes():
     total, forward, out = calls_per_step("few")
-    assert total < 700, out                      # 635 on 2026-11-27
-    assert max(forward.values()) < 30, out       # forward calls of any one layer
-    # the CPU's loops on CuPy arrays, the way back (ALEXNET_GPU_ROUTES=loops): 1,564
+    # 827 on 2026-11-27 (635 before the pooling's backward and LRN went back to their
+    # loops and dropout's mask to a hash, each trading calls for GPU time)
+    assert total < 900, out
+    assert max(forward.values()) < 32, out       # forward calls of any one layer
+    # the CPU's loops on CuPy arrays, the way back (ALEXNET_GPU_ROUTES=loops): 1,604
     loops_total, _, out = calls_per_step("loops")
-    assert loops_total > 2 * total, out
+    assert loops_total > 1.8 * total, out
 
 
 def test_bench_calls_says_it_needs_the_standin():

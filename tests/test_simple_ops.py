@@ -6,7 +6,7 @@ import pytest
 from engine.backend import to_numpy
 from engine.gradcheck import check_loss, check_op
 from layers.activations import relu_backward, relu_forward, tanh_backward, tanh_forward
-from layers.dropout import dropout_backward, dropout_forward
+from layers.dropout import counter_bits, dropout_backward, dropout_forward, keep_mask
 from layers.linear import linear_backward, linear_forward
 from layers.loss import softmax, softmax_cross_entropy
 
@@ -154,6 +154,37 @@ def test_dropout_reproducible_from_seed(xp):
     c, _ = dropout_forward(x, seed=8)
     np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
     assert not np.array_equal(to_numpy(a), to_numpy(c))
+
+
+def test_counter_bits_are_uniform_and_independent(xp):
+    """The hash behind the masks: every bit a fair coin, neighbouring elements and
+    neighbouring steps independent, the same bits on every backend."""
+    bits = to_numpy(counter_bits((1 << 18,), [3, 0], xp))
+    assert bits.dtype == np.uint32
+    np.testing.assert_array_equal(bits, counter_bits((1 << 18,), [3, 0], np))
+    ones = ((bits[:, None] >> np.arange(32, dtype=np.uint32)) & 1).mean(axis=0)
+    assert np.all(np.abs(ones - 0.5) < 0.006), ones      # 262,144 coins: sd 0.001
+    keep = keep_mask((512, 512), 0.5, [3, 0], np)
+    assert abs(keep.mean() - 0.5) < 0.005
+    assert abs((keep[:, 1:] & keep[:, :-1]).mean() - 0.25) < 0.005   # left/right
+    assert abs((keep[1:] & keep[:-1]).mean() - 0.25) < 0.005         # row to row
+    nxt = keep_mask((512, 512), 0.5, [3, 1], np)                      # the next step
+    assert abs((keep == nxt).mean() - 0.5) < 0.005
+    other = keep_mask((512, 512), 0.5, [4, 0], np)                    # another seed
+    assert abs((keep == other).mean() - 0.5) < 0.005
+    assert keep_mask((100,), 0.0, 1, np).all()                        # p = 0 keeps all
+    assert abs(keep_mask((1 << 16,), 0.9, 1, np).mean() - 0.1) < 0.006
+    with pytest.raises(ValueError, match=r"counter_bits: at most 2\*\*32 elements"):
+        counter_bits((1 << 16, (1 << 16) + 1), 0, np)
+
+
+def test_dropout_same_mask_on_every_backend(xp):
+    """A seeded mask is the hash's, not a backend's generator's: NumPy and CuPy agree."""
+    x = np.arange(1, 61, dtype=np.float32).reshape(6, 10)
+    a, _ = dropout_forward(xp.asarray(x), p=0.3, seed=[5, 2])
+    b, _ = dropout_forward(x, p=0.3, seed=[5, 2])
+    np.testing.assert_array_equal(to_numpy(a), b)
+    np.testing.assert_array_equal(b != 0, keep_mask(x.shape, 0.3, [5, 2], np))
 
 
 def test_dropout_gradcheck_fixed_mask(xp, rng):
