@@ -89,7 +89,7 @@ def gpu_available() -> bool:
 
 
 # The route the ops take on CuPy: "few" (default), a few whole-array calls per op
-# where the CPU runs loops of slices (im2col, col2im, pooling, LRN's window, ReLU's
+# where the CPU runs loops of slices (im2col, col2im, the pooling's forward, ReLU's
 # backward, the SGD update; see engine/im2col.py), or "loops", the CPU's code on CuPy
 # arrays too. ALEXNET_GPU_ROUTES=loops in the environment, or set_gpu_routes("loops"):
 # to time the two on a GPU (python -m bench.gpu does), and as a way back if a few-call
