@@ -7,6 +7,7 @@
     python -m experiments lrn --scale full --device cuda
     python -m experiments headline --run runs/full-30ep ...   # record the headline run
     python -m experiments ensemble A/best.npz B/best.npz ...  # average trained networks
+    python -m experiments weights A/best.npz --out-dir W       # weights only, half the size
 
 Each run is an ordinary ``train.py`` run; its output lands in
 ``experiments/results/SCALE/CLAIM/VARIANT/seedN``. A claim's summary (mean and standard
@@ -427,6 +428,9 @@ def main(argv=None) -> int:
     if argv[:1] == ["ensemble"]:
         from experiments.ensemble import main as ensemble_main
         return ensemble_main(argv[1:])
+    if argv[:1] == ["weights"]:
+        from experiments.ensemble import weights_main
+        return weights_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("claim", help="a claim name, 'all', or 'list' (or 'headline' and "

@@ -130,6 +130,37 @@ def table(result) -> str:
     return "\n".join(lines)
 
 
+def weights_main(argv=None) -> int:
+    """python -m experiments weights CHECKPOINT... --out-dir DIR: weights-only copies."""
+    p = argparse.ArgumentParser(
+        prog="python -m experiments weights",
+        description="Copy train.py checkpoints without their momentum buffers: half the "
+                    "size, enough for --eval-only and python -m experiments ensemble, "
+                    "not for --resume. Each CHECKPOINT goes to DIR/NAME.npz, NAME from "
+                    "--names or the checkpoint's folder.")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+    p.add_argument("--out-dir", required=True, help="folder for the copies")
+    p.add_argument("--names", default=None,
+                   help="comma-separated names for the copies, one per checkpoint")
+    a = p.parse_args(argv)
+    names = (a.names.split(",") if a.names else
+             [os.path.basename(os.path.dirname(os.path.abspath(c))) for c in a.checkpoints])
+    if len(names) != len(a.checkpoints) or len(set(names)) != len(names):
+        print(f"python -m experiments weights: need one distinct name per checkpoint, got "
+              f"{names} for {len(a.checkpoints)} checkpoint(s); pass --names", file=sys.stderr)
+        return 2
+    os.makedirs(a.out_dir, exist_ok=True)
+    for src, name in zip(a.checkpoints, names):
+        dst = os.path.join(a.out_dir, name + ".npz")
+        try:
+            T.save_weights_only(src, dst)
+        except (OSError, T.TrainingError) as e:
+            print(f"python -m experiments weights: {e}", file=sys.stderr)
+            return 1
+        print(f"{src} -> {dst} ({os.path.getsize(dst) / 2**20:.1f} MiB)")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments ensemble", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

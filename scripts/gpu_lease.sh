@@ -14,23 +14,28 @@
 #     ERASE_SEEDS names seeds, group "erase", the same with random erasing (--erase
 #     ERASE; off by default since the first lease, where it made 14-epoch runs worse);
 #   - each group's ensemble, and (with ERASE_SEEDS) the ensemble of every network of both.
-# What comes back fits in a few files in DEST (no checkpoints: their SHA-256s are in
-# the archives): bench-gpu.txt, base.tar.gz, erase.tar.gz (with ERASE_SEEDS),
-# ensemble-all.json (with ERASE_SEEDS), lease.log.
+# What comes back fits in a few files in DEST (no whole checkpoints: their SHA-256s are
+# in the archives): bench-gpu.txt, base.tar.gz, erase.tar.gz (with ERASE_SEEDS),
+# ensemble-all.json (with ERASE_SEEDS), weights.tar.part-* (the weights of the first
+# WEIGHTS_BACK networks of group base, 18 MB each for mini, in parts of 15 MB, so that
+# two networks stay within what a lent machine gives back), lease.log.
 #
 #   mkdir -p runs/data && cp /usr/share/datasets/fashion-mnist/* runs/data/
 #   DEST=/some/folder DATA_DIR=runs/data PYTHON=python3 bash scripts/gpu_lease.sh
 #
-# Then, where DEST came back: tar -xzf DEST/base.tar.gz (and erase.tar.gz) and record
-# with `python -m experiments headline --variant NAME --change ... --ensemble ...
-# --run ...` (see scripts/gpu_headline.sh).
+# Then, where DEST came back: tar -xzf DEST/base.tar.gz (and erase.tar.gz), cat
+# DEST/weights.tar.part-* | tar -x (weights/base-seed0.npz, ..., weights/SHA256SUMS:
+# python train.py --eval-only weights/base-seed0.npz, or python -m experiments ensemble
+# with networks of other leases), and record with `python -m experiments headline
+# --variant NAME --change ... --ensemble ... --run ...` (see scripts/gpu_headline.sh).
 #
 # Settings (environment): DEST (default runs/gpu-lease-results), WORK (runs/gpu-lease),
 # BENCH (1; 0: no benchmark), BASE_SEEDS ("0 1": two networks keep an H200 busy),
-# ERASE_SEEDS (""; e.g. "10 11 12" for an erase group), ERASE (0.5), EPOCHS (100: the time limit decides),
-# TRAIN_SECONDS (500), BASE_FLAGS ("--init he --lr 0.02 --lr-drops 0.5,0.7"),
-# EXTRA_FLAGS (added to both groups), TESTS (parallel; skip), DEVICE (cuda), MODEL,
-# DATASET, DATA_DIR, TF32 (1), PYTHON: as scripts/gpu_headline.sh takes them.
+# ERASE_SEEDS (""; e.g. "10 11" for an erase group), ERASE (0.5), EPOCHS (100: the
+# time limit decides), TRAIN_SECONDS (500), BASE_FLAGS ("--init he --lr 0.02
+# --lr-drops 0.5,0.7"), EXTRA_FLAGS (added to both groups), WEIGHTS_BACK (2; 0: none),
+# TESTS (parallel; skip), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1), PYTHON:
+# as scripts/gpu_headline.sh takes them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +49,7 @@ EPOCHS=${EPOCHS:-100}
 TRAIN_SECONDS=${TRAIN_SECONDS:-500}
 BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7"}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
+WEIGHTS_BACK=${WEIGHTS_BACK:-2}
 PYTHON=${PYTHON:-python}
 DEVICE=${DEVICE:-cuda}
 export DEVICE PYTHON EPOCHS TRAIN_SECONDS
@@ -108,6 +114,30 @@ if [ -n "$ERASE_SEEDS" ] && [ ${#tested[@]} -ge 2 ]; then   # base alone: its ow
   [ -n "${DATA_DIR:-}" ] && data=(--data-dir "$DATA_DIR")
   "$PYTHON" -m experiments ensemble "${tested[@]}" --device "$DEVICE" "${data[@]}" \
     --out "$DEST/ensemble-all.json" || rc=1
+fi
+# The first WEIGHTS_BACK networks of group base, weights only (python -m experiments
+# weights: no momentum, 18 MB each for mini), as one tar in parts of 15 MB: enough to
+# evaluate them again, or to average them with networks of another lease, elsewhere.
+back=()
+names=()
+for ck in "${tested[@]}"; do
+  case "$ck" in "$WORK"/base/*)
+    [ ${#back[@]} -lt "$WEIGHTS_BACK" ] || continue
+    back+=("$ck")
+    names+=("base-$(basename "$(dirname "$ck")")");;
+  esac
+done
+if [ ${#back[@]} -ge 1 ]; then
+  echo "== the weights of ${names[*]} (weights.tar.part-*)"
+  rm -rf "$WORK/weights"
+  if "$PYTHON" -m experiments weights "${back[@]}" --out-dir "$WORK/weights" \
+       --names "$(IFS=,; echo "${names[*]}")" &&
+     (cd "$WORK/weights" && sha256sum ./*.npz >SHA256SUMS) &&
+     tar -cf - -C "$WORK" weights | split -b 15M - "$DEST/weights.tar.part-"; then :
+  else
+    echo "gpu_lease: the weights could not be packed"
+    rc=1
+  fi
 fi
 echo "gpu_lease: done $(date -u +%FT%TZ), exit $rc; in $DEST: $(ls "$DEST" | tr '\n' ' ')"
 exit $rc

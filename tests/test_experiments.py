@@ -193,6 +193,46 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
            "loaded" in err and "pass --data-dir" in err
 
 
+def test_weights_only_copies_evaluate_the_same_and_refuse_to_resume(tmp_path, capsys):
+    """python -m experiments weights: the checkpoint without its momentum, half the
+    size; the ensemble reads the same network from it; --resume says why not."""
+    import numpy as np
+
+    import train
+    from experiments import ensemble
+
+    quick = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
+             "--train-limit", "384", "--batch-size", "64", "--quiet", "--epochs", "1"]
+    out = tmp_path / "run"
+    assert train.main(quick + ["--out", str(out)]) == 0
+    best = out / "best.npz"
+    assert main(["weights", str(best), "--out-dir", str(tmp_path / "w")]) == 0
+    copy = tmp_path / "w" / "run.npz"                # named after the run's folder
+    assert "run.npz" in capsys.readouterr().out
+    with np.load(best) as full, np.load(copy) as light:
+        assert any(k.startswith("velocity/") for k in full.files)
+        assert not any(k.startswith("velocity/") for k in light.files)
+        assert bool(light["weights_only"])
+        for k in full.files:
+            if not k.startswith("velocity/"):
+                np.testing.assert_array_equal(light[k], full[k])
+    assert copy.stat().st_size < 0.6 * best.stat().st_size
+    res = ensemble.run([str(best), str(copy)], ten_crop=False)
+    a, b = res["networks"]
+    assert a["center_top1_error"] == b["center_top1_error"] == res["ensemble"]["center_top1_error"]
+
+    capsys.readouterr()
+    assert train.main(quick + ["--resume", str(copy), "--out", str(tmp_path / "again")]) != 0
+    err = capsys.readouterr().err
+    assert "holds the weights only" in err and "--eval-only" in err
+    # bad input: one line each
+    (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
+    assert main(["weights", str(tmp_path / "junk.npz"), "--out-dir", str(tmp_path / "w")]) == 1
+    assert "not a readable train.py checkpoint" in capsys.readouterr().err
+    assert main(["weights", str(best), str(best), "--out-dir", str(tmp_path / "w")]) == 2
+    assert "one distinct name per checkpoint" in capsys.readouterr().err
+
+
 def test_ensemble_bad_input_gives_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["ensemble", str(tmp_path / "a.npz")])           # one checkpoint
@@ -321,7 +361,6 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
     """figure1 picks each network's learning rate as the paper did: seed 0 at every
     value, the fastest kept (a diverged value is recorded and loses), the other seeds
     at that value only; the table shows the sweep."""
-    import json
     import os
 
     import experiments.__main__ as runner

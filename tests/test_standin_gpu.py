@@ -7,6 +7,7 @@ arrays, a checkpoint or metric written from the device. They say nothing about C
 kernels or the speed of a GPU.
 
 The stand-in is used in subprocesses only (PYTHONPATH), so no other test sees it."""
+import hashlib
 import json
 import os
 import re
@@ -116,7 +117,7 @@ def test_gradcheck_command_on_the_standin_gpu():
 def test_gpu_lease_script_on_the_standin(tmp_path):
     """scripts/gpu_lease.sh: two groups at once (the second with random erasing), each
     run under its time limit with its fixed schedule, the ensemble of all, and no more
-    than a few files to carry back, none of them a checkpoint."""
+    than a few files to carry back: no whole checkpoint, the base network's weights."""
     import tarfile
     dest, work = tmp_path / "dest", tmp_path / "work"
     env = standin_env(DEST=str(dest), WORK=str(work), MODEL="tiny", EPOCHS="2",
@@ -127,7 +128,18 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(os.listdir(dest)) == ["base.tar.gz", "bench-gpu.txt", "ensemble-all.json",
-                                        "erase.tar.gz", "lease.log"]
+                                        "erase.tar.gz", "lease.log", "weights.tar.part-aa"]
+    # the base network's weights, in parts to join: the same network as its checkpoint
+    joined = tmp_path / "weights.tar"
+    joined.write_bytes(b"".join(p.read_bytes() for p in sorted(dest.glob("weights.tar.part-*"))))
+    with tarfile.open(joined) as tar:
+        tar.extractall(tmp_path / "back")
+    light = tmp_path / "back" / "weights" / "base-seed0.npz"
+    sums = (tmp_path / "back" / "weights" / "SHA256SUMS").read_text()
+    assert hashlib.sha256(light.read_bytes()).hexdigest() + "  ./base-seed0.npz" in sums
+    with np.load(light) as w, np.load(work / "base" / "seed0" / "best.npz") as full:
+        assert bool(w["weights_only"]) and not any(k.startswith("velocity/") for k in w.files)
+        np.testing.assert_array_equal(w["param/conv1.w"], full["param/conv1.w"])
     log = (dest / "lease.log").read_text()
     # the benchmark ran first; here (PyTorch without CUDA, or none: exit 2) it fails,
     # and the lease goes on without it, on the few-call GPU routes
