@@ -26,7 +26,7 @@ import tempfile
 
 import numpy as np
 
-from engine.backend import device_of, to_device, to_numpy
+from engine.backend import device_of, get_array_module, to_device, to_numpy
 from layers.modules import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d,
                             ReLU, Tanh)
 
@@ -227,6 +227,32 @@ class AlexNet:
             layer.to(device)
         self.device = device
         return self
+
+    def flatten_params(self):
+        """Gather every parameter into one 1-D array and make each a view of its piece.
+
+        Returns that array. The values do not change, nor do ``params``' keys and
+        shapes; what changes is that the parameters now lie one after another in
+        memory, in the order of ``params``, so an optimizer can update them all with
+        a few whole-array operations (``SGD(..., flat=...)``; on a GPU each array
+        operation costs the host some microseconds). ``load_state_dict`` writes into
+        the views, so they stay views; ``to()`` moves each parameter on its own and
+        ends the arrangement (flatten again after it).
+        """
+        layers = [(l, k, v) for _, l in self.layers for k, v in l.params.items()]
+        dtypes = {v.dtype for _, _, v in layers}
+        if len(dtypes) != 1:
+            raise ValueError(f"AlexNet.flatten_params: the parameters have several dtypes "
+                             f"{sorted(map(str, dtypes))}")
+        xp = get_array_module(layers[0][2])
+        flat = xp.empty(sum(v.size for _, _, v in layers), dtype=dtypes.pop())
+        o = 0
+        for layer, k, v in layers:
+            piece = flat[o:o + v.size]
+            piece[...] = v.reshape(-1)
+            layer.params[k] = piece.reshape(v.shape)
+            o += v.size
+        return flat
 
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict:

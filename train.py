@@ -31,7 +31,7 @@ from alexnet import PRESETS, AlexNet, atomic_savez
 from engine.backend import (GPUUnavailableError, check_device, get_array_module, gpu_routes,
                             gpu_status, to_numpy)
 from engine.metrics import topk_correct
-from engine.optim import SGD
+from engine.optim import sgd_for
 from engine.progress import ProgressBar
 from layers.loss import softmax, softmax_cross_entropy
 
@@ -631,7 +631,8 @@ def train(a) -> dict:
                         lrn=not a.no_lrn, pool=a.pool_tuple, dropout=a.dropout, seed=a.seed,
                         width=a.width)
     model.to(device)
-    opt = SGD(model.params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
+    # on CuPy the parameters become views of one buffer, updated in a few calls (sgd_for)
+    opt = sgd_for(model, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
     state = dict(epoch=0, step=0, partial=None, lr=a.lr, lr_drops=0, best_val=None,
                  best_epoch=None, since_best=0, history=[], args=saved_args(a))
     if resume is not None:

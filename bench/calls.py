@@ -41,14 +41,14 @@ def main(argv=None):
                  "PYTHONPATH=tests/fake_cupy")
     from bench.cpu import CASES, LR, MOMENTUM, WEIGHT_DECAY, build_ours
     from engine.backend import to_device
-    from engine.optim import SGD
+    from engine.optim import sgd_for
     from layers.loss import softmax_cross_entropy
     if a.case not in CASES:
         ap.error(f"no case {a.case!r}; the cases are {', '.join(CASES)}")
     net, x, y = build_ours(a.case)
     net.to("cuda")
     x, y = to_device(x, "cuda"), to_device(y, "cuda")
-    opt = SGD(net.params, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    opt = sgd_for(net, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)   # as train.py
     rows, out = [], {"h": x}
 
     def forward(layer):

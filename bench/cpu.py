@@ -59,7 +59,7 @@ import numpy as np  # noqa: E402
 
 from alexnet import AlexNet  # noqa: E402
 from engine.backend import to_device, to_numpy  # noqa: E402
-from engine.optim import SGD  # noqa: E402
+from engine.optim import sgd_for  # noqa: E402
 from engine.parallel import run_parallel  # noqa: E402
 from layers.loss import softmax_cross_entropy  # noqa: E402
 from layers.modules import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,  # noqa: E402
@@ -153,7 +153,7 @@ def build_torch(net, torch, inplace_relu=True):
 
 def ours_step(net, x, y):
     """A closure running one full training step of our engine."""
-    opt = SGD(net.params, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    opt = sgd_for(net, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)   # as train.py
 
     def step():
         logits = net.forward(x, train=True)

@@ -165,7 +165,7 @@ def layer_table(case, net, x, repeats, synchronize):
     layer waits on the host (many small kernels), not on the GPU."""
     from bench.cpu import LR, MOMENTUM, WEIGHT_DECAY
     from engine.backend import get_array_module
-    from engine.optim import SGD
+    from engine.optim import sgd_for
     xp = get_array_module(x)
     rows, h = [], x
     inputs, douts = [], []
@@ -192,7 +192,7 @@ def layer_table(case, net, x, repeats, synchronize):
         bwd = clock(lambda: layer.backward(douts[i], need_dx=False) if i == 0
                     else layer.backward(douts[i]), prepare=forward)
         rows.append((name, *fwd, *bwd))
-    opt = SGD(net.params, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    opt = sgd_for(net, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)   # as train.py
     rows.append(("sgd step", *clock(lambda: opt.step(net.grads)), None, None))
     head = (f"{'layer':<10} {'fwd host':>9} {'fwd device':>10} {'bwd host':>9} "
             f"{'bwd device':>10}   (ms, medians of {repeats})")

@@ -55,6 +55,11 @@ def _update(w, g, v, lr, momentum, wd):
     run_parallel(piece, wf.size, xp, size=wf.size, piece_size=_PIECE)
 
 
+def _address(a) -> int:
+    """Where an array's first element is in memory (NumPy or CuPy)."""
+    return a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0]
+
+
 class SGD:
     """SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4).
 
@@ -63,10 +68,18 @@ class SGD:
     which parameters get weight decay (default: all, as the paper wrote it).
     Velocities live on the same device as the parameters and are saved in
     checkpoints through ``state_dict`` / ``load_state_dict``.
+
+    ``flat``: None, or one 1-D array that holds every parameter, in the order of
+    ``params``, each parameter a view of its piece (``AlexNet.flatten_params`` makes
+    one). Then the velocities are pieces of one array too, and a step is the formula
+    applied once to the whole buffer (the gradients gathered into one array first):
+    about 20 array calls instead of 6 per parameter, and a handful of GPU kernels
+    instead of about a hundred small ones. Same formula, same order of operations per
+    element, so the same numbers to the last bit. :func:`sgd_for` chooses it on CuPy.
     """
 
     def __init__(self, params: dict, lr: float = 0.01, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, decay_filter=None):
+                 weight_decay: float = 5e-4, decay_filter=None, flat=None):
         if lr <= 0:
             raise ValueError(f"SGD: lr must be positive, got {lr!r}")
         if not (0.0 <= momentum < 1.0):
@@ -79,9 +92,42 @@ class SGD:
         self.weight_decay = float(weight_decay)
         self.decay_filter = decay_filter or (lambda name: True)
         self.velocity = {}
+        self.flat = None if flat is None else self._check_flat(flat)
+        if self.flat is not None:
+            xp = get_array_module(flat)
+            self._flat_velocity = xp.zeros_like(flat)
+            o = 0
+            for k, w in params.items():
+                self.velocity[k] = self._flat_velocity[o:o + w.size].reshape(w.shape)
+                o += w.size
+            # per element: weight decay or not (decay_filter), as a 0/1 mask where needed
+            decays = [self.decay_filter(k) for k in params]
+            self._decay_mask = None if all(decays) or not any(decays) else xp.concatenate(
+                [xp.full(w.size, d, dtype=flat.dtype) for (k, w), d in zip(params.items(),
+                                                                         decays)])
+            self._any_decay = any(decays)
+            return
         for k, w in params.items():
             xp = get_array_module(w)
             self.velocity[k] = xp.zeros_like(w)
+
+    def _check_flat(self, flat):
+        """flat, after checking that each parameter is the view of its piece of it."""
+        if getattr(flat, "ndim", None) != 1:
+            raise ValueError(f"SGD: flat must be a 1-D array, got shape "
+                             f"{tuple(getattr(flat, 'shape', ()))}")
+        o = 0
+        for k, w in self.params.items():
+            if (get_array_module(w) is not get_array_module(flat) or w.dtype != flat.dtype
+                    or not w.flags.c_contiguous
+                    or _address(w) != _address(flat) + o * flat.itemsize):
+                raise ValueError(f"SGD: parameter {k} is not the view of its piece of flat "
+                                 f"(elements {o}:{o + w.size}); make the buffer with "
+                                 f"model.flatten_params(), after model.to(device)")
+            o += w.size
+        if o != flat.size:
+            raise ValueError(f"SGD: flat holds {flat.size} elements, the parameters {o}")
+        return flat
 
     def step(self, grads: dict):
         missing = set(self.params) - set(grads)
@@ -94,8 +140,27 @@ class SGD:
             if g.shape != w.shape:
                 raise ValueError(f"SGD.step: grad {k} has shape {tuple(g.shape)}, "
                                  f"param has {tuple(w.shape)}")
+        if self.flat is not None:
+            self._step_flat(grads)
+            return
+        for k, w in self.params.items():
             wd = self.weight_decay if self.decay_filter(k) else 0.0
-            _update(w, g, self.velocity[k], self.lr, self.momentum, wd)
+            _update(w, grads[k], self.velocity[k], self.lr, self.momentum, wd)
+
+    def _step_flat(self, grads):
+        """_update's formula once over the whole buffer."""
+        w, v = self.flat, self._flat_velocity
+        xp = get_array_module(w)
+        t = w.dtype.type
+        g = xp.concatenate([grads[k].reshape(-1) for k in self.params])
+        v *= t(self.momentum)
+        if self.weight_decay and self._any_decay:
+            decay = w * t(self.weight_decay * self.lr)
+            if self._decay_mask is not None:
+                decay *= self._decay_mask        # 0 where decay_filter said no
+            v -= decay
+        v -= g * t(self.lr)
+        w += v
 
     def state_dict(self) -> dict:
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
@@ -113,3 +178,16 @@ class SGD:
                                  f"expected {tuple(self.velocity[k].shape)}")
             xp = get_array_module(self.velocity[k])
             self.velocity[k][...] = xp.asarray(v, dtype=self.velocity[k].dtype)
+
+
+def sgd_for(model, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4):
+    """SGD over a model's parameters, the way training uses it.
+
+    On CuPy's few-call route (engine/backend.py) the parameters are first gathered into
+    one buffer (``model.flatten_params()``) and the update runs on it whole (SGD's
+    ``flat``); on NumPy, and with the 'loops' route, each parameter is updated on its
+    own, in the pieces the CPU's threads share. Call it after ``model.to(device)``.
+    """
+    xp = get_array_module(next(iter(model.params.values())))
+    flat = model.flatten_params() if few_calls(xp) else None
+    return SGD(model.params, lr=lr, momentum=momentum, weight_decay=weight_decay, flat=flat)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from alexnet import AlexNet
-from engine.backend import to_numpy
+from engine.backend import to_device, to_numpy
 from layers.loss import softmax_cross_entropy
 
 
@@ -120,3 +120,29 @@ def test_width_gives_the_papers_half_kernel_comparison_net():
     assert [half.params[f"conv{i}.w"].shape[0] for i in range(1, 6)] == [48, 128, 192, 192, 128]
     with pytest.raises(ValueError, match="width must be positive"):
         AlexNet("mini", width=0)
+
+
+def test_flatten_params_makes_views_of_one_buffer(xp):
+    """flatten_params: same values and outputs, each parameter the view of its piece of
+    one buffer (so SGD can update them whole); load_state_dict keeps the views; sgd_for
+    takes that way on CuPy's few-call route only."""
+    from engine.backend import few_calls
+    from engine.optim import sgd_for
+    net = AlexNet("tiny", init="he", seed=3)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    before = net.forward(x, train=False)
+    state = net.state_dict()
+    net.to("cpu" if xp is np else "cuda")
+    flat = net.flatten_params()
+    assert flat.ndim == 1 and flat.size == net.num_params() and flat.dtype == np.float32
+    for k, v in net.params.items():
+        np.testing.assert_array_equal(to_numpy(v), state[k])
+    flat[0] = 123.0                                       # conv1.w comes first
+    assert float(net.params["conv1.w"].reshape(-1)[0]) == 123.0
+    net.load_state_dict(state)                            # writes into the views
+    assert float(flat[0]) == state["conv1.w"].reshape(-1)[0]
+    xd = x if xp is np else to_device(x, "cuda")
+    np.testing.assert_allclose(to_numpy(net.forward(xd, train=False)), before, rtol=1e-5,
+                               atol=1e-6)
+    opt = sgd_for(net, lr=0.01)
+    assert (opt.flat is not None) == few_calls(xp)

@@ -25,8 +25,9 @@ def calls_per_step(routes):
 
 def test_a_mini_training_step_makes_few_array_calls_on_the_gpu_routes():
     total, forward, out = calls_per_step("few")
-    # 827 on 2026-11-27 (635 before the pooling's backward and LRN went back to their
-    # loops and dropout's mask to a hash, each trading calls for GPU time)
+    # 754 on 2026-11-27 (635, then 827 when the pooling's backward and LRN went back to
+    # their loops and dropout's mask to a hash, each trading calls for GPU time, then
+    # 754 with the SGD step over one flat buffer)
     assert total < 900, out
     assert max(forward.values()) < 32, out       # forward calls of any one layer
     # the CPU's loops on CuPy arrays, the way back (ALEXNET_GPU_ROUTES=loops): 1,604

@@ -49,3 +49,62 @@ def test_sgd_bad_input():
         opt.step({})
     with pytest.raises(ValueError, match=r"grad w has shape \(3,\)"):
         opt.step({"w": np.ones(3, np.float32)})
+
+
+def _as_views(arrays, xp):
+    """The arrays gathered into one buffer, each replaced by the view of its piece."""
+    flat = xp.concatenate([a.reshape(-1) for a in arrays.values()])
+    views, o = {}, 0
+    for k, a in arrays.items():
+        views[k] = flat[o:o + a.size].reshape(a.shape)
+        o += a.size
+    return flat, views
+
+
+@pytest.mark.parametrize("decay", ["all", "weights only"])
+def test_sgd_on_one_flat_buffer_equals_the_update_per_parameter(xp, rng, decay):
+    """SGD(flat=...): the formula once over the whole buffer, the same bits as one
+    parameter at a time, weight decay filtered per parameter included."""
+    shapes = {"conv.w": (4, 3, 2, 2), "conv.b": (4,), "fc.w": (5, 16), "fc.b": (5,)}
+    init = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    grads = [{k: xp.asarray(rng.standard_normal(s).astype(np.float32))
+              for k, s in shapes.items()} for _ in range(3)]
+    keep = None if decay == "all" else (lambda name: name.endswith(".w"))
+    each = {k: xp.asarray(v.copy()) for k, v in init.items()}
+    flat, views = _as_views({k: xp.asarray(v.copy()) for k, v in init.items()}, xp)
+    opt_each = SGD(each, lr=0.05, momentum=0.9, weight_decay=5e-3, decay_filter=keep)
+    opt_flat = SGD(views, lr=0.05, momentum=0.9, weight_decay=5e-3, decay_filter=keep,
+                   flat=flat)
+    for g in grads:
+        opt_each.step(g)
+        opt_flat.step(g)
+        opt_each.lr = opt_flat.lr = 0.01             # a drop, as train.py makes them
+    for k in shapes:
+        np.testing.assert_array_equal(to_numpy(views[k]), to_numpy(each[k]))
+        np.testing.assert_array_equal(to_numpy(opt_flat.velocity[k]),
+                                      to_numpy(opt_each.velocity[k]))
+    assert not np.array_equal(to_numpy(views["fc.w"]), init["fc.w"])   # it did move
+    # the velocities are views of one buffer too: a checkpoint's state goes back in place
+    state = opt_flat.state_dict()
+    flat2, views2 = _as_views({k: xp.asarray(v.copy()) for k, v in init.items()}, xp)
+    opt2 = SGD(views2, lr=0.5, flat=flat2)
+    opt2.load_state_dict(state)
+    for k in shapes:
+        np.testing.assert_array_equal(to_numpy(opt2.velocity[k]), to_numpy(state["velocity"][k]))
+    np.testing.assert_array_equal(to_numpy(opt2._flat_velocity),
+                                  to_numpy(opt_flat._flat_velocity))
+
+
+def test_sgd_flat_must_hold_the_parameters_as_views(xp, rng):
+    params = {"w": xp.asarray(rng.standard_normal((3, 2)).astype(np.float32)),
+              "b": xp.asarray(np.zeros(3, np.float32))}
+    flat, views = _as_views(params, xp)
+    with pytest.raises(ValueError, match=r"SGD: parameter w is not the view of its piece of "
+                                         r"flat \(elements 0:6\).*flatten_params"):
+        SGD(params, flat=flat)                               # copies, not views
+    with pytest.raises(ValueError, match="parameter b is not the view"):
+        SGD({"b": views["b"], "w": views["w"]}, flat=flat)   # another order
+    with pytest.raises(ValueError, match="SGD: flat holds 9 elements, the parameters 6"):
+        SGD({"w": views["w"]}, flat=flat)
+    with pytest.raises(ValueError, match="SGD: flat must be a 1-D array"):
+        SGD(views, flat=flat.reshape(3, 3))

@@ -143,13 +143,15 @@ class StepClock:
             def monotonic():
                 return clock.now
 
-        class SteppingSGD(train.SGD):
+        import engine.optim
+
+        class SteppingSGD(engine.optim.SGD):
             def step(self, grads):
                 super().step(grads)
                 clock.now += 1
 
         monkeypatch.setattr(train, "time", FakeTime)
-        monkeypatch.setattr(train, "SGD", SteppingSGD)
+        monkeypatch.setattr(engine.optim, "SGD", SteppingSGD)    # what sgd_for builds
 
 
 def test_time_limit_starts_no_epoch_that_would_end_after_it_and_tests_the_best(

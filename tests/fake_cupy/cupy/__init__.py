@@ -34,6 +34,13 @@ NAME = b"NumPy stand-in for CuPy (tests/fake_cupy), not a GPU"
 CALLS = _collections.Counter()       # see the docstring
 
 
+class _MemoryPointer:
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+
 class ndarray:
     """A 'device' array: a NumPy array behind CuPy's interface."""
 
@@ -65,6 +72,12 @@ class ndarray:
 
     def __array_function__(self, func, types, args, kwargs):
         return _call(func, args, kwargs)
+
+    @property
+    def data(self):
+        """CuPy's MemoryPointer, as far as code reads it: ``.ptr``, the address of the
+        first element (of a view too)."""
+        return _MemoryPointer(self._a.__array_interface__["data"][0])
 
     # -- attributes and methods: NumPy's, on the wrapped array
     def __getattr__(self, name):
