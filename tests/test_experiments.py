@@ -195,7 +195,10 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
 
 def test_weights_only_copies_evaluate_the_same_and_refuse_to_resume(tmp_path, capsys):
     """python -m experiments weights: the checkpoint without its momentum, half the
-    size; the ensemble reads the same network from it; --resume says why not."""
+    size; the ensemble and --eval-only read the same network from it; --resume says
+    why not."""
+    import json
+
     import numpy as np
 
     import train
@@ -220,6 +223,10 @@ def test_weights_only_copies_evaluate_the_same_and_refuse_to_resume(tmp_path, ca
     res = ensemble.run([str(best), str(copy)], ten_crop=False)
     a, b = res["networks"]
     assert a["center_top1_error"] == b["center_top1_error"] == res["ensemble"]["center_top1_error"]
+    assert train.main(["--eval-only", str(copy), "--dataset", "fashion-mnist-subset",
+                       "--no-ten-crop", "--quiet", "--out", str(tmp_path / "ev")]) == 0
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert ev["test_center_top1_error"] == a["center_top1_error"]
 
     capsys.readouterr()
     assert train.main(quick + ["--resume", str(copy), "--out", str(tmp_path / "again")]) != 0
