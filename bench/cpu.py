@@ -672,6 +672,11 @@ def main(argv=None):
     if a.out:
         with open(a.out, "w") as f:
             f.write(report + "\n")
+    return exit_status(all_ok)
+
+
+def exit_status(all_ok: bool) -> int:
+    """0, or 1 with a warning when ours and PyTorch disagreed (bench.gpu ends so too)."""
     if not all_ok:
         print("\nours and PyTorch DISAGREE: the timings above compare different computations",
               file=sys.stderr)

@@ -1,6 +1,8 @@
 """Dropout (Section 4.2): zero each hidden unit of fc6 and fc7 with probability p."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from engine.backend import get_array_module
@@ -39,9 +41,7 @@ def counter_bits(shape, seed, xp):
     turned into two 32-bit keys on the host.
     """
     k0, k1 = (np.uint32(k) for k in np.random.SeedSequence(seed).generate_state(2))
-    n = 1
-    for d in shape:
-        n *= int(d)
+    n = math.prod(int(d) for d in shape)
     if n > 2 ** 32:
         raise ValueError(f"counter_bits: at most 2**32 elements, got shape {tuple(shape)}")
     h = xp.arange(n, dtype=xp.uint32)

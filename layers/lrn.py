@@ -64,16 +64,6 @@ def _add_channel_neighbours(w, a, r: int):
     return w
 
 
-def _channel_window_sum(a, r: int):
-    """A new array s with s[:, c] = the sum of a[:, j] over |j - c| <= r, clipped at
-    the borders: a copy of a plus the neighbours' strided adds above, on every
-    backend. (On CuPy one sum over a strided view of a zero-padded copy makes fewer
-    calls, but on an H200 the layer took 25-35% more GPU time that way: CuPy's
-    reduction over a short middle axis is slower than 2r whole-block adds;
-    docs/PERFORMANCE.md.)"""
-    return _add_channel_neighbours(a.copy(), a, r)
-
-
 def _pow_beta(scale, beta: float, xp, out, scratch):
     """out = scale ** beta, the denominator. ``scratch``: a free array of scale's shape."""
     if beta == 0.75:
@@ -116,7 +106,7 @@ def lrn_forward(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: fl
         xs, sc, dn = x[lo:hi], scale[lo:hi], denom[lo:hi]
         sq = xs * xs
         sq *= alpha
-        xp.add(sq, k, out=sc)               # the centre channel and k in one pass
+        xp.add(sq, k, out=sc)           # the centre channel and k in one pass
         _add_channel_neighbours(sc, sq, size // 2)
         _pow_beta(sc, beta, xp, out=dn, scratch=sq)   # sq is no longer needed
         xp.divide(xs, dn, out=out[lo:hi])
@@ -166,7 +156,7 @@ def lrn_backward(dout, cache):
         xp.divide(dout[lo:hi], denom[lo:hi], out=d)   # dout * scale^-beta: the direct term
         t = d * xs                                      # dout * b
         t /= scale[lo:hi]                               # dout * b / scale
-        s = _channel_window_sum(t, size // 2)
+        s = _add_channel_neighbours(t.copy(), t, size // 2)
         s *= xs
         s *= 2.0 * alpha * beta
         d -= s

@@ -12,32 +12,32 @@ class _FakeCupy:
         return ("on the fake device", x)
 
 
-def test_require_gpu_probes_the_gpu_once_then_trusts_it(monkeypatch):
-    # gpu_status() runs a kernel and waits for it; to_device used to ask it for every
-    # batch, which made every batch wait for all the GPU work queued before it
+def _probe_answering(monkeypatch, answer):
+    """Make gpu_status() give ``answer``, with nothing confirmed yet; returns the list
+    that gets one entry per probe."""
     probes = []
 
     def status():
         probes.append(1)
-        return True, "GPU 0: fake"
+        return answer
 
-    monkeypatch.setattr(backend, "_cupy", _FakeCupy)
     monkeypatch.setattr(backend, "gpu_status", status)
     monkeypatch.setattr(backend, "_GPU_CONFIRMED", [])
+    return probes
+
+
+def test_require_gpu_probes_the_gpu_once_then_trusts_it(monkeypatch):
+    # gpu_status() runs a kernel and waits for it; to_device used to ask it for every
+    # batch, which made every batch wait for all the GPU work queued before it
+    monkeypatch.setattr(backend, "_cupy", _FakeCupy)
+    probes = _probe_answering(monkeypatch, (True, "GPU 0: fake"))
     for _ in range(3):
         assert backend.to_device(np.zeros(2), "cuda")[0] == "on the fake device"
     assert len(probes) == 1
 
 
 def test_require_gpu_keeps_asking_while_the_gpu_is_not_usable(monkeypatch):
-    probes = []
-
-    def status():
-        probes.append(1)
-        return False, "no CUDA device"
-
-    monkeypatch.setattr(backend, "gpu_status", status)
-    monkeypatch.setattr(backend, "_GPU_CONFIRMED", [])
+    probes = _probe_answering(monkeypatch, (False, "no CUDA device"))
     for _ in range(2):
         with pytest.raises(backend.GPUUnavailableError, match="not usable: no CUDA device"):
             backend.to_device(np.zeros(2), "cuda")
