@@ -34,11 +34,14 @@ Per case:
    without those methods, as in the NumPy stand-in tests/fake_cupy).
 
 Each case runs once per GPU route of our ops (--routes, engine/backend.py): "few", a
-few whole-array calls per op (what training uses), and "loops", the CPU's loops on
-CuPy arrays; their two rows show what the fewer calls gain. A route that fails is
-reported and the others still run; the last line, "GPU routes: few OK, loops OK",
-says which passed (scripts/gpu_lease.sh trains on one that did). Exit status: 1 when
-our engine disagrees with PyTorch or fails, 2 when CuPy, a GPU or PyTorch is missing.
+few whole-array calls per op (what training uses by default), "loops", the CPU's loops
+on CuPy arrays, and "kernels", the few-call route with hand-written GPU kernels for
+LRN, the pooling, im2col, col2im and dropout; their rows show what each gains. A
+route that fails is reported and the others still run; the line "GPU routes: few OK,
+loops OK, kernels OK" says which passed, and "fastest GPU route: NAME" names the
+passing route with the shortest step in the first case (scripts/gpu_lease.sh trains
+on it). Exit status: 1 when our engine disagrees with PyTorch or fails, 2 when CuPy,
+a GPU or PyTorch is missing.
 
 --tf32 sets CUPY_TF32 before CuPy is imported and PyTorch's two allow_tf32 flags; the
 header says what is in effect. --torch-device cpu (hidden) runs PyTorch on the CPU:
@@ -72,10 +75,11 @@ def parse(argv):
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps per framework first")
     ap.add_argument("--tf32", choices=["on", "off"], default="off",
                     help="TF32 matrix products in both (default off: exact float32)")
-    ap.add_argument("--routes", default="few,loops",
+    ap.add_argument("--routes", default="few,loops,kernels",
                     help="our ops' GPU routes to time, comma-separated: few (a few "
                          "whole-array calls per op, the default in training), loops (the "
-                         "CPU's loops on CuPy arrays); default both")
+                         "CPU's loops on CuPy arrays), kernels (few, with hand-written "
+                         "GPU kernels where an op has one); default all three")
     ap.add_argument("--layers", action="store_true",
                     help="also time each of our layers (forward, backward) and the SGD "
                          "step: host time against device time")
@@ -97,7 +101,7 @@ def cupy_pool():
 
 def run_case(case, route, torch, tdev, a, rows, notes):
     """One case with our ops on one of their GPU routes (engine/backend.py: 'few', a few
-    whole-array calls per op, or 'loops', the CPU's loops on CuPy arrays)."""
+    whole-array calls per op, 'loops', the CPU's loops on CuPy arrays, or 'kernels')."""
     from bench.cpu import CASES, build_ours, build_torch, check_agreement, ours_step, torch_step
     from engine.backend import set_gpu_routes, synchronize, to_device
     set_gpu_routes(route)
@@ -221,8 +225,9 @@ def main(argv=None):
     if a.repeats < 1 or a.warmup < 0:
         ap.error("--repeats must be >= 1 and --warmup >= 0")
     a.routes = [r.strip() for r in a.routes.split(",") if r.strip()]
-    if not a.routes or any(r not in ("few", "loops") for r in a.routes):
-        ap.error(f"--routes takes few and/or loops, comma-separated, got {','.join(a.routes)!r}")
+    if not a.routes or any(r not in ("few", "loops", "kernels") for r in a.routes):
+        ap.error(f"--routes takes few, loops and/or kernels, comma-separated, got "
+                 f"{','.join(a.routes)!r}")
     # CuPy reads CUPY_TF32 from the environment: set it before anything imports CuPy
     # (bench.cpu imports the engine, which imports CuPy).
     if "cupy" not in sys.modules:
@@ -285,7 +290,22 @@ def main(argv=None):
     # one line for scripts (scripts/gpu_lease.sh trains on a route that passed)
     print("GPU routes: " + ", ".join(f"{r} {'OK' if v else 'FAILED'}"
                                       for r, v in route_ok.items()))
+    fastest = fastest_route(rows, route_ok)
+    if fastest:
+        print(f"fastest GPU route: {fastest}")
     return exit_status(all_ok)
+
+
+def fastest_route(rows, route_ok):
+    """The route that passed everywhere with the shortest step in the first case timed
+    ('mini-b128 few' and the like are the rows' labels), or None."""
+    if not rows:
+        return None
+    first = rows[0][0].rsplit(" ", 1)[0]
+    steps = {label.rsplit(" ", 1)[1]: ms for label, ms, *_ in rows
+             if label.rsplit(" ", 1)[0] == first}
+    ok = [r for r in steps if route_ok.get(r)]
+    return min(ok, key=steps.get) if ok else None
 
 
 if __name__ == "__main__":

@@ -91,15 +91,18 @@ def gpu_available() -> bool:
 # The route the ops take on CuPy: "few" (default), a few whole-array calls per op
 # where the CPU runs loops of slices (im2col, col2im, the pooling's forward, ReLU's
 # backward, the SGD update; see engine/im2col.py), or "loops", the CPU's code on CuPy
-# arrays too. ALEXNET_GPU_ROUTES=loops in the environment, or set_gpu_routes("loops"):
-# to time the two on a GPU (python -m bench.gpu does), and as a way back if a few-call
-# route ever fails on a GPU (scripts/gpu_lease.sh falls back by itself).
-GPU_ROUTES = ("few", "loops")
+# arrays too, or "kernels", the few-call route with hand-written GPU kernels where an
+# op has one (GpuKernel below: LRN, the pooling, im2col and col2im, one kernel each
+# way instead of several whole-array passes). ALEXNET_GPU_ROUTES=loops in the
+# environment, or set_gpu_routes("loops"): to time them on a GPU (python -m bench.gpu
+# does), and as a way back if a route ever fails on a GPU (scripts/gpu_lease.sh falls
+# back by itself, and trains on the fastest route that passed).
+GPU_ROUTES = ("few", "loops", "kernels")
 _gpu_routes = [os.environ.get("ALEXNET_GPU_ROUTES", "few") or "few"]
 
 
 def set_gpu_routes(name: str) -> None:
-    """Choose the ops' route on CuPy: 'few' or 'loops' (see GPU_ROUTES)."""
+    """Choose the ops' route on CuPy: 'few', 'loops' or 'kernels' (see GPU_ROUTES)."""
     if name not in GPU_ROUTES:
         raise ValueError(f"GPU routes must be one of {', '.join(GPU_ROUTES)}, got {name!r} "
                          f"(from set_gpu_routes or ALEXNET_GPU_ROUTES)")
@@ -107,15 +110,64 @@ def set_gpu_routes(name: str) -> None:
 
 
 def gpu_routes() -> str:
-    """The route the ops take on CuPy now: 'few' or 'loops'."""
+    """The route the ops take on CuPy now: 'few', 'loops' or 'kernels'."""
     set_gpu_routes(_gpu_routes[0])          # an unknown value from the environment: say so
     return _gpu_routes[0]
 
 
 def few_calls(xp) -> bool:
     """Whether an op on arrays of module xp takes its few-call route: CuPy, unless the
-    routes are 'loops'."""
-    return xp is not np and gpu_routes() == "few"
+    routes are 'loops' ('kernels' is the few-call route too, with kernels in places)."""
+    return xp is not np and gpu_routes() != "loops"
+
+
+def gpu_kernels(xp) -> bool:
+    """Whether an op on arrays of module xp runs its hand-written GPU kernel, where it
+    has one: CuPy with the routes 'kernels'."""
+    return xp is not np and gpu_routes() == "kernels"
+
+
+KERNELS = []        # every GpuKernel of the project, in the order they were defined
+
+
+class GpuKernel:
+    """A hand-written GPU kernel, kept beside the NumPy code it replaces on CuPy.
+
+    It is CuPy's ``ElementwiseKernel``: ``body`` is CUDA C++ run once per element of
+    the outputs, with ``i`` the element's flat (C-order) index; a ``raw`` parameter is
+    the whole array, read at any flat index (``x[j]``); other array parameters are
+    the element i; scalars are values. ``T`` stands for the arrays' float type, so
+    one kernel serves float32 training and float64 gradient checks. Each kernel
+    gathers: a thread writes only its own outputs and reads what it needs, so there
+    are no atomics and the result is the same from run to run.
+
+    The kernel is compiled by CuPy (NVRTC) on first use and cached by CuPy. Where no
+    GPU is at hand, the tests run these same sources through the NumPy stand-in for
+    CuPy (tests/fake_cupy), which compiles them as C++ for the CPU, and
+    scripts/check_kernels.py compiles them with nvcc as CuPy would (see
+    docs/PERFORMANCE.md, "Kernels").
+
+    Call it as ``kernel(xp, *inputs, *outputs)``: outputs are passed, preallocated,
+    C-contiguous, and their size is the number of threads.
+    """
+
+    def __init__(self, name: str, in_params: str, out_params: str, body: str,
+                 preamble: str = ""):
+        self.name, self.in_params, self.out_params = name, in_params, out_params
+        self.body, self.preamble = body, preamble
+        self._built = {}
+        KERNELS.append(self)
+
+    def __call__(self, xp, *args):
+        k = self._built.get(xp)
+        if k is None:
+            k = self._built[xp] = xp.ElementwiseKernel(self.in_params, self.out_params,
+                                                       self.body, self.name,
+                                                       preamble=self.preamble)
+        return k(*args)
+
+    def __repr__(self):
+        return f"GpuKernel({self.name!r})"
 
 
 _GPU_CONFIRMED = []      # [True] once gpu_status() has run a kernel in this process

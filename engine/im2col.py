@@ -51,7 +51,7 @@ For its dx the convolution orders the column gradients (oh, ow, n) instead, whic
 """
 from __future__ import annotations
 
-from engine.backend import few_calls, get_array_module
+from engine.backend import GpuKernel, few_calls, get_array_module, gpu_kernels
 
 
 def conv_output_size(size: int, k: int, stride: int = 1, pad: int = 0) -> int:
@@ -115,9 +115,12 @@ def im2col_into(x, cols6, stride, pad):
     a batch: the convolution fills one buffer from several threads, a slice of the
     batch each (layers/conv.py). stride and pad are (h, w) int pairs, not validated.
     NumPy arrays go through :func:`im2col_loops`, CuPy's through :func:`im2col_strided`
-    (the note above it says why).
+    (the note above it says why), or :func:`im2col_kernel` with ALEXNET_GPU_ROUTES=kernels.
     """
-    if few_calls(get_array_module(x)):
+    xp = get_array_module(x)
+    if gpu_kernels(xp):
+        im2col_kernel(x, cols6, stride, pad)
+    elif few_calls(xp):
         im2col_strided(x, cols6, stride, pad)
     else:
         im2col_loops(x, cols6, stride, pad)
@@ -195,7 +198,10 @@ def col2im_into(cols6, dx, stride, pad, batch_last=False):
     OW; for the 7x7 and 13x13 maps of conv3-conv5 NumPy spent most of its time
     starting short loops, and this layout made col2im 2x-3x faster.
     """
-    if few_calls(get_array_module(cols6)):     # CuPy's way, as in im2col_into
+    xp = get_array_module(cols6)
+    if gpu_kernels(xp):                        # CuPy's ways, as in im2col_into
+        col2im_kernel(cols6, dx, stride, pad, batch_last)
+    elif few_calls(xp):
         col2im_strided(cols6, dx, stride, pad, batch_last)
     else:
         col2im_loops(cols6, dx, stride, pad, batch_last)
@@ -309,3 +315,85 @@ def col2im_strided(cols6, dx, stride, pad, batch_last=False):
         strides=(s[0], s[1] - s[4], s[2] - s[5], s[3], s[4], s[5]))
     dxpad = terms.sum(axis=(1, 2))                   # (C, N, Hp, Wp)
     dx[...] = dxpad[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)
+
+
+# The two maps as GPU kernels (engine/backend.py: GpuKernel), for CuPy with
+# ALEXNET_GPU_ROUTES=kernels. im2col_strided pads a copy of x before its strided copy;
+# im2col_kernel reads x where a window lies inside it and writes 0 where it lies in
+# the padding: one kernel, a thread per column entry. col2im_strided spreads the
+# columns into a zero array 1.7 to 5 times their size before its sum; col2im_kernel
+# has a thread per input pixel, which sums the column entries copied from it (at
+# most ceil(KH/sh) x ceil(KW/sw) of them) straight from the columns: a gather, so,
+# as there, no atomics and the same result from run to run.
+_IM2COL = GpuKernel(
+    "alexnet_im2col",
+    "raw T x, int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 OH, int32 OW, "
+    "int32 sh, int32 sw, int32 ph, int32 pw",
+    "T cols",
+    """
+    ptrdiff_t r = i;                                 // cols[c, ki, kj, n, oh, ow]
+    const int ow = (int)(r % OW); r /= OW;
+    const int oh = (int)(r % OH); r /= OH;
+    const int n = (int)(r % N); r /= N;
+    const int kj = (int)(r % kw); r /= kw;
+    const int ki = (int)(r % kh); r /= kh;
+    const int c = (int)r;
+    const int y = oh * sh + ki - ph;
+    const int xx = ow * sw + kj - pw;
+    cols = (y >= 0 && y < H && xx >= 0 && xx < W)
+        ? x[(((ptrdiff_t)n * C + c) * H + y) * W + xx] : (T)0;
+    """)
+
+# Padded row yh = h + ph received entry (ki, oh) of every ki = yh - oh*sh in [0, kh):
+# ki runs over yh % sh, yh % sh + sh, ... up to min(kh - 1, yh), oh = (yh - ki) / sh
+# (skipped past the last output row); likewise for columns.
+_COL2IM = GpuKernel(
+    "alexnet_col2im",
+    "raw T cols, int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 OH, "
+    "int32 OW, int32 sh, int32 sw, int32 ph, int32 pw, int32 batch_last",
+    "T dx",
+    """
+    const int xw = (int)(i % W) + pw;
+    const int yh = (int)((i / W) % H) + ph;
+    const int c = (int)((i / ((ptrdiff_t)H * W)) % C);
+    const int n = (int)(i / ((ptrdiff_t)C * H * W));
+    T s = 0;
+    for (int ki = yh % sh; ki < kh && ki <= yh; ki += sh) {
+        const int oh = (yh - ki) / sh;
+        if (oh >= OH) continue;
+        for (int kj = xw % sw; kj < kw && kj <= xw; kj += sw) {
+            const int ow = (xw - kj) / sw;
+            if (ow >= OW) continue;
+            const ptrdiff_t ck = ((ptrdiff_t)c * kh + ki) * kw + kj;
+            s += cols[batch_last ? ((ck * OH + oh) * OW + ow) * N + n
+                                 : ((ck * N + n) * OH + oh) * OW + ow];
+        }
+    }
+    dx = s;
+    """)
+
+
+def im2col_kernel(x, cols6, stride, pad):
+    """:func:`im2col_into` as one GPU kernel (CuPy only; see the note above)."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    kh, kw, OH, OW = cols6.shape[1], cols6.shape[2], cols6.shape[4], cols6.shape[5]
+    (sh, sw), (ph, pw) = stride, pad
+    out = cols6 if cols6.flags.c_contiguous else xp.empty(cols6.shape, dtype=cols6.dtype)
+    _IM2COL(xp, xp.ascontiguousarray(x), N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw, out)
+    if out is not cols6:
+        cols6[...] = out
+
+
+def col2im_kernel(cols6, dx, stride, pad, batch_last=False):
+    """:func:`col2im_into` as one GPU kernel (CuPy only; see the note above)."""
+    xp = get_array_module(cols6)
+    C, kh, kw = cols6.shape[:3]
+    OH, OW = cols6.shape[3:5] if batch_last else cols6.shape[4:6]
+    N, _, H, W = dx.shape
+    (sh, sw), (ph, pw) = stride, pad
+    out = dx if dx.flags.c_contiguous else xp.empty(dx.shape, dtype=dx.dtype)
+    _COL2IM(xp, xp.ascontiguousarray(cols6), N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw,
+            int(batch_last), out)
+    if out is not dx:
+        dx[...] = out

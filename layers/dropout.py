@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from engine.backend import get_array_module
+from engine.backend import GpuKernel, get_array_module, gpu_kernels
 from layers._checks import check_float_array
 
 MODES = ("inverted", "paper")
@@ -40,10 +40,7 @@ def counter_bits(shape, seed, xp):
     ``np.random.SeedSequence`` takes (an int, or a list such as [seed, step]); it is
     turned into two 32-bit keys on the host.
     """
-    k0, k1 = (np.uint32(k) for k in np.random.SeedSequence(seed).generate_state(2))
-    n = math.prod(int(d) for d in shape)
-    if n > 2 ** 32:
-        raise ValueError(f"counter_bits: at most 2**32 elements, got shape {tuple(shape)}")
+    k0, k1, n = _keys(seed, shape)
     h = xp.arange(n, dtype=xp.uint32)
     h *= _GOLDEN
     h += k0
@@ -52,10 +49,41 @@ def counter_bits(shape, seed, xp):
     return _mix32(h).reshape(shape)
 
 
+def _keys(seed, shape):
+    """counter_bits' two 32-bit keys from the seed, and the number of elements."""
+    k0, k1 = (np.uint32(k) for k in np.random.SeedSequence(seed).generate_state(2))
+    n = math.prod(int(d) for d in shape)
+    if n > 2 ** 32:
+        raise ValueError(f"counter_bits: at most 2**32 elements, got shape {tuple(shape)}")
+    return k0, k1, n
+
+
+def _threshold(p):
+    return np.uint32(min(int(round(p * 2.0 ** 32)), 2 ** 32 - 1))
+
+
 def keep_mask(shape, p, seed, xp):
     """Bernoulli(1 - p) as a bool array: counter_bits at or above p * 2**32."""
-    threshold = np.uint32(min(int(round(p * 2.0 ** 32)), 2 ** 32 - 1))
-    return counter_bits(shape, seed, xp) >= threshold
+    return counter_bits(shape, seed, xp) >= _threshold(p)
+
+
+# The mask and the product as one GPU kernel (engine/backend.py: GpuKernel), for CuPy
+# with ALEXNET_GPU_ROUTES=kernels: the same hash of the same counter, so the same
+# masks, bit for bit, as counter_bits above, where the array code makes about 25
+# calls (each uint32 operation one kernel). Element i's counter is i mod 2**32, as in
+# the uint32 arange.
+_MASK_KERNEL = GpuKernel(
+    "alexnet_dropout_forward",
+    "T x, uint32 k0, uint32 k1, uint32 threshold, float64 scale",
+    "T out, T mask",
+    """
+    unsigned int h = (unsigned int)i * 0x9E3779B9u + k0;
+    h ^= h >> 16; h *= 0x7FEB352Du; h ^= h >> 15; h *= 0x846CA68Bu; h ^= h >> 16;
+    h ^= k1;
+    h ^= h >> 16; h *= 0x7FEB352Du; h ^= h >> 15; h *= 0x846CA68Bu; h ^= h >> 16;
+    mask = h >= threshold ? (T)scale : (T)0;
+    out = x * mask;
+    """)
 
 
 def dropout_forward(x, p=0.5, train=True, mode="inverted", seed=None, rng=None):
@@ -91,12 +119,18 @@ def dropout_forward(x, p=0.5, train=True, mode="inverted", seed=None, rng=None):
         if mode == "paper":
             return x * x.dtype.type(1 - p), ("test", x.dtype.type(1 - p))
         return x, ("test", None)
+    scale = 1.0 / (1.0 - p) if mode == "inverted" else 1.0
+    seed = np.random.SeedSequence().entropy if seed is None else seed
+    if rng is None and gpu_kernels(xp):
+        k0, k1, _ = _keys(seed, x.shape)
+        out, mask = xp.empty(x.shape, dtype=x.dtype), xp.empty(x.shape, dtype=x.dtype)
+        # scale goes in as float64 and is rounded to x's type, as x.dtype.type(scale) is
+        _MASK_KERNEL(xp, xp.ascontiguousarray(x), k0, k1, _threshold(p), scale, out, mask)
+        return out, ("train", mask)
     if rng is None:
-        keep = keep_mask(x.shape, p, np.random.SeedSequence().entropy if seed is None
-                         else seed, xp)
+        keep = keep_mask(x.shape, p, seed, xp)
     else:
         keep = rng.random(x.shape, dtype=x.dtype) >= p
-    scale = 1.0 / (1.0 - p) if mode == "inverted" else 1.0
     # The mask holds the scale too, so forward and backward are one multiply each.
     mask = keep.astype(x.dtype)
     if scale != 1.0:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numbers
 
-from engine.backend import get_array_module
+from engine.backend import GpuKernel, get_array_module, gpu_kernels
 from engine.parallel import run_parallel
 from layers._checks import check_float_array, check_same_backend, check_same_dtype
 
@@ -100,7 +100,13 @@ def lrn_forward(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: fl
     check_float_array(x, "x", _FWD, ndim=4)
     size, alpha, beta, k = _check_params(_FWD, size, alpha, beta, k)
     xp = get_array_module(x)
+    if gpu_kernels(xp):             # CuPy with ALEXNET_GPU_ROUTES=kernels: one kernel
+        x = xp.ascontiguousarray(x)
     scale, denom, out = xp.empty_like(x), xp.empty_like(x), xp.empty_like(x)
+    if gpu_kernels(xp):
+        C, H, W = x.shape[1:]
+        _FWD_KERNEL(xp, x, C, H * W, size // 2, alpha, beta, k, scale, denom, out)
+        return out, (x, scale, denom, size, alpha, beta)
 
     def images(lo, hi):
         xs, sc, dn = x[lo:hi], scale[lo:hi], denom[lo:hi]
@@ -149,6 +155,12 @@ def lrn_backward(dout, cache):
     check_same_dtype(_BWD, dout=dout, x=x)
     check_same_backend(_BWD, dout=dout, x=x)
     xp = get_array_module(dout)
+    if gpu_kernels(xp):
+        dx = xp.empty(dout.shape, dtype=dout.dtype)
+        C, H, W = x.shape[1:]
+        _BWD_KERNEL(xp, x, xp.ascontiguousarray(dout), scale, denom, C, H * W, size // 2,
+                    2.0 * alpha * beta, dx)
+        return dx
     dx = xp.empty_like(dout)
 
     def images(lo, hi):
@@ -162,6 +174,52 @@ def lrn_backward(dout, cache):
         d -= s
     run_parallel(images, x.shape[0], xp, size=x.size, piece_size=_PIECE)
     return dx
+
+
+# The same two passes as GPU kernels (engine/backend.py: GpuKernel), for CuPy with
+# ALEXNET_GPU_ROUTES=kernels. The code above makes about ten whole-array passes each
+# way (squares, the neighbours' adds, the power, the divisions), each a kernel that
+# reads and writes the whole activation; these make one, where a thread computes one
+# element and reads its window's n values, which neighbouring threads read too, so
+# they come from the GPU's caches. Element i of x (N, C, H, W) is channel
+# c = (i / HW) % C, and its channel-0 neighbour at the same pixel is i - c*HW.
+_WINDOW = """
+    const int c = (int)((i / HW) % C);
+    const ptrdiff_t c0 = i - (ptrdiff_t)c * HW;
+    const int lo = c > half ? c - half : 0;
+    const int hi = c + half < C - 1 ? c + half : C - 1;
+"""
+
+_FWD_KERNEL = GpuKernel(
+    "alexnet_lrn_forward",
+    "raw T x, int32 C, int32 HW, int32 half, float64 alpha, float64 beta, float64 k",
+    "T scale, T denom, T out",
+    _WINDOW + """
+    T s = 0;
+    for (int j = lo; j <= hi; j++) {
+        const T v = x[c0 + (ptrdiff_t)j * HW];
+        s += v * v;
+    }
+    scale = (T)k + (T)alpha * s;
+    denom = pow(scale, (T)beta);
+    out = x[i] / denom;
+    """)
+
+# dx[m] = dout[m] / denom[m] - 2 alpha beta x[m] * sum over the window of
+# dout * x / (denom * scale), as in lrn_backward's docstring.
+_BWD_KERNEL = GpuKernel(
+    "alexnet_lrn_backward",
+    "raw T x, raw T dout, raw T scale, raw T denom, int32 C, int32 HW, int32 half, "
+    "float64 ab2",
+    "T dx",
+    _WINDOW + """
+    T s = 0;
+    for (int j = lo; j <= hi; j++) {
+        const ptrdiff_t q = c0 + (ptrdiff_t)j * HW;
+        s += dout[q] / denom[q] * x[q] / scale[q];
+    }
+    dx = dout[i] / denom[i] - (T)ab2 * x[i] * s;
+    """)
 
 
 def lrn_forward_naive(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backend import few_calls, get_array_module
+from engine.backend import GpuKernel, few_calls, get_array_module, gpu_kernels
 from engine.im2col import col2im_strided, im2col_strided
 from engine.parallel import run_parallel
 from layers._checks import check_float_array, check_same_backend, pair
@@ -76,6 +76,10 @@ def maxpool2d_forward(x, size=3, stride=2):
     N, C = x.shape[:2]
     out = xp.empty((N, C, Ho, Wo), dtype=x.dtype)
     argmax = xp.empty((N, C, Ho, Wo), dtype=_offset_dtype(xp, kh * kw))
+    if gpu_kernels(xp):             # CuPy with ALEXNET_GPU_ROUTES=kernels: one kernel
+        H, W = x.shape[2:]
+        _FWD_KERNEL(xp, xp.ascontiguousarray(x), H, W, Ho, Wo, kh, kw, sh, sw, out, argmax)
+        return out, (argmax, tuple(x.shape), x.dtype, (kh, kw), (sh, sw))
     if few_calls(xp):
         _forward_windows(x, out, argmax, kh, kw, sh, sw, xp)
         return out, (argmax, tuple(x.shape), x.dtype, (kh, kw), (sh, sw))
@@ -181,9 +185,12 @@ def maxpool2d_backward(dout, cache, method="auto", workspace=None):
                im2col (C, KH, KW, N, OH, OW), and summed back onto the input by
                col2im_strided: a few whole-batch calls, where the masks make about
                50 (each a few microseconds of the host's time on a GPU).
-      "auto": scatter on NumPy, masks on CuPy. (The windows' few calls spare the
-               host, but on an H200 pool1's backward took 1.39 ms of GPU time that
-               way against 0.64 ms for the masks; docs/PERFORMANCE.md.)
+      "kernel": a GPU kernel (CuPy only): each input pixel sums dout over the
+               windows that hold it and chose it as their maximum (a gather).
+      "auto": scatter on NumPy; on CuPy, the kernel with ALEXNET_GPU_ROUTES=kernels,
+               else the masks. (The windows' few calls spare the host, but on an
+               H200 pool1's backward took 1.39 ms of GPU time that way against 0.64
+               ms for the masks; docs/PERFORMANCE.md.)
     - workspace: None, or a dict owned by the caller (the MaxPool2d layer) where the
       scatter keeps its index arrays from one call to the next (see _scatter_index).
 
@@ -198,13 +205,20 @@ def maxpool2d_backward(dout, cache, method="auto", workspace=None):
         raise TypeError(f"{_BWD}: dout must have the forward input's dtype {x_dtype}, "
                         f"got {dout.dtype}; cast it first")
     check_same_backend(_BWD, dout=dout, argmax=argmax)
-    if method not in ("auto", "masks", "scatter", "windows"):
-        raise ValueError(f"{_BWD}: method must be 'auto', 'masks', 'scatter' or 'windows', "
-                         f"got {method!r}")
+    if method not in ("auto", "masks", "scatter", "windows", "kernel"):
+        raise ValueError(f"{_BWD}: method must be 'auto', 'masks', 'scatter', 'windows' "
+                         f"or 'kernel', got {method!r}")
     xp = get_array_module(dout)
     if method == "auto":
-        method = "scatter" if xp is np else "masks"
+        method = "scatter" if xp is np else ("kernel" if gpu_kernels(xp) else "masks")
+    if method == "kernel" and xp is np:
+        raise ValueError(f"{_BWD}: method 'kernel' is a GPU kernel, for CuPy arrays only")
     dx = xp.empty(x_shape, dtype=x_dtype)
+    if method == "kernel":
+        H, W = x_shape[2:]
+        Ho, Wo = dout.shape[2:]
+        _BWD_KERNEL(xp, xp.ascontiguousarray(dout), argmax, H, W, Ho, Wo, kh, kw, sh, sw, dx)
+        return dx
     if method == "windows":
         N, C, Ho, Wo = dout.shape
         offsets = xp.arange(kh * kw, dtype=argmax.dtype).reshape(1, kh * kw, 1, 1, 1)
@@ -282,6 +296,68 @@ def _backward_images(dout, argmax, dx, kh, kw, sh, sw, xp):
         # same pixel through different offsets, never twice within one offset, so no
         # np.add.at is needed.
         dx[_window_slice(idx // kw, idx % kw, sh, sw, Ho, Wo)] += contrib
+
+
+# The forward and backward as GPU kernels (engine/backend.py: GpuKernel), for CuPy
+# with ALEXNET_GPU_ROUTES=kernels: one kernel each way, where the few-call route
+# copies every window (an im2col, 9 copies of the input for 3x3 windows) and reduces
+# it twice, and the masks take 3 passes per window offset. Both gather: the forward
+# has a thread per output, the backward a thread per input pixel, which visits the
+# (at most ceil(size/stride)^2) windows that hold it, so no two threads write one
+# place and no atomics are needed.
+_FWD_KERNEL = GpuKernel(
+    "alexnet_maxpool_forward",
+    "raw T x, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, int32 sh, int32 sw",
+    "T out, S argmax",
+    """
+    const int ow = (int)(i % Wo);
+    const int oh = (int)((i / Wo) % Ho);
+    const ptrdiff_t corner = (i / ((ptrdiff_t)Ho * Wo)) * H * W
+                             + (ptrdiff_t)(oh * sh) * W + ow * sw;
+    T best = x[corner];
+    int arg = 0;
+    for (int p = 0; p < kh; p++) {
+        for (int q = 0; q < kw; q++) {
+            const T v = x[corner + (ptrdiff_t)p * W + q];
+            // strict '>' in row-major order keeps the first maximum (the module's tie
+            // rule); a NaN wins as in np.max and np.argmax, the first one found
+            if (v > best || (v != v && best == best)) {
+                best = v;
+                arg = p * kw + q;
+            }
+        }
+    }
+    out = best;
+    argmax = (S)arg;
+    """)
+
+# Input row h lies in the windows oh = ceil((h - kh + 1) / sh) .. floor(h / sh) (within
+# 0 .. Ho-1), and likewise for columns; the pixel collects dout of each such window
+# whose argmax is its own offset (h - oh*sh, w - ow*sw) in it.
+_BWD_KERNEL = GpuKernel(
+    "alexnet_maxpool_backward",
+    "raw T dout, raw S argmax, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, "
+    "int32 sh, int32 sw",
+    "T dx",
+    """
+    const int w = (int)(i % W);
+    const int h = (int)((i / W) % H);
+    const ptrdiff_t plane = (i / ((ptrdiff_t)H * W)) * Ho * Wo;
+    const int oh_lo = h >= kh ? (h - kh) / sh + 1 : 0;
+    const int oh_hi = h / sh < Ho - 1 ? h / sh : Ho - 1;
+    const int ow_lo = w >= kw ? (w - kw) / sw + 1 : 0;
+    const int ow_hi = w / sw < Wo - 1 ? w / sw : Wo - 1;
+    T g = 0;
+    for (int oh = oh_lo; oh <= oh_hi; oh++) {
+        for (int ow = ow_lo; ow <= ow_hi; ow++) {
+            const ptrdiff_t o = plane + (ptrdiff_t)oh * Wo + ow;
+            if ((int)argmax[o] == (h - oh * sh) * kw + (w - ow * sw)) {
+                g += dout[o];
+            }
+        }
+    }
+    dx = g;
+    """)
 
 
 def maxpool2d_forward_naive(x, size=3, stride=2):

@@ -2,10 +2,10 @@
 # The headline attempt for a GPU lent for a few minutes, in one command:
 #   - first (BENCH=1), `python -m bench.gpu --quick --layers`: our training step
 #     against PyTorch's on that GPU, with the ops on each of their GPU routes (a few
-#     whole-array calls, or the CPU's loops), and each layer's host time against its
-#     device time, into DEST/bench-gpu.txt (a failure there is noted, and the lease
-#     goes on; if the few-call routes failed and the loops passed, it trains on the
-#     loops);
+#     whole-array calls, the CPU's loops, or hand-written kernels), and each layer's
+#     host time against its device time, into DEST/bench-gpu.txt (a failure there is
+#     noted, and the lease goes on; it trains on the route that passed with the
+#     shortest step, unless ALEXNET_GPU_ROUTES is set);
 #   - then groups of `mini` networks trained at once on the one GPU by
 #     scripts/gpu_headline.sh, each run held to TRAIN_SECONDS with its learning-rate
 #     drops at fractions of the epochs that fit (train.py --time-limit, --lr-drops):
@@ -32,7 +32,8 @@
 # Settings (environment): DEST (default runs/gpu-lease-results), WORK (runs/gpu-lease),
 # BENCH (1; 0: no benchmark), BASE_SEEDS ("0 1": two networks keep an H200 busy),
 # ERASE_SEEDS (""; e.g. "10 11" for an erase group), ERASE (0.5), EPOCHS (100: the
-# time limit decides), TRAIN_SECONDS (500), BASE_FLAGS ("--init he --lr 0.02
+# time limit decides), TRAIN_SECONDS (480: with the benchmark's three routes first,
+# the whole lease fits in one 10-minute call), BASE_FLAGS ("--init he --lr 0.02
 # --lr-drops 0.5,0.7"), EXTRA_FLAGS (added to both groups), WEIGHTS_BACK (2; 0: none),
 # TESTS (parallel; skip), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1), PYTHON:
 # as scripts/gpu_headline.sh takes them.
@@ -46,7 +47,7 @@ BASE_SEEDS=${BASE_SEEDS-"0 1"}
 ERASE_SEEDS=${ERASE_SEEDS-}
 ERASE=${ERASE:-0.5}
 EPOCHS=${EPOCHS:-100}
-TRAIN_SECONDS=${TRAIN_SECONDS:-500}
+TRAIN_SECONDS=${TRAIN_SECONDS:-480}
 BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7"}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
 WEIGHTS_BACK=${WEIGHTS_BACK:-2}
@@ -67,11 +68,15 @@ if [ "$BENCH" = 1 ]; then     # alone on the GPU, before the training: its timin
   brc=$?
   tail -n 40 "$DEST/bench-gpu.txt"
   [ $brc -ne 0 ] && echo "gpu_lease: bench.gpu exited $brc (see bench-gpu.txt); training anyway"
-  # The ops' few-call GPU routes (engine/backend.py) failed there and the CPU's loops
-  # passed: train on the loops, rather than lose the lease
-  if grep -q "^GPU routes: few FAILED, loops OK" "$DEST/bench-gpu.txt"; then
-    export ALEXNET_GPU_ROUTES=loops
-    echo "gpu_lease: the few-call GPU routes FAILED in bench.gpu; training with ALEXNET_GPU_ROUTES=loops"
+  # Train on the route of our ops (engine/backend.py: few, loops, kernels) that passed
+  # bench.gpu's check with the shortest step, unless ALEXNET_GPU_ROUTES was set: the
+  # hand-written kernels where they are fastest and correct, the CPU's loops where the
+  # other two failed, rather than lose the lease
+  fastest=$(sed -n 's/^fastest GPU route: \([a-z]*\)$/\1/p' "$DEST/bench-gpu.txt" | tail -n 1)
+  if [ -n "$fastest" ] && [ -z "${ALEXNET_GPU_ROUTES:-}" ]; then
+    export ALEXNET_GPU_ROUTES=$fastest
+    echo "gpu_lease: $(grep '^GPU routes:' "$DEST/bench-gpu.txt" | tail -n 1); training on the" \
+      "fastest that passed: ALEXNET_GPU_ROUTES=$fastest"
   fi
 fi
 

@@ -27,6 +27,15 @@ def xp(request):
     return cupy_module()
 
 
+@pytest.fixture(params=["cupy"])
+def cp(request):
+    """CuPy alone, for what only runs there (the GPU kernels); skipped as xp's CuPy
+    case is."""
+    if not _GPU_OK:
+        pytest.skip(f"no GPU here, CuPy backend not tested: {_GPU_REASON.split(';')[0]}")
+    return cupy_module()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

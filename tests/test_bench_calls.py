@@ -4,7 +4,8 @@ one mini net's step waits mostly on the host (docs/PERFORMANCE.md, "On a GPU"); 
 CuPy paths of im2col, col2im, the pooling's forward, ReLU and SGD make a few calls each
 where the CPU's loops make dozens. (The pooling's backward and LRN keep their loops on
 CuPy too: on an H200 their few-call versions cost more GPU time than the calls they
-saved.) This keeps the calls from creeping back up."""
+saved.) The kernels route makes one hand-written kernel of each of those. This keeps
+the calls from creeping back up."""
 import re
 import subprocess
 import sys
@@ -33,6 +34,12 @@ def test_a_mini_training_step_makes_few_array_calls_on_the_gpu_routes():
     # the CPU's loops on CuPy arrays, the way back (ALEXNET_GPU_ROUTES=loops): 1,604
     loops_total, _, out = calls_per_step("loops")
     assert loops_total > 1.8 * total, out
+    # the hand-written kernels (ALEXNET_GPU_ROUTES=kernels): 375 on 2026-11-27, one
+    # kernel each for LRN, the pooling, im2col, col2im and dropout's mask
+    kernels_total, kforward, out = calls_per_step("kernels")
+    assert kernels_total < 450 and kernels_total < 0.6 * total, out
+    for layer in ("lrn1", "pool1", "pool5", "drop6"):
+        assert kforward[layer] <= 5, out
 
 
 def test_bench_calls_says_it_needs_the_standin():

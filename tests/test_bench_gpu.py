@@ -19,9 +19,15 @@ def test_bench_gpu_prints_its_table_on_the_standin():
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "NumPy stand-in for CuPy" in r.stdout          # the header names the 'GPU'
     assert "CUPY_TF32='0' (off)" in r.stdout
-    # one row per GPU route of our ops: the few-call route and the CPU's loops
-    assert re.search(r"^mini-b128 loops +[\d.]+ .* OK$", r.stdout, re.M), r.stdout[-2000:]
-    assert r.stdout.rstrip().endswith("GPU routes: few OK, loops OK")
+    # one row per GPU route of our ops: the few-call route, the CPU's loops, the kernels
+    for route in ("loops", "kernels"):
+        assert re.search(rf"^mini-b128 {route} +[\d.]+ .* OK$", r.stdout, re.M), \
+            r.stdout[-2000:]
+    assert "GPU routes: few OK, loops OK, kernels OK" in r.stdout
+    # the route gpu_lease.sh trains on: the shortest step of the three
+    steps = {m[0]: float(m[1]) for m in re.findall(r"^mini-b128 (\w+) +([\d.]+) ", r.stdout,
+                                                   re.M)}
+    assert r.stdout.rstrip().endswith(f"fastest GPU route: {min(steps, key=steps.get)}")
     row = re.search(r"^mini-b128 few +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +\d+ +\d+ +n/a "
                     r"+n/a +OK$", r.stdout, re.M)
     assert row, r.stdout[-2000:]

@@ -296,3 +296,36 @@ def test_strided_im2col_and_col2im_match_the_loops(rng, shape, k, stride, pad):
         col2im_into(c, dloop, stride, pad, batch_last=batch_last)
         col2im_strided(c, dstrided, stride, pad, batch_last=batch_last)
         np.testing.assert_array_equal(dstrided, dloop)
+
+
+@pytest.mark.parametrize("shape, k, stride, pad", [
+    ((2, 3, 7, 9), (3, 3), (1, 1), (1, 1)),
+    ((3, 2, 11, 11), (5, 5), (1, 1), (2, 2)),
+    ((2, 3, 23, 19), (11, 11), (4, 4), (0, 0)),      # the paper's conv1 geometry
+    ((2, 2, 9, 8), (3, 2), (2, 3), (1, 0)),
+    ((1, 2, 9, 10), (2, 4), (4, 3), (3, 2)),         # stride > kernel, pad > stride
+    ((1, 2, 6, 7), (3, 3), (3, 2), (5, 4)),          # padding wider than the image phase
+])
+def test_gpu_kernels_im2col_and_col2im_match_the_loops(cp, rng, shape, k, stride, pad):
+    # The GPU kernels (ALEXNET_GPU_ROUTES=kernels), called directly whatever the
+    # route, against the CPU's loops: im2col exactly, col2im to rounding (each pixel
+    # adds its terms in another order), both column layouts, and into views.
+    from engine.im2col import col2im_into, col2im_kernel, im2col_into, im2col_kernel
+    N, C, H, W = shape
+    OH = conv_output_size(H, k[0], stride[0], pad[0])
+    OW = conv_output_size(W, k[1], stride[1], pad[1])
+    x = rng.standard_normal(shape)
+    want = np.empty((C, k[0], k[1], N, OH, OW))
+    im2col_into(x, want, stride, pad)
+    got = cp.empty((C, k[0], k[1], N + 1, OH, OW))
+    im2col_kernel(cp.asarray(x), got[:, :, :, 1:], stride, pad)   # a view: not contiguous
+    np.testing.assert_array_equal(to_numpy(got[:, :, :, 1:]), want)
+    cols = rng.standard_normal((C, k[0], k[1], N, OH, OW))
+    for batch_last in (False, True):
+        c = np.ascontiguousarray(cols.transpose(0, 1, 2, 4, 5, 3)) if batch_last else cols
+        dloop = np.empty(shape)
+        col2im_into(c, dloop, stride, pad, batch_last=batch_last)
+        dk = cp.zeros((N, C, H, W + 1))
+        col2im_kernel(cp.asarray(c), dk[..., 1:], stride, pad, batch_last=batch_last)
+        np.testing.assert_allclose(to_numpy(dk[..., 1:]), dloop, rtol=1e-12, atol=1e-12)
+        assert float(abs(dk[..., 0]).max()) == 0.0

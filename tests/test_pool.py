@@ -110,14 +110,31 @@ def test_float32_stays_float32(xp, rng):
     assert dx.dtype == np.float32 and dx.shape == x.shape
 
 
-def test_large_window_argmax_dtype(rng):
+def test_large_window_argmax_dtype(xp, rng):
     # 12 x 12 = 144 offsets do not fit in int8; the wider offset type must be used.
     x = rng.permutation(2 * 13 * 13).reshape(1, 2, 13, 13).astype(np.float64)
-    out, cache = maxpool2d_forward(x, 12, 1)
-    np.testing.assert_array_equal(out, maxpool2d_forward_naive(x, 12, 1))
+    out, cache = maxpool2d_forward(xp.asarray(x), 12, 1)
+    assert cache[0].dtype == np.int16
+    np.testing.assert_array_equal(to_numpy(out), maxpool2d_forward_naive(x, 12, 1))
     dout = rng.standard_normal(out.shape)
-    np.testing.assert_allclose(maxpool2d_backward(dout, cache),
+    np.testing.assert_allclose(to_numpy(maxpool2d_backward(xp.asarray(dout), cache)),
                                maxpool2d_backward_naive(dout, x, 12, 1), rtol=1e-12)
+
+
+def test_a_nan_in_a_window_makes_its_maximum_nan(xp, rng):
+    # As np.max does: a diverging network shows NaNs downstream, not silent numbers.
+    x = rng.standard_normal((1, 2, 7, 7))
+    x[0, 1, 4, 4] = np.nan
+    out, _ = maxpool2d_forward(xp.asarray(x))
+    np.testing.assert_array_equal(to_numpy(out), maxpool2d_forward_naive(x))
+    assert np.isnan(to_numpy(out)).sum() == 4         # the 4 windows that hold (4, 4)
+
+
+def test_the_kernel_method_is_for_gpu_arrays_only(rng):
+    x = rng.standard_normal((1, 2, 7, 7))
+    out, cache = maxpool2d_forward(x)
+    with pytest.raises(ValueError, match="method 'kernel' is a GPU kernel, for CuPy arrays"):
+        maxpool2d_backward(np.ones_like(out), cache, method="kernel")
 
 
 def test_does_not_modify_inputs(rng):

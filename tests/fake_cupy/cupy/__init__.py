@@ -296,3 +296,6 @@ def __getattr__(name):
     if isinstance(attr, type) or not callable(attr):
         return attr
     return _Fn(attr)
+
+
+from cupy._elementwise import ElementwiseKernel  # noqa: E402  (g++ on the CPU)
