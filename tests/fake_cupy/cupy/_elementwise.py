@@ -182,8 +182,12 @@ def _build(source):
     lib = os.path.join(folder, key + ".so")
     if not os.path.exists(lib):
         tmp = f"{lib}.{os.getpid()}.tmp"
-        r = subprocess.run(["g++", "-O2", "-std=c++17", "-shared", "-fPIC", "-x", "c++",
-                            "-", "-o", tmp], input=source, capture_output=True, text=True)
+        try:
+            r = subprocess.run(["g++", "-O2", "-std=c++17", "-shared", "-fPIC", "-x", "c++",
+                                "-", "-o", tmp], input=source, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise RuntimeError("the stand-in runs GPU kernels as C++ and needs g++ "
+                               "(apt-get install g++)") from None
         if r.returncode != 0:
             raise RuntimeError(f"the stand-in could not compile a kernel:\n{r.stderr}\n"
                                f"--- source ---\n{source}")
