@@ -29,7 +29,7 @@ import numpy as np
 
 from alexnet import PRESETS, AlexNet, atomic_savez
 from engine.backend import (GPUUnavailableError, check_device, get_array_module, gpu_routes,
-                            gpu_status, to_numpy)
+                            gpu_status, to_device, to_numpy)
 from engine.metrics import topk_correct
 from engine.optim import sgd_for
 from engine.progress import ProgressBar
@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(with --epochs 40: after epochs 20 and 28). With --time-limit, the "
                         "epochs are those that fit in it (estimated from the epochs' time), "
                         "so the drops come in time")
+    o.add_argument("--swa", type=float, default=None, metavar="FRACTION",
+                   help="stochastic weight averaging (Izmailov et al. 2018): also keep the "
+                        "mean of the weights at the end of every epoch after this fraction "
+                        "of the epochs (with --time-limit, of those that fit), and test it "
+                        "beside the best checkpoint (swa.npz; metrics.json 'swa')")
     o.add_argument("--seed", type=int, default=0,
                    help="seeds weights, the validation split, shuffling, augmentation, dropout")
 
@@ -221,6 +226,8 @@ def validate_args(a):
         raise ValueError(f"--erase must be a probability in [0, 1], got {a.erase}")
     if not 0 <= a.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {a.dropout}")
+    if a.swa is not None and not 0 <= a.swa < 1:
+        raise ValueError(f"--swa must be a fraction of the epochs in [0, 1), got {a.swa}")
     a.pool_tuple = parse_pool(a.pool)
     a.lr_drop_fractions = parse_fractions(a.lr_drops)
     if a.data_dir is not None and not os.path.isdir(a.data_dir):
@@ -298,8 +305,12 @@ def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False):
 
 # ---------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path, model, opt, state, prep):
+def save_checkpoint(path, model, opt, state, prep, swa=None):
+    """``swa``: the running mean of the weights (--swa), kept in last.npz as swa/NAME so
+    that --resume goes on averaging."""
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    if swa:
+        arrays.update({f"swa/{k}": to_numpy(v) for k, v in swa.items()})
     arrays.update({f"velocity/{k}": to_numpy(v) for k, v in opt.velocity.items()})
     arrays["mean"] = np.asarray(prep["mean"])
     if prep.get("pca") is not None:
@@ -322,7 +333,7 @@ def save_weights_only(src, dst):
     """
     load_checkpoint(src)                       # a readable train.py checkpoint, or say so
     with np.load(src, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files if not k.startswith("velocity/")}
+        arrays = {k: f[k] for k in f.files if not k.startswith(("velocity/", "swa/"))}
     arrays["weights_only"] = np.array(True)
     atomic_savez(dst, arrays)
     return sorted(arrays)
@@ -491,10 +502,26 @@ def tf32_on() -> bool:
     return os.environ.get("CUPY_TF32", "0") not in ("", "0")
 
 
+def average_weights(swa, model, state):
+    """Stochastic weight averaging: fold the weights as they are now into their running
+    mean ``swa`` (name -> array on the model's device, empty before the first epoch
+    averaged), in place. Plain SGD weights: AlexNet has no batch statistics to
+    recompute afterwards, so the mean is a network as it stands."""
+    n = state["swa_count"]
+    for k, w in model.params.items():
+        if n == 0:
+            swa[k] = w.copy()
+        else:
+            swa[k] += (w - swa[k]) * w.dtype.type(1.0 / (n + 1))
+    if n == 0:
+        state["swa_start"] = state["epoch"]
+    state["swa_count"] = n + 1
+
+
 def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_dir,
-              last_path, best_path, ck_prep, planned_epochs=None):
+              last_path, best_path, ck_prep, planned_epochs=None, swa=None):
     """One epoch (or the rest of one, when resuming mid-epoch), then validation,
-    the learning-rate schedule and the checkpoints."""
+    the learning-rate schedule, the weight average (--swa) and the checkpoints."""
     epoch = state["epoch"] + 1
     start = state["step"]
     part = state["partial"] or dict(seen=0, correct=0, loss_sum=0.0, seconds=0.0)
@@ -554,7 +581,7 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
             read_pending()                 # the checkpoint counts every step it holds
             part["seconds"] += time.perf_counter() - t0
             state.update(step=i, partial=part)
-            save_checkpoint(last_path, model, opt, state, ck_prep)
+            save_checkpoint(last_path, model, opt, state, ck_prep, swa)
             return
     part["seconds"] += time.perf_counter() - t0
     val = evaluate(model, va_x, va_y, prep, a.eval_batch_size, device)
@@ -574,8 +601,12 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     improved = state["best_val"] is None or val["top1_error"] < state["best_val"]
     if improved:
         state.update(best_val=val["top1_error"], best_epoch=epoch, since_best=0)
+    planned = planned_epochs() if planned_epochs else a.epochs
+    # the weights of this epoch join the average once FRACTION of the epochs are done
+    # before it (and, once it started, every epoch does)
+    if swa is not None and (state["swa_count"] or epoch > a.swa * planned + 1e-9):
+        average_weights(swa, model, state)
     if a.lr_drop_fractions:            # the fixed schedule: drops at fractions of the epochs
-        planned = planned_epochs() if planned_epochs else a.epochs
         due = sum(epoch >= f * planned - 1e-9 for f in a.lr_drop_fractions)
         while state["lr_drops"] < due:
             drop_lr(state, opt, f"{epoch} of {planned} epochs done")
@@ -585,7 +616,7 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
             state["since_best"] = 0
             drop_lr(state, opt, f"validation error has not improved for {a.lr_patience} "
                                 f"epochs")
-    save_checkpoint(last_path, model, opt, state, ck_prep)
+    save_checkpoint(last_path, model, opt, state, ck_prep, swa)
     if improved:
         save_checkpoint(best_path, model, opt, state, ck_prep)
     save_plots(out_dir, state["history"], model)
@@ -634,7 +665,8 @@ def train(a) -> dict:
     # on CuPy the parameters become views of one buffer, updated in a few calls (sgd_for)
     opt = sgd_for(model, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
     state = dict(epoch=0, step=0, partial=None, lr=a.lr, lr_drops=0, best_val=None,
-                 best_epoch=None, since_best=0, history=[], args=saved_args(a))
+                 best_epoch=None, since_best=0, history=[], args=saved_args(a),
+                 swa_count=0, swa_start=None)
     if resume is not None:
         opt.load_state_dict({"lr": resume["train_state"]["lr"], "momentum": a.momentum,
                              "weight_decay": a.weight_decay,
@@ -643,6 +675,13 @@ def train(a) -> dict:
         state.update({k: v for k, v in resume["train_state"].items() if k != "args"})
         print(f"resumed from {a.resume}: {state['epoch']} epoch(s) and {state['step']} step(s) "
               f"done, lr {state['lr']:g}")
+    swa = None
+    if a.swa is not None:
+        swa = {k[4:]: to_device(v, device) for k, v in (resume or {}).items()
+               if k.startswith("swa/")}
+        if bool(swa) != bool(state["swa_count"]):
+            raise TrainingError(f"--resume {a.resume}: the checkpoint's weight average "
+                                f"does not match its count ({state['swa_count']} epochs)")
     out_dir = a.out or os.path.join("runs", f"{kind}-{model.config['preset']}")
     os.makedirs(out_dir, exist_ok=True)
     print(model.summary() if not a.quiet else repr(model))
@@ -698,7 +737,7 @@ def train(a) -> dict:
             if whole:
                 current["start"] = t0
             run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device,
-                      out_dir, last_path, best_path, ck_prep, planned_epochs)
+                      out_dir, last_path, best_path, ck_prep, planned_epochs, swa)
             if whole and state["step"] == 0:
                 epoch_wall = time.monotonic() - t0
     time_limited = ((time_limited or stop.timed_out) and not stop.signalled
@@ -723,12 +762,36 @@ def train(a) -> dict:
         best = load_checkpoint(best_path)
         model.load_state_dict({k[6:]: v for k, v in best.items() if k.startswith("param/")})
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
-    metrics = report(test, state, ds, out_dir, model, a, time_limited=time_limited)
-    save_plots(out_dir, state["history"], model)
-    return metrics
+    save_plots(out_dir, state["history"], model)        # the best checkpoint's kernels
+    swa_result = None
+    if swa:
+        swa_result = test_average(a, model, swa, state, ds, va_x, va_y, prep, device,
+                                  out_dir, opt, ck_prep)
+    return report(test, state, ds, out_dir, model, a, time_limited=time_limited,
+                  swa=swa_result)
 
 
-def report(test, state, ds, out_dir, model, a, time_limited=False) -> dict:
+def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, opt, ck_prep):
+    """The weight average (--swa) as a network: its validation and test errors, and
+    swa.npz, a weights-only checkpoint of it (for --eval-only and the ensemble)."""
+    model.load_state_dict({k: to_numpy(v) for k, v in swa.items()})
+    val = evaluate(model, va_x, va_y, prep, a.eval_batch_size, device)
+    test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
+    path = os.path.join(out_dir, "swa.npz")
+    tmp = path + ".full.npz"
+    save_checkpoint(tmp, model, opt, state, ck_prep)
+    save_weights_only(tmp, path)
+    os.remove(tmp)
+    primary = "tencrop_" if a.ten_crop else ""
+    result = dict(start_epoch=state["swa_start"], epochs_averaged=state["swa_count"],
+                  val_top1_error=val["top1_error"],
+                  test_top1_error=test[f"{primary}top1_error"],
+                  test_top5_error=test[f"{primary}top5_error"],
+                  test_center_top1_error=test["top1_error"])
+    return result
+
+
+def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None) -> dict:
     primary = "tencrop_" if a.ten_crop else ""
     metrics = dict(
         dataset=ds.name, data_source=ds.source, model=model.config["preset"],
@@ -747,6 +810,8 @@ def report(test, state, ds, out_dir, model, a, time_limited=False) -> dict:
     if a.ten_crop:
         metrics.update(test_tencrop_top1_error=test["tencrop_top1_error"],
                        test_tencrop_top5_error=test["tencrop_top5_error"])
+    if swa is not None:       # the weight average, tested beside the best checkpoint
+        metrics["swa"] = swa
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
@@ -759,6 +824,13 @@ def report(test, state, ds, out_dir, model, a, time_limited=False) -> dict:
         if a.no_crop:
             print("note: this net was trained without random crops, so the ten crops show "
                   "it shifted images it never saw; its centre-crop error is the fair figure")
+    if swa is not None:
+        print(f"weight average of epochs {swa['start_epoch']}-{state['epoch']} "
+              f"({swa['epochs_averaged']} epochs; swa.npz): validation top-1 error "
+              f"{100 * swa['val_top1_error']:.2f}%, test top-1 error "
+              f"{100 * swa['test_top1_error']:.2f}% "
+              f"({'ten crops' if a.ten_crop else 'centre crop'}), "
+              f"{100 * swa['test_center_top1_error']:.2f}% centre crop")
     print(f"wrote {out_dir}/metrics.json, last.npz, best.npz, curves.png, kernels.png")
     return metrics
 

@@ -192,6 +192,43 @@ def test_fixed_lr_drops_at_fractions_of_the_epochs(tmp_path, capsys):
     assert m["args"]["lr_drops"] == "0.5,0.75"
 
 
+def test_weight_average_is_the_mean_of_the_epochs_weights_across_resumes(tmp_path, capsys):
+    """--swa: the average kept beside the run is the plain mean of the weights at the
+    end of the epochs after the fraction (1/3 of 4 epochs: epochs 2, 3, 4; the weights
+    of each epoch taken from a run resumed epoch by epoch, which is exact); it survives
+    --resume (kept in last.npz: a run of 2 epochs with --swa 0.5 averages epoch 2 and,
+    resumed to 4, goes on); and swa.npz, tested beside the best checkpoint, evaluates
+    to the error reported for it."""
+    snaps, steps = [], tmp_path / "steps"
+    for epochs in (1, 2, 3, 4):
+        argv = QUICK if epochs == 1 else ["--resume", str(steps / "last.npz")]
+        assert train.main(argv + ["--epochs", str(epochs), "--out", str(steps)]) == 0
+        snaps.append({k: v for k, v in params_of(steps / "last.npz").items()
+                      if k.startswith("param/")})
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert train.main(QUICK + ["--epochs", "4", "--swa", "0.3", "--out", str(whole)]) == 0
+    out = capsys.readouterr().out
+    assert "weight average of epochs 2-4 (3 epochs; swa.npz)" in out
+    assert train.main(QUICK + ["--epochs", "2", "--swa", "0.5", "--out", str(resumed)]) == 0
+    assert train.main(["--resume", str(resumed / "last.npz"), "--epochs", "4",
+                       "--out", str(resumed)]) == 0
+    for run in (whole, resumed):
+        with np.load(run / "swa.npz") as f:
+            assert bool(f["weights_only"]) and not any(k.startswith(("velocity/", "swa/"))
+                                                       for k in f.files)
+            for k in snaps[0]:
+                mean = (snaps[1][k] + snaps[2][k] + snaps[3][k]) / 3
+                np.testing.assert_allclose(f[k], mean, rtol=1e-5, atol=1e-7, err_msg=k)
+                assert not np.allclose(f[k], snaps[3][k])     # not just the last epoch's
+        m = json.loads((run / "metrics.json").read_text())
+        assert m["swa"]["start_epoch"] == 2 and m["swa"]["epochs_averaged"] == 3
+        assert 0 < m["swa"]["test_top1_error"] < 1 and 0 < m["swa"]["val_top1_error"] < 1
+    ev = tmp_path / "eval"
+    assert train.main(["--eval-only", str(whole / "swa.npz"), "--out", str(ev)]) == 0
+    assert json.loads((ev / "metrics.json").read_text())["test_top1_error"] == \
+        json.loads((whole / "metrics.json").read_text())["swa"]["test_top1_error"]
+
+
 def test_random_erasing_flag_changes_the_training_batches_only(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(a)]) == 0
@@ -274,6 +311,7 @@ def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     (["--lr-drops", "0.7,0.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--lr-drops", "1.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--erase", "-0.1"], "error: --erase must be a probability in [0, 1], got -0.1"),
+    (["--swa", "1"], "error: --swa must be a fraction of the epochs in [0, 1), got 1.0"),
 ])
 def test_bad_flags_give_one_line_errors(argv, message, capsys):
     rc = train.main(argv + ["--quiet"])
