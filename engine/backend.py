@@ -92,8 +92,8 @@ def gpu_available() -> bool:
 # where the CPU runs loops of slices (im2col, col2im, the pooling's forward, ReLU's
 # backward, the SGD update; see engine/im2col.py), or "loops", the CPU's code on CuPy
 # arrays too, or "kernels", the few-call route with hand-written GPU kernels where an
-# op has one (GpuKernel below: LRN, the pooling, im2col and col2im, one kernel each
-# way instead of several whole-array passes). ALEXNET_GPU_ROUTES=loops in the
+# op has one (GpuKernel below: LRN, the pooling, im2col, col2im and dropout's mask,
+# one kernel each way instead of several whole-array passes). ALEXNET_GPU_ROUTES=loops in the
 # environment, or set_gpu_routes("loops"): to time them on a GPU (python -m bench.gpu
 # does), and as a way back if a route ever fails on a GPU (scripts/gpu_lease.sh falls
 # back by itself, and trains on the fastest route that passed).
