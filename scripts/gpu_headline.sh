@@ -32,7 +32,8 @@
 # (fashion-mnist), DATA_DIR (where its files are; a machine without network needs them
 # carried, e.g. copied into runs/data), TRAIN_FLAGS (more train.py flags; default the
 # recipe "--init he --lr 0.02 --lr-patience 4"), TESTS (parallel, first or skip;
-# SKIP_TESTS=1 is skip), TF32 (1), PACK, PYTHON. KEEP_CHECKPOINTS=1 keeps the last.npz
+# SKIP_TESTS=1 is skip), TEST_ROUTES (the ops' GPU routes the tests run on, one pass
+# each; default the training's, ALEXNET_GPU_ROUTES or few), TF32 (1), PACK, PYTHON. KEEP_CHECKPOINTS=1 keeps the last.npz
 # of a run that trained all its epochs (best.npz is always kept).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,15 +75,26 @@ if [ "$TESTS" != skip ] && ! "$PYTHON" -c "import pytest" 2>/dev/null; then
   echo "gpu_headline: pytest is not installed for $PYTHON; install it or set TESTS=skip" >&2
   exit 2
 fi
-run_tests() {   # the CuPy cases, in exact float32 whatever TF32 says
-  CUPY_TF32=0 "$PYTHON" -m pytest -q -x -k cupy tests >"$OUT/gpu-tests.log" 2>&1
+TEST_ROUTES=${TEST_ROUTES:-${ALEXNET_GPU_ROUTES:-few}}
+run_tests() {   # the CuPy cases, in exact float32 whatever TF32 says, once per route
+  local r rc=0
+  : >"$OUT/gpu-tests.log"
+  for r in $TEST_ROUTES; do
+    echo "== ALEXNET_GPU_ROUTES=$r" >>"$OUT/gpu-tests.log"
+    ALEXNET_GPU_ROUTES=$r CUPY_TF32=0 "$PYTHON" -m pytest -q -x -k cupy tests \
+      >>"$OUT/gpu-tests.log" 2>&1 || rc=1
+  done
+  return $rc
+}
+tests_summary() {   # each route's line of pytest's summary
+  grep -E "^== ALEXNET_GPU_ROUTES=|[0-9]+ (passed|failed)" "$OUT/gpu-tests.log" | tail -n 6
 }
 tests_rc=0
 if [ "$TESTS" = first ]; then
   echo "== the CuPy cases of the tests"
   run_tests
   tests_rc=$?
-  tail -n 3 "$OUT/gpu-tests.log"
+  tests_summary
   if [ $tests_rc -ne 0 ]; then
     echo "gpu_headline: the GPU tests failed (exit $tests_rc, see $OUT/gpu-tests.log): not training" >&2
     exit 1
@@ -148,7 +160,7 @@ if [ "$TESTS" = parallel ]; then
   wait "$tests_pid"
   tests_rc=$?
   echo "== the CuPy cases of the tests: exit $tests_rc"
-  tail -n 3 "$OUT/gpu-tests.log"
+  tests_summary
   if [ $tests_rc -ne 0 ]; then
     echo "gpu_headline: the GPU tests FAILED (see $OUT/gpu-tests.log): the numbers above are not to be trusted" >&2
     failed=1

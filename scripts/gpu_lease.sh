@@ -35,8 +35,9 @@
 # time limit decides), TRAIN_SECONDS (480: with the benchmark's three routes first,
 # the whole lease fits in one 10-minute call), BASE_FLAGS ("--init he --lr 0.02
 # --lr-drops 0.5,0.7"), EXTRA_FLAGS (added to both groups), WEIGHTS_BACK (2; 0: none),
-# TESTS (parallel; skip), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1), PYTHON:
-# as scripts/gpu_headline.sh takes them.
+# TESTS (parallel; skip), TEST_ROUTES ("few kernels": the tests' GPU routes, a pass
+# each), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1), PYTHON: as
+# scripts/gpu_headline.sh takes them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +54,9 @@ EXTRA_FLAGS=${EXTRA_FLAGS:-}
 WEIGHTS_BACK=${WEIGHTS_BACK:-2}
 PYTHON=${PYTHON:-python}
 DEVICE=${DEVICE:-cuda}
-export DEVICE PYTHON EPOCHS TRAIN_SECONDS
+# the CuPy cases of the tests, beside group base: on the default route and the kernels
+TEST_ROUTES=${TEST_ROUTES:-"few kernels"}
+export DEVICE PYTHON EPOCHS TRAIN_SECONDS TEST_ROUTES
 mkdir -p "$DEST" "$WORK"
 DEST=$(cd "$DEST" && pwd)
 exec > >(tee "$DEST/lease.log") 2>&1

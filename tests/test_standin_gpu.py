@@ -55,10 +55,17 @@ def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path, monkey
     flags = "--init he --train-limit 384 --batch-size 64 --no-prefetch"
     env = standin_env(OUT=str(out), DEVICE="cuda", MODEL="tiny", EPOCHS="2", SEEDS="0 1",
                       DATASET="fashion-mnist-subset", TESTS="parallel", TF32="1",
-                      PYTHON=sys.executable, TRAIN_FLAGS=flags)
+                      PYTHON=sys.executable, TRAIN_FLAGS=flags, TEST_ROUTES="few kernels")
+    env.pop("ALEXNET_GPU_ROUTES", None)
     r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
+    # the tests ran once per route asked for, each passing
+    tests_log = (out / "gpu-tests.log").read_text()
+    parts = re.split(r"^== ALEXNET_GPU_ROUTES=(\w+)$", tests_log, flags=re.M)[1:]
+    assert parts[0::2] == ["few", "kernels"], tests_log[-2000:]
+    for text in parts[1::2]:
+        assert re.search(r"\b\d{3} passed", text) and "failed" not in text, text[-1000:]
     # the logs name the device, so that no record takes the stand-in for a GPU
     assert "gpu_headline: GPU 0: NumPy stand-in for CuPy" in r.stdout
     assert "device: cuda (GPU 0: NumPy stand-in for CuPy" in (out / "seed0.log").read_text()
