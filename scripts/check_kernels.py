@@ -90,8 +90,17 @@ def main(argv=None) -> int:
         print(f"check_kernels: nvcc not found ({a.nvcc}); install the CUDA toolkit",
               file=sys.stderr)
         return 2
+    try:
+        from cupy._core import _kernel
+        _kernel._get_elementwise_kernel_code, _kernel._ArgInfo, _kernel._TypeMap
+    except (ImportError, AttributeError) as e:
+        print(f"check_kernels: CuPy {cupy.__version__} lacks the code generator this "
+              f"script asks for (cupy._core._kernel, CuPy's internals; written against "
+              f"CuPy 14.2): {e!r}", file=sys.stderr)
+        return 2
     include = os.path.join(os.path.dirname(cupy.__file__), "_core", "include")
     import engine.im2col  # noqa: F401  (each module defines its kernels on import)
+    import layers.dropout  # noqa: F401
     import layers.lrn  # noqa: F401
     import layers.pool  # noqa: F401
     from engine.backend import KERNELS
