@@ -307,11 +307,15 @@ def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False):
 
 def save_checkpoint(path, model, opt, state, prep, swa=None):
     """``swa``: the running mean of the weights (--swa), kept in last.npz as swa/NAME so
-    that --resume goes on averaging."""
+    that --resume goes on averaging. ``opt`` None: the weights only, without momentum
+    (marked ``weights_only``, as save_weights_only writes them)."""
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
     if swa:
         arrays.update({f"swa/{k}": to_numpy(v) for k, v in swa.items()})
-    arrays.update({f"velocity/{k}": to_numpy(v) for k, v in opt.velocity.items()})
+    if opt is None:
+        arrays["weights_only"] = np.array(True)
+    else:
+        arrays.update({f"velocity/{k}": to_numpy(v) for k, v in opt.velocity.items()})
     arrays["mean"] = np.asarray(prep["mean"])
     if prep.get("pca") is not None:
         arrays["pca_eigvals"] = np.asarray(prep["pca"][0])
@@ -766,29 +770,24 @@ def train(a) -> dict:
     swa_result = None
     if swa:
         swa_result = test_average(a, model, swa, state, ds, va_x, va_y, prep, device,
-                                  out_dir, opt, ck_prep)
+                                  out_dir, ck_prep)
     return report(test, state, ds, out_dir, model, a, time_limited=time_limited,
                   swa=swa_result)
 
 
-def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, opt, ck_prep):
+def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, ck_prep):
     """The weight average (--swa) as a network: its validation and test errors, and
     swa.npz, a weights-only checkpoint of it (for --eval-only and the ensemble)."""
     model.load_state_dict({k: to_numpy(v) for k, v in swa.items()})
     val = evaluate(model, va_x, va_y, prep, a.eval_batch_size, device)
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
-    path = os.path.join(out_dir, "swa.npz")
-    tmp = path + ".full.npz"
-    save_checkpoint(tmp, model, opt, state, ck_prep)
-    save_weights_only(tmp, path)
-    os.remove(tmp)
+    save_checkpoint(os.path.join(out_dir, "swa.npz"), model, None, state, ck_prep)
     primary = "tencrop_" if a.ten_crop else ""
-    result = dict(start_epoch=state["swa_start"], epochs_averaged=state["swa_count"],
-                  val_top1_error=val["top1_error"],
-                  test_top1_error=test[f"{primary}top1_error"],
-                  test_top5_error=test[f"{primary}top5_error"],
-                  test_center_top1_error=test["top1_error"])
-    return result
+    return dict(start_epoch=state["swa_start"], epochs_averaged=state["swa_count"],
+                val_top1_error=val["top1_error"],
+                test_top1_error=test[f"{primary}top1_error"],
+                test_top5_error=test[f"{primary}top5_error"],
+                test_center_top1_error=test["top1_error"])
 
 
 def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None) -> dict:

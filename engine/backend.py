@@ -148,7 +148,8 @@ class GpuKernel:
     docs/PERFORMANCE.md, "Kernels").
 
     Call it as ``kernel(xp, *inputs, *outputs)``: outputs are passed, preallocated,
-    C-contiguous, and their size is the number of threads.
+    and their size is the number of threads; one that is not C-contiguous (a view) is
+    computed into a contiguous array and copied into it.
     """
 
     def __init__(self, name: str, in_params: str, out_params: str, body: str,
@@ -164,7 +165,15 @@ class GpuKernel:
             k = self._built[xp] = xp.ElementwiseKernel(self.in_params, self.out_params,
                                                        self.body, self.name,
                                                        preamble=self.preamble)
-        return k(*args)
+        nout = len(self.out_params.split(","))
+        outs = args[len(args) - nout:]
+        dense = [o if o.flags.c_contiguous else xp.empty(o.shape, dtype=o.dtype)
+                 for o in outs]
+        k(*args[:len(args) - nout], *dense)
+        for o, d in zip(outs, dense):
+            if d is not o:
+                o[...] = d
+        return outs[0] if nout == 1 else tuple(outs)
 
     def __repr__(self):
         return f"GpuKernel({self.name!r})"

@@ -379,10 +379,7 @@ def im2col_kernel(x, cols6, stride, pad):
     N, C, H, W = x.shape
     kh, kw, OH, OW = cols6.shape[1], cols6.shape[2], cols6.shape[4], cols6.shape[5]
     (sh, sw), (ph, pw) = stride, pad
-    out = cols6 if cols6.flags.c_contiguous else xp.empty(cols6.shape, dtype=cols6.dtype)
-    _IM2COL(xp, xp.ascontiguousarray(x), N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw, out)
-    if out is not cols6:
-        cols6[...] = out
+    _IM2COL(xp, xp.ascontiguousarray(x), N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw, cols6)
 
 
 def col2im_kernel(cols6, dx, stride, pad, batch_last=False):
@@ -392,8 +389,5 @@ def col2im_kernel(cols6, dx, stride, pad, batch_last=False):
     OH, OW = cols6.shape[3:5] if batch_last else cols6.shape[4:6]
     N, _, H, W = dx.shape
     (sh, sw), (ph, pw) = stride, pad
-    out = dx if dx.flags.c_contiguous else xp.empty(dx.shape, dtype=dx.dtype)
     _COL2IM(xp, xp.ascontiguousarray(cols6), N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw,
-            int(batch_last), out)
-    if out is not dx:
-        dx[...] = out
+            int(batch_last), dx)
