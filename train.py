@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first N training images (quick runs)")
     d.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of the training set held out for validation (LR schedule, "
-                        "best checkpoint); the test set is only used for the final report")
+                        "best checkpoint); the test set is only used for the final report. "
+                        "0: train on every training image, as benchmark tables do; needs a "
+                        "fixed schedule (--lr-drops), and the last epoch is the one tested")
     d.add_argument("--no-crop", action="store_true",
                    help="turn off random-crop augmentation (train on the centre crop; "
                         "then judge the net by the centre-crop test error: ten crops show "
@@ -214,8 +216,8 @@ def validate_args(a):
             raise ValueError(f"{flag} must be >= 1, got {v}")
     if a.train_limit is not None and a.train_limit < 2:
         raise ValueError(f"--train-limit must be >= 2, got {a.train_limit}")
-    if not 0 < a.val_fraction < 1:
-        raise ValueError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
+    if not 0 <= a.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {a.val_fraction}")
     if a.lr <= 0:
         raise ValueError(f"--lr must be positive, got {a.lr}")
     if a.time_limit is not None and not a.time_limit > 0:
@@ -230,6 +232,10 @@ def validate_args(a):
         raise ValueError(f"--swa must be a fraction of the epochs in [0, 1), got {a.swa}")
     a.pool_tuple = parse_pool(a.pool)
     a.lr_drop_fractions = parse_fractions(a.lr_drops)
+    if a.val_fraction == 0 and not a.lr_drop_fractions and not a.eval_only:
+        raise ValueError("--val-fraction 0 leaves no validation set, and the default "
+                         "schedule divides the learning rate when the validation error "
+                         "stops improving: add a fixed schedule, e.g. --lr-drops 0.5,0.7")
     if a.data_dir is not None and not os.path.isdir(a.data_dir):
         raise FileNotFoundError(f"--data-dir: folder {a.data_dir!r} does not exist")
     for flag, path in (("--resume", a.resume), ("--eval-only", a.eval_only)):
@@ -254,9 +260,12 @@ def load_data(a):
 
 
 def split_train_val(x, y, val_fraction, seed, limit=None):
-    """Deterministic hold-out: shuffle indices with the seed, last part is validation."""
+    """Deterministic hold-out: shuffle indices with the seed, last part is validation.
+    val_fraction 0: every image trains, and the validation set is empty."""
     if limit is not None:
         x, y = x[:limit], y[:limit]
+    if val_fraction == 0:
+        return x, y, x[:0], y[:0]
     n = len(x)
     n_val = max(1, int(round(n * val_fraction)))
     if n - n_val < 1:
@@ -386,11 +395,15 @@ def save_plots(out_dir, history, model):
         fig = Figure(figsize=(10, 3.8))
         FigureCanvasAgg(fig)
         ax1, ax2 = fig.subplots(1, 2)
+        validated = all(h["val_loss"] is not None for h in history)  # not --val-fraction 0
         ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-        ax1.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+        if validated:
+            ax1.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
         ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend()
         ax2.plot(ep, [100 * h["train_top1_error"] for h in history], "o-", label="train")
-        ax2.plot(ep, [100 * h["val_top1_error"] for h in history], "o-", label="validation")
+        if validated:
+            ax2.plot(ep, [100 * h["val_top1_error"] for h in history], "o-",
+                     label="validation")
         ax2.set_xlabel("epoch"), ax2.set_ylabel("top-1 error (%)"), ax2.legend()
         for prev, h in zip(history, history[1:]):
             if h["lr"] != prev["lr"]:          # mark each learning-rate drop
@@ -588,7 +601,10 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
             save_checkpoint(last_path, model, opt, state, ck_prep, swa)
             return
     part["seconds"] += time.perf_counter() - t0
-    val = evaluate(model, va_x, va_y, prep, a.eval_batch_size, device)
+    # no validation set (--val-fraction 0): no validation numbers, and every epoch is
+    # the newest "best", so best.npz is the last epoch
+    val = (evaluate(model, va_x, va_y, prep, a.eval_batch_size, device) if len(va_y)
+           else dict(loss=None, top1_error=None, top5_error=None))
     entry = dict(epoch=epoch, train_loss=part["loss_sum"] / part["seen"],
                  train_top1_error=1 - part["correct"] / part["seen"], val_loss=val["loss"],
                  val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
@@ -596,13 +612,15 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
                  images_per_second=part["seen"] / part["seconds"], train_curve=part["curve"])
     state["history"].append(entry)
     state.update(epoch=epoch, step=0, partial=None)
-    line = bar.close(loss=f"{entry['train_loss']:.4f}",
-                     err=f"{100 * entry['train_top1_error']:.2f}%",
-                     val_err=f"{100 * val['top1_error']:.2f}%", lr=f"{state['lr']:g}",
+    shown = dict(loss=f"{entry['train_loss']:.4f}", err=f"{100 * entry['train_top1_error']:.2f}%")
+    if val["top1_error"] is not None:
+        shown["val_err"] = f"{100 * val['top1_error']:.2f}%"
+    line = bar.close(**shown, lr=f"{state['lr']:g}",
                      **{"img/s": f"{entry['images_per_second']:.0f}"})
     if not bar.live:
         print(line, flush=True)
-    improved = state["best_val"] is None or val["top1_error"] < state["best_val"]
+    improved = (val["top1_error"] is None or state["best_val"] is None
+                or val["top1_error"] < state["best_val"])
     if improved:
         state.update(best_val=val["top1_error"], best_epoch=epoch, since_best=0)
     planned = planned_epochs() if planned_epochs else a.epochs
@@ -779,7 +797,8 @@ def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, ck
     """The weight average (--swa) as a network: its validation and test errors, and
     swa.npz, a weights-only checkpoint of it (for --eval-only and the ensemble)."""
     model.load_state_dict({k: to_numpy(v) for k, v in swa.items()})
-    val = evaluate(model, va_x, va_y, prep, a.eval_batch_size, device)
+    val = (evaluate(model, va_x, va_y, prep, a.eval_batch_size, device) if len(va_y)
+           else dict(top1_error=None))
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
     save_checkpoint(os.path.join(out_dir, "swa.npz"), model, None, state, ck_prep)
     primary = "tencrop_" if a.ten_crop else ""
@@ -814,7 +833,9 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None) -> 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    print(f"test ({len(ds.test_x)} images, best epoch {state.get('best_epoch')}): "
+    which = (f"best epoch {state.get('best_epoch')}" if state.get("best_val") is not None
+             else f"epoch {state.get('best_epoch')}, the last: no validation set")
+    print(f"test ({len(ds.test_x)} images, {which}): "
           f"centre crop top-1 error {100 * test['top1_error']:.2f}%, "
           f"top-5 error {100 * test['top5_error']:.2f}%")
     if a.ten_crop:
@@ -824,9 +845,10 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None) -> 
             print("note: this net was trained without random crops, so the ten crops show "
                   "it shifted images it never saw; its centre-crop error is the fair figure")
     if swa is not None:
+        val = ("" if swa["val_top1_error"] is None else
+               f"validation top-1 error {100 * swa['val_top1_error']:.2f}%, ")
         print(f"weight average of epochs {swa['start_epoch']}-{state['epoch']} "
-              f"({swa['epochs_averaged']} epochs; swa.npz): validation top-1 error "
-              f"{100 * swa['val_top1_error']:.2f}%, test top-1 error "
+              f"({swa['epochs_averaged']} epochs; swa.npz): {val}test top-1 error "
               f"{100 * swa['test_top1_error']:.2f}% "
               f"({'ten crops' if a.ten_crop else 'centre crop'}), "
               f"{100 * swa['test_center_top1_error']:.2f}% centre crop")

@@ -232,6 +232,15 @@ def epochs_text(n: dict) -> str:
     return str(n["epochs"])
 
 
+def chosen_text(s: dict) -> str:
+    """Which epoch's weights were tested, and why."""
+    if s.get("best_val_top1_error") is None:      # --val-fraction 0
+        return (f"no validation set, every training image trained: the last epoch, "
+                f"{s['best_epoch']}, tested")
+    return (f"best validation error {100 * s['best_val_top1_error']:.2f}% at epoch "
+            f"{s['best_epoch']}: the checkpoint tested")
+
+
 def ensemble_md_lines(s: dict, rel: str) -> list:
     """A recorded ensemble's section of docs/RESULTS.md: each network, then the average."""
     pct = lambda v: f"{100 * v:.2f}%"
@@ -299,8 +308,7 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     if s.get("test_tencrop_top5_error") is not None:
         lines.append(f"| test top-5 error, ten crops | {pct(s['test_tencrop_top5_error'])} |")
     lines += [
-        f"| epochs | {epochs_text(s)} (best validation error {pct(s['best_val_top1_error'])} "
-        f"at epoch {s['best_epoch']}: the checkpoint tested) |",
+        f"| epochs | {epochs_text(s)} ({chosen_text(s)}) |",
         f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, divided by 10 before "
         f"epoch(s) {drops} |",
         f"| time | {hours_or_minutes(s['seconds_total'])} of training, "

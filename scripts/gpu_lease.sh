@@ -9,7 +9,8 @@
 #   - then groups of `mini` networks trained at once on the one GPU by
 #     scripts/gpu_headline.sh, each run held to TRAIN_SECONDS with its learning-rate
 #     drops at fractions of the epochs that fit (train.py --time-limit, --lr-drops):
-#     group "base", the best recipe so far (lr 0.02, drops at 50% and 70%), seeds
+#     group "base", the best recipe so far (lr 0.02, drops at 50% and 70%), on every
+#     training image (--val-fraction 0: no validation split, the last epoch tested), seeds
 #     BASE_SEEDS, with the CuPy cases of the tests running beside it; and, where
 #     ERASE_SEEDS names seeds, group "erase", the same with random erasing (--erase
 #     ERASE; off by default since the first lease, where it made 14-epoch runs worse);
@@ -34,10 +35,10 @@
 # ERASE_SEEDS (""; e.g. "10 11" for an erase group), ERASE (0.5), EPOCHS (100: the
 # time limit decides), TRAIN_SECONDS (480: with the benchmark's three routes first,
 # the whole lease fits in one 10-minute call), BASE_FLAGS ("--init he --lr 0.02
-# --lr-drops 0.5,0.7"), EXTRA_FLAGS (added to both groups), WEIGHTS_BACK (2; 0: none),
-# TESTS (parallel; skip), TEST_ROUTES ("few kernels": the tests' GPU routes, a pass
-# each), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1), PYTHON: as
-# scripts/gpu_headline.sh takes them.
+# --lr-drops 0.5,0.7 --val-fraction 0"), EXTRA_FLAGS (added to both groups),
+# WEIGHTS_BACK (2; 0: none), TESTS (parallel; skip), TEST_ROUTES ("few kernels": the
+# tests' GPU routes, a pass each), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1),
+# PYTHON: as scripts/gpu_headline.sh takes them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,7 +50,7 @@ ERASE_SEEDS=${ERASE_SEEDS-}
 ERASE=${ERASE:-0.5}
 EPOCHS=${EPOCHS:-100}
 TRAIN_SECONDS=${TRAIN_SECONDS:-480}
-BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7"}
+BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7 --val-fraction 0"}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
 WEIGHTS_BACK=${WEIGHTS_BACK:-2}
 PYTHON=${PYTHON:-python}

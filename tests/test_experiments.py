@@ -132,6 +132,15 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     assert "(cpu) |" in short            # no TF32 note off the GPU
     assert "| epochs | 3 (best validation" in md[variant:md.index("### A documented change: a GPU")]
 
+    # a run with no validation set (--val-fraction 0) says its last epoch was tested
+    metrics.update(best_val_top1_error=None, stopped_by_time_limit=False)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["headline", "--run", str(run), "--variant", "all60k", "--change",
+                 "every training image"]) == 0
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert ("| epochs | 3 (no validation set, every training image trained: the last "
+            "epoch, 3, tested) |") in md[md.index("### A documented change: every training"):]
+
 
 def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkeypatch):
     """Two tiny nets trained briefly on the subset: each network's errors match what

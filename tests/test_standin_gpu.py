@@ -162,6 +162,7 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
         assert not any(n.endswith(".npz") for n in tar.getnames())
         m = json.load(tar.extractfile("erase/seed2/metrics.json"))
     assert m["args"]["erase"] == 0.5 and m["args"]["lr_drops"] == "0.5,0.7"
+    assert m["args"]["val_fraction"] == 0 and m["best_val_top1_error"] is None
     assert [h["lr"] for h in m["history"]] == [0.02, 0.002]
     assert m["device"] == "cuda" and m["args"]["time_limit"] == 900
     assert m["gpu_routes"] == "few"

@@ -192,6 +192,43 @@ def test_fixed_lr_drops_at_fractions_of_the_epochs(tmp_path, capsys):
     assert m["args"]["lr_drops"] == "0.5,0.75"
 
 
+def test_no_validation_set_trains_on_every_image_and_tests_the_last_epoch(tmp_path, capsys):
+    """--val-fraction 0 (the benchmark tables' protocol): all --train-limit images train,
+    no validation is computed, and best.npz is the last epoch's weights, the ones
+    tested; resuming such a run is exact too."""
+    out, b = tmp_path / "run", tmp_path / "resumed"
+    argv = QUICK + ["--val-fraction", "0", "--lr-drops", "0.5", "--epochs", "2"]
+    assert train.main(argv + ["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "384 train / 0 validation images" in printed
+    assert "epoch 2, the last: no validation set" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["best_val_top1_error"] is None and m["best_epoch"] == 2
+    assert all(h["val_top1_error"] is None and h["val_loss"] is None for h in m["history"])
+    assert [h["lr"] for h in m["history"]] == [0.01, 0.001]
+    ev = tmp_path / "eval"            # the error reported is the last epoch's weights'
+    assert train.main(["--eval-only", str(out / "last.npz"), "--out", str(ev)]) == 0
+    assert json.loads((ev / "metrics.json").read_text())["test_top1_error"] == \
+        m["test_top1_error"]
+    last, best = params_of(out / "last.npz"), params_of(out / "best.npz")
+    for k in last:
+        np.testing.assert_array_equal(last[k], best[k], err_msg=k)
+    assert (out / "curves.png").stat().st_size > 0
+    # an epoch of 384 images is 6 batches of 64: with a validation split it would be 6 too
+    # (346 images), so count the images another way: the mean image of all 384
+    with np.load(out / "last.npz") as f:
+        mean = f["mean"]
+    x = train.load_data(train.build_parser().parse_args(QUICK)).train_x[:384]
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=0) / 255, rtol=1e-5,
+                               atol=1e-6)
+    assert train.main(QUICK + ["--val-fraction", "0", "--lr-drops", "0.5", "--epochs", "1",
+                               "--out", str(b)]) == 0
+    assert train.main(["--resume", str(b / "last.npz"), "--epochs", "2", "--out", str(b)]) == 0
+    resumed = params_of(b / "last.npz")
+    for k in last:
+        np.testing.assert_array_equal(last[k], resumed[k], err_msg=k)
+
+
 def test_weight_average_is_the_mean_of_the_epochs_weights_across_resumes(tmp_path, capsys):
     """--swa: the average kept beside the run is the plain mean of the weights at the
     end of the epochs after the fraction (1/3 of 4 epochs: epochs 2, 3, 4; the weights
@@ -312,6 +349,9 @@ def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     (["--lr-drops", "1.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--erase", "-0.1"], "error: --erase must be a probability in [0, 1], got -0.1"),
     (["--swa", "1"], "error: --swa must be a fraction of the epochs in [0, 1), got 1.0"),
+    (["--val-fraction", "1"], "error: --val-fraction must be in [0, 1), got 1.0"),
+    (["--val-fraction", "0"], "error: --val-fraction 0 leaves no validation set, and the "
+                              "default schedule"),
 ])
 def test_bad_flags_give_one_line_errors(argv, message, capsys):
     rc = train.main(argv + ["--quiet"])
