@@ -33,8 +33,10 @@
 # Settings (environment): DEST (default runs/gpu-lease-results), WORK (runs/gpu-lease),
 # BENCH (1; 0: no benchmark), BASE_SEEDS ("0 1": two networks keep an H200 busy),
 # ERASE_SEEDS (""; e.g. "10 11" for an erase group), ERASE (0.5), EPOCHS (100: the
-# time limit decides), TRAIN_SECONDS (480: with the benchmark's three routes first,
-# the whole lease fits in one 10-minute call), BASE_FLAGS ("--init he --lr 0.02
+# time limit decides), TRAIN_SECONDS (480 at most), CALL_SECONDS (590: the whole
+# lease's wall time, one device call's limit; the training gets what the benchmark
+# leaves of it, less FINISH_SECONDS, 70, for starting the runs and, after them, the
+# tests' end, the ensemble and the packing; 0: no cap), BASE_FLAGS ("--init he --lr 0.02
 # --lr-drops 0.5,0.7 --val-fraction 0"), EXTRA_FLAGS (added to both groups),
 # WEIGHTS_BACK (2; 0: none), TESTS (parallel; skip), TEST_ROUTES ("few kernels": the
 # tests' GPU routes, a pass each), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1),
@@ -50,6 +52,9 @@ ERASE_SEEDS=${ERASE_SEEDS-}
 ERASE=${ERASE:-0.5}
 EPOCHS=${EPOCHS:-100}
 TRAIN_SECONDS=${TRAIN_SECONDS:-480}
+CALL_SECONDS=${CALL_SECONDS:-590}
+FINISH_SECONDS=${FINISH_SECONDS:-70}
+t_start=$SECONDS
 BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7 --val-fraction 0"}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
 WEIGHTS_BACK=${WEIGHTS_BACK:-2}
@@ -57,7 +62,7 @@ PYTHON=${PYTHON:-python}
 DEVICE=${DEVICE:-cuda}
 # the CuPy cases of the tests, beside group base: on the default route and the kernels
 TEST_ROUTES=${TEST_ROUTES:-"few kernels"}
-export DEVICE PYTHON EPOCHS TRAIN_SECONDS TEST_ROUTES
+export DEVICE PYTHON EPOCHS TEST_ROUTES
 mkdir -p "$DEST" "$WORK"
 DEST=$(cd "$DEST" && pwd)
 exec > >(tee "$DEST/lease.log") 2>&1
@@ -83,6 +88,19 @@ if [ "$BENCH" = 1 ]; then     # alone on the GPU, before the training: its timin
       "fastest that passed: ALEXNET_GPU_ROUTES=$fastest"
   fi
 fi
+
+# A lease killed at its call's limit gives back only what it had written: hold the
+# training to what is left of the call, so that the networks are tested and packed.
+if [ "$CALL_SECONDS" != 0 ]; then
+  left=$((CALL_SECONDS - (SECONDS - t_start) - FINISH_SECONDS))
+  if [ "$left" -lt "$TRAIN_SECONDS" ]; then
+    [ "$left" -lt 30 ] && left=30
+    echo "gpu_lease: $((SECONDS - t_start)) s of the call's $CALL_SECONDS s gone;" \
+      "training for $left s instead of $TRAIN_SECONDS (FINISH_SECONDS=$FINISH_SECONDS kept)"
+    TRAIN_SECONDS=$left
+  fi
+fi
+export TRAIN_SECONDS
 
 group() {   # group NAME SEEDS TESTS FLAGS...
   local name=$1 seeds=$2 tests=$3

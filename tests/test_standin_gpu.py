@@ -129,7 +129,8 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
     dest, work = tmp_path / "dest", tmp_path / "work"
     env = standin_env(DEST=str(dest), WORK=str(work), MODEL="tiny", EPOCHS="2",
                       DATASET="fashion-mnist-subset", BASE_SEEDS="0", ERASE_SEEDS="2",
-                      TESTS="skip", TRAIN_SECONDS="900", PYTHON=sys.executable,
+                      TESTS="skip", TRAIN_SECONDS="900", CALL_SECONDS="0",
+                      PYTHON=sys.executable,
                       EXTRA_FLAGS="--train-limit 384 --batch-size 64 --no-prefetch")
     r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_lease.sh")], env=env,
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -172,8 +173,9 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
 def test_gpu_lease_trains_on_the_fastest_route_that_passed(tmp_path, preset):
     """If bench.gpu finds the few-call GPU routes and the kernels failing and the CPU's
     loops passing, the lease trains on the loops rather than losing its networks, and
-    in general on the route it names fastest; unless ALEXNET_GPU_ROUTES was set. (The
-    benchmark is played by a python that answers `-m bench.gpu` so and runs the rest.)"""
+    in general on the route it names fastest; unless ALEXNET_GPU_ROUTES was set. The
+    training time is cut to what the call has left (CALL_SECONDS). (The benchmark is
+    played by a python that answers `-m bench.gpu` so and runs the rest.)"""
     import tarfile
     dest, work = tmp_path / "dest", tmp_path / "work"
     fake = tmp_path / "python"
@@ -189,7 +191,8 @@ exec {sys.executable} "$@"
     fake.chmod(0o755)
     env = standin_env(DEST=str(dest), WORK=str(work), MODEL="tiny", EPOCHS="1",
                       DATASET="fashion-mnist-subset", BASE_SEEDS="0", ERASE_SEEDS="",
-                      TESTS="skip", PYTHON=str(fake),
+                      TESTS="skip", PYTHON=str(fake), CALL_SECONDS="100",
+                      FINISH_SECONDS="40",
                       EXTRA_FLAGS="--train-limit 256 --batch-size 64 --no-prefetch")
     env.pop("ALEXNET_GPU_ROUTES", None)
     if preset:
@@ -207,3 +210,9 @@ exec {sys.executable} "$@"
         train_log = tar.extractfile("base/seed0.log").read().decode()
     assert m["gpu_routes"] == route
     assert f"the ops' GPU routes: {route}" in train_log
+    # the training holds to what the call has left: 100 s, less the benchmark's
+    # (seconds here), less the 40 s kept for after it
+    cap = re.search(r"of the call's 100 s gone; training for (\d+) s instead of 480 "
+                    r"\(FINISH_SECONDS=40 kept\)", log)
+    assert cap and 50 <= int(cap.group(1)) <= 60, log
+    assert m["args"]["time_limit"] == int(cap.group(1))
