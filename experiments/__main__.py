@@ -314,27 +314,33 @@ EXTRA_LABELS = {
 
 def ensemble_md_lines() -> list:
     """A section for every ``experiments/results/SCALE/ensemble.json`` (written by
-    ``python -m experiments ensemble ... --out``): the paper's Section 6 averaging."""
+    ``python -m experiments ensemble ... --out``): the paper's Section 6 averaging. A
+    "note" in the file (added by hand: what the networks are, when they are not one
+    recipe with different seeds) is printed under the table."""
     found = sorted(glob.glob(os.path.join(RESULTS, "*", "ensemble.json")))
     if not found:
         return []
     lines = ["## Averaging networks (Section 6)", "",
              "The paper: averaging five similar CNNs gave 16.4% top-5 error on ILSVRC-2012 "
              "against 18.2% for one. Ours averages the softmax outputs of networks trained "
-             "with different seeds (test top-1 error):", "",
+             "with different seeds, unless a note under the table says otherwise (test "
+             "top-1 error):", "",
              "| scale | networks | each network, ten crops | ensemble, ten crops | "
              "ensemble, centre crop | command |", "|---|---|---|---|---|---|"]
+    notes = []
     for path in found:
         with open(path) as f:
             e = json.load(f)
         nets = e["networks"]
+        if e.get("note"):
+            notes.append(f"- {os.path.basename(os.path.dirname(path))}: {e['note']}")
         each = ", ".join(f"{100 * n['tencrop_top1_error']:.2f}%" for n in nets)
         mean = np.mean([n["tencrop_top1_error"] for n in nets])
         cmd = "python -m experiments ensemble " + " ".join(n["checkpoint"] for n in nets)
         lines.append(f"| {os.path.basename(os.path.dirname(path))} | {len(nets)} | {each} "
                      f"(mean {100 * mean:.2f}%) | **{100 * e['ensemble']['tencrop_top1_error']:.2f}%** "
                      f"| {100 * e['ensemble']['center_top1_error']:.2f}% | `{cmd}` |")
-    return lines + [""]
+    return lines + [""] + (notes + [""] if notes else [])
 
 
 def write_results_md():

@@ -358,6 +358,16 @@ def test_results_show_a_recorded_ensemble(tmp_path, monkeypatch):
                if line.startswith("| medium | 2 |"))
     assert "20.00%, 10.00% (mean 15.00%) | **9.00%** | 11.00% |" in row
     assert "`python -m experiments ensemble a/best.npz b/best.npz`" in row
+    assert "- medium:" not in (tmp_path / "docs" / "RESULTS.md").read_text()
+    # a note in the file (what the networks are) goes under the table
+    (tmp_path / "results" / "mixed").mkdir()
+    (tmp_path / "results" / "mixed" / "ensemble.json").write_text(json.dumps(
+        {"dataset": "fashion-mnist", "test_images": 10, "note": "two recipes",
+         "networks": [net("c/best.npz", 0.20), net("d/best.npz", 0.10)],
+         "ensemble": {"tencrop_top1_error": 0.12, "center_top1_error": 0.13}}))
+    runner.write_results_md()
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert md.index("| mixed | 2 |") < md.index("- mixed: two recipes")
 
 
 def test_epochs_to_25_uses_the_curve_within_epochs():
