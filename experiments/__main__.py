@@ -133,7 +133,18 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
         print(f"[{claim.name}] {label} seed {seed}: the same configuration as "
               f"{m['shared_from']}, reused", flush=True)
         return m
-    print(f"[{claim.name}] {label} seed {seed}: python train.py {' '.join(argv)}", flush=True)
+    last = os.path.join(out_dir, "last.npz")
+    if not force and os.path.exists(last) and config_key(
+            train.load_checkpoint(last)["train_state"].get("args", {})) == config_key(
+            vars(train.build_parser().parse_args(argv))):
+        # the same run, stopped before its end (Ctrl-C, a session's end): go on from its
+        # checkpoint; resuming is exact, so the result is the uninterrupted run's
+        print(f"[{claim.name}] {label} seed {seed}: resuming the unfinished run: python "
+              f"train.py --resume {last}", flush=True)
+        argv = ["--resume", last, "--device", device, "--out", out_dir, "--quiet"]
+    else:
+        print(f"[{claim.name}] {label} seed {seed}: python train.py {' '.join(argv)}",
+              flush=True)
     t0 = time.perf_counter()
     rc = train.main(argv)
     if rc == 3 and may_diverge:                 # train.py's exit code for a NaN loss

@@ -312,6 +312,41 @@ def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
     assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.3)
 
 
+def test_a_claim_run_stopped_midway_is_resumed_not_restarted(tmp_path, monkeypatch, capsys):
+    """A claim's run stopped mid-epoch (Ctrl-C, the end of a session) leaves last.npz
+    and no metrics.json: running the claim again resumes it, and the result equals an
+    uninterrupted run's; a checkpoint of another configuration is not resumed."""
+    import json
+
+    import numpy as np
+
+    import experiments.__main__ as runner
+    import train
+    from experiments.claims import CLAIMS, SCALES
+    from tests.test_train import QUICK, StopAfter, params_of
+
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setitem(SCALES, "t", dict(flags=QUICK + ["--epochs", "2"], desc="fake"))
+    claim = CLAIMS["dropout"]
+    whole, part = tmp_path / "whole", tmp_path / "results" / "t" / "x" / "seed0"
+    m_whole = runner.run_one(claim, "a", [], 0, "t", "cpu", str(whole))
+    with monkeypatch.context() as mp, pytest.raises(SystemExit, match="exit 130"):
+        mp.setattr(train, "StopRequest", StopAfter)           # stops after 2 steps
+        runner.run_one(claim, "a", [], 0, "t", "cpu", str(part))
+    assert (part / "last.npz").exists() and not (part / "metrics.json").exists()
+    m_part = runner.run_one(claim, "a", [], 0, "t", "cpu", str(part))
+    assert "resuming the unfinished run" in capsys.readouterr().out
+    assert m_part["test_top1_error"] == m_whole["test_top1_error"]
+    for k, v in params_of(whole / "last.npz").items():
+        np.testing.assert_array_equal(v, params_of(part / "last.npz")[k], err_msg=k)
+    # another configuration in the same folder is trained anew, not resumed
+    (part / "metrics.json").unlink()
+    m_other = runner.run_one(claim, "a", ["--dropout", "0"], 0, "t", "cpu", str(part))
+    assert "resuming" not in capsys.readouterr().out
+    assert m_other["args"]["dropout"] == 0 and len(m_other["history"]) == 2
+    assert json.loads((part / "metrics.json").read_text())["args"]["dropout"] == 0
+
+
 def test_augment_claim_compares_centre_crops(tmp_path, monkeypatch):
     """A net trained without crops never saw ten-crop testing's shifted crops: the
     augmentation claim is decided on the centre crop, and the table says so."""
