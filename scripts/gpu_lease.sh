@@ -35,7 +35,7 @@
 # ERASE_SEEDS (""; e.g. "10 11" for an erase group), ERASE (0.5), EPOCHS (100: the
 # time limit decides), TRAIN_SECONDS (480 at most), CALL_SECONDS (590: the whole
 # lease's wall time, one device call's limit; the training gets what the benchmark
-# leaves of it, less FINISH_SECONDS, 70, for starting the runs and, after them, the
+# leaves of it, less FINISH_SECONDS, 90, for starting the runs and, after them, the
 # tests' end, the ensemble and the packing; 0: no cap), BASE_FLAGS ("--init he --lr 0.02
 # --lr-drops 0.5,0.7 --val-fraction 0"), EXTRA_FLAGS (added to both groups),
 # WEIGHTS_BACK (2; 0: none), TESTS (parallel; skip), TEST_ROUTES ("few kernels": the
@@ -53,7 +53,7 @@ ERASE=${ERASE:-0.5}
 EPOCHS=${EPOCHS:-100}
 TRAIN_SECONDS=${TRAIN_SECONDS:-480}
 CALL_SECONDS=${CALL_SECONDS:-590}
-FINISH_SECONDS=${FINISH_SECONDS:-70}
+FINISH_SECONDS=${FINISH_SECONDS:-90}
 t_start=$SECONDS
 BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7 --val-fraction 0"}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
