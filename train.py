@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of the training set held out for validation (LR schedule, "
                         "best checkpoint); the test set is only used for the final report. "
-                        "0: train on every training image, as benchmark tables do; needs a "
+                        "0: train on every training image (no validation split); needs a "
                         "fixed schedule (--lr-drops), and the last epoch is the one tested")
     d.add_argument("--no-crop", action="store_true",
                    help="turn off random-crop augmentation (train on the centre crop; "

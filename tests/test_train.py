@@ -193,7 +193,7 @@ def test_fixed_lr_drops_at_fractions_of_the_epochs(tmp_path, capsys):
 
 
 def test_no_validation_set_trains_on_every_image_and_tests_the_last_epoch(tmp_path, capsys):
-    """--val-fraction 0 (the benchmark tables' protocol): all --train-limit images train,
+    """--val-fraction 0 (no validation split): all --train-limit images train,
     no validation is computed, and best.npz is the last epoch's weights, the ones
     tested; resuming such a run is exact too."""
     out, b = tmp_path / "run", tmp_path / "resumed"
