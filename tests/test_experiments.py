@@ -1,8 +1,10 @@
 """The claim runner's arithmetic: epochs-to-threshold, verdicts, summaries."""
 import pytest
 
+import train
+
 from experiments.__main__ import epochs_to, main, summarize, verdict
-from experiments.claims import CLAIMS
+from experiments.claims import CLAIMS, SCALES
 
 
 def test_epochs_to_threshold_interpolates():
@@ -25,6 +27,21 @@ def test_verdicts():
     assert verdict(c, {"lrn": mk(0.15, 0.01), "no-lrn": mk(0.10, 0.01)}) == "not reproduced"
     assert verdict(c, {"lrn": mk(0.10, 0.03), "no-lrn": mk(0.12, 0.03)}) == \
         "inconclusive at this scale"
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_every_scale_is_a_valid_train_command_with_he_init(scale):
+    """The paper's N(0, 0.01) init leaves the small presets at chance (the init
+    claim), so every scale's baseline uses He init; only the init claim's 'paper'
+    variant, whose flags come after the scale's, changes it back."""
+    parser = train.build_parser()
+    flags = SCALES[scale]["flags"]
+    args = parser.parse_args(flags)
+    assert args.init == "he"
+    assert args.model in SCALES[scale]["desc"]
+    assert f"{args.epochs} epochs" in SCALES[scale]["desc"]
+    paper = parser.parse_args(flags + CLAIMS["init"].variants["paper"])
+    assert paper.init == "paper"
 
 
 def test_unknown_claim_is_an_error(capsys):
