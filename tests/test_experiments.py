@@ -31,8 +31,8 @@ def test_verdicts():
 
 @pytest.mark.parametrize("scale", sorted(SCALES))
 def test_every_scale_is_a_valid_train_command_with_he_init(scale):
-    """The paper's N(0, 0.01) init leaves the small presets at chance (the init
-    claim), so every scale's baseline uses He init; only the init claim's 'paper'
+    """The paper's N(0, 0.01) init keeps the small presets near chance for a long
+    time (the init claim), so every scale's baseline uses He init; only the init claim's 'paper'
     variant, whose flags come after the scale's, changes it back."""
     parser = train.build_parser()
     flags = SCALES[scale]["flags"]
