@@ -1,6 +1,7 @@
 """Reproduce the paper's claims at small scale: ``python -m experiments NAME``.
 
-    python -m experiments list                 # the claims
+    python -m experiments list                 # the claims, and how far each has run
+    python -m experiments list --scale medium  # (at the medium scale)
     python -m experiments relu                 # one claim, 3 seeds, small scale
     python -m experiments all --seeds 3        # every claim in sequence
     python -m experiments all --scale medium   # longer runs on 12,000 real images
@@ -161,6 +162,89 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
     print(f"[{claim.name}] {label} seed {seed}: test top-1 error "
           f"{100 * m['test_top1_error']:.2f}% in {time.perf_counter() - t0:.0f}s", flush=True)
     return m
+
+
+def claim_status(name, scale, seeds) -> dict:
+    """Where a claim stands at a scale, without training: its verdict if its summary
+    covers ``seeds`` seeds; else its runs counted as finished (trained here, or the same
+    configuration finished by another claim: the shared baseline), stopped midway
+    (last.npz, no metrics.json: the next run resumes them) and not started."""
+    import train
+
+    claim = CLAIMS[name]
+    summary_path = os.path.join(RESULTS, scale, f"{name}.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if summary.get("seeds", 0) >= seeds:
+            return dict(done=True, verdict=summary["verdict"], seeds=summary["seeds"])
+    st = dict(done=False, finished=0, shared=0, unfinished=0, todo=0)
+    if claim.tune:          # seed 0 at every value, then the other seeds at the best one
+        folder = os.path.join(RESULTS, scale, name)
+        finished = len([p for pattern in ("metrics.json", "diverged.json")
+                        for p in glob.glob(os.path.join(folder, "**", pattern),
+                                           recursive=True)])
+        total = len(claim.variants) * (len(claim.tune[1]) + seeds - 1)
+        st.update(finished=finished, todo=max(total - finished, 0))
+        return st
+    parser = train.build_parser()
+    for label, flags in claim.variants.items():
+        for seed in range(seeds):
+            out = os.path.join(RESULTS, scale, name, slug_of(label), f"seed{seed}")
+            if os.path.exists(os.path.join(out, "metrics.json")):
+                with open(os.path.join(out, "metrics.json")) as f:
+                    shared = "shared_from" in json.load(f)
+                st["finished"] += 1
+                st["shared"] += shared
+            elif find_same_run(scale, vars(parser.parse_args(
+                    SCALES[scale]["flags"] + claim.common + flags
+                    + ["--seed", str(seed), "--out", out]))):
+                st["finished"] += 1
+                st["shared"] += 1
+            elif os.path.exists(os.path.join(out, "last.npz")):
+                st["unfinished"] += 1
+            else:
+                st["todo"] += 1
+    return st
+
+
+def mean_epoch_seconds(scale):
+    """The mean time of an epoch (validation included) over this scale's finished runs,
+    or None if none has finished."""
+    times = []
+    for path in glob.glob(os.path.join(RESULTS, scale, "**", "metrics.json"), recursive=True):
+        with open(path) as f:
+            m = json.load(f)
+        if "shared_from" not in m:
+            times += [h["seconds"] for h in m.get("history", [])]
+    return float(np.mean(times)) if times else None
+
+
+def print_status(scale, seeds):
+    """`python -m experiments list`: each claim, and where it stands at this scale."""
+    import train
+
+    per_epoch = mean_epoch_seconds(scale)
+    print(f"scale {scale}: {SCALES[scale]['desc']}; {seeds} seeds"
+          + (f"; an epoch has taken {per_epoch:.0f} s here, on average" if per_epoch else ""))
+    for name, c in CLAIMS.items():
+        st = claim_status(name, scale, seeds)
+        if st["done"]:
+            where = f"done ({st['seeds']} seeds): {st['verdict']}"
+        else:
+            total = st["finished"] + st.get("unfinished", 0) + st["todo"]
+            left = st.get("unfinished", 0) + st["todo"]
+            where = f"{st['finished']} of {total} runs finished"
+            if st.get("shared"):
+                where += f" ({st['shared']} shared with other claims)"
+            if st.get("unfinished"):
+                where += f", {st['unfinished']} stopped midway (resumed next time)"
+            if per_epoch and left:
+                epochs = train.build_parser().parse_args(SCALES[scale]["flags"]
+                                                         + c.common).epochs
+                where += (f"; at most {left * epochs * per_epoch / 60:.0f} min of training "
+                          f"left ({left} runs of {epochs} epochs), the tests not counted")
+        print(f"{name:<8} {c.title}  [paper: {c.paper}]\n         {where}")
 
 
 def summarize(values):
@@ -458,8 +542,7 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="rerun runs that already finished")
     a = p.parse_args(argv)
     if a.claim == "list":
-        for c in CLAIMS.values():
-            print(f"{c.name:<8} {c.title}  [paper: {c.paper}]")
+        print_status(a.scale, a.seeds)
         return 0
     names = list(CLAIMS) if a.claim == "all" else [a.claim]
     unknown = [n for n in names if n not in CLAIMS]

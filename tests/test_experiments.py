@@ -329,6 +329,52 @@ def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
     assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.3)
 
 
+def test_list_says_how_far_each_claim_has_run(tmp_path, monkeypatch, capsys):
+    """`list --scale S`: a claim with a summary shows its verdict; another counts the
+    runs it shares with it as finished, a run with only last.npz as stopped midway, and
+    estimates the training left from the scale's epoch times."""
+    import os
+
+    import experiments.__main__ as runner
+    import train
+    from experiments.claims import SCALES
+
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--epochs", "2"],
+                                          desc="fake"))
+
+    def fake_main(argv):
+        a = train.build_parser().parse_args(argv)
+        write_fake_run(a, [{"epoch": e, "train_top1_error": 0.5 / e,
+                            "val_top1_error": 0.4 / e, "seconds": 30.0} for e in (1, 2)])
+        return 0
+
+    monkeypatch.setattr(train, "main", fake_main)
+    runner.run_claim("relu", 1, "t", "cpu")
+    stopped = tmp_path / "results" / "t" / "pool" / "2x2_s2" / "seed0"
+    stopped.mkdir(parents=True)
+    (stopped / "last.npz").write_bytes(b"")
+    capsys.readouterr()
+
+    def status(seeds):          # claim name -> the line under its title
+        assert main(["list", "--scale", "t", "--seeds", str(seeds)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert "an epoch has taken 30 s here" in lines[0]
+        return {lines[i].split()[0]: lines[i + 1].strip() for i in range(1, len(lines), 2)}
+
+    after = status(1)
+    assert list(after) == list(CLAIMS)
+    assert after["relu"].startswith("done (1 seeds): ")
+    assert after["lrn"].startswith("1 of 2 runs finished (1 shared with other claims); "
+                                   "at most 1 min of training left (1 runs of 2 epochs)")
+    assert after["pool"].startswith("1 of 2 runs finished (1 shared with other claims), "
+                                    "1 stopped midway")
+    assert after["groups"].startswith("0 of 2 runs finished; at most 2 min")
+    # asking for more seeds than the summary has reopens the claim
+    assert status(2)["relu"].startswith("2 of 4 runs finished; at most 2 min")
+
+
 def test_a_claim_run_stopped_midway_is_resumed_not_restarted(tmp_path, monkeypatch, capsys):
     """A claim's run stopped mid-epoch (Ctrl-C, the end of a session) leaves last.npz
     and no metrics.json: running the claim again resumes it, and the result equals an
