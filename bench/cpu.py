@@ -651,10 +651,10 @@ def main(argv=None):
         f"float32 matmul (3072^3, median of 5) at the start: NumPy {ceiling:.0f} GFLOP/s, "
         f"PyTorch {tceiling:.0f} GFLOP/s; the GFLOP/s rows compare with a 2048^3 product "
         f"timed in every round of the layer timings (its median is printed there)",
-        f"times in ms, medians of "
+        "times in ms, medians of "
         + (f"{a.repeats} interleaved steps ({layer_repeats} per layer)" if not a.no_step
            else f"{layer_repeats} interleaved runs per layer")
-        + f" after warm-up; ratio < 1 means ours is faster",
+        + " after warm-up; ratio < 1 means ours is faster",
     ]
     if a.warm != 0.03:
         header.append(f"each layer timing after {a.warm:g} s of work on the timed "

@@ -307,7 +307,6 @@ def tune_variant(claim, label, flags, scale, device, force) -> tuple:
 
 def run_claim(name, seeds, scale, device, force=False) -> dict:
     claim = CLAIMS[name]
-    t0 = time.perf_counter()
     per_variant, tuned = {}, {}
     sweep_seconds = 0.0          # the sweeps' runs other than the seed 0 kept
     for label, flags in claim.variants.items():

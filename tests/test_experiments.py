@@ -333,7 +333,6 @@ def test_list_says_how_far_each_claim_has_run(tmp_path, monkeypatch, capsys):
     """`list --scale S`: a claim with a summary shows its verdict; another counts the
     runs it shares with it as finished, a run with only last.npz as stopped midway, and
     estimates the training left from the scale's epoch times."""
-    import os
 
     import experiments.__main__ as runner
     import train
