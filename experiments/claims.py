@@ -123,8 +123,9 @@ SCALES = {
              "4, He init, CPU"),
     # For a GPU: the 40-epoch CPU run of docs/RESULTS.md (6.89% ten-crop). He init as at
     # the other scales (the paper's N(0, 0.01) keeps the small presets near chance for
-    # a long time: the init claim); the validation-driven schedule, as at the medium scale, because a
-    # fixed one (--lr-drops) would also cut the learning rate of figure1's 6 epochs.
+    # a long time: the init claim). The validation-driven schedule, as at the medium
+    # scale: a fixed one (--lr-drops) would also cut the learning rate of figure1's
+    # 6 epochs.
     "full": dict(
         flags=["--dataset", "fashion-mnist", "--model", "mini", "--init", "he",
                "--epochs", "40", "--lr", "0.02", "--lr-patience", "4", "--quiet"],
