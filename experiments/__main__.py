@@ -224,7 +224,7 @@ def print_status(scale, seeds):
     """`python -m experiments list`: each claim, and where it stands at this scale."""
     import train
 
-    per_epoch = mean_epoch_seconds(scale)
+    per_epoch, parser = mean_epoch_seconds(scale), train.build_parser()
     print(f"scale {scale}: {SCALES[scale]['desc']}; {seeds} seeds"
           + (f"; an epoch has taken {per_epoch:.0f} s here, on average" if per_epoch else ""))
     for name, c in CLAIMS.items():
@@ -232,16 +232,14 @@ def print_status(scale, seeds):
         if st["done"]:
             where = f"done ({st['seeds']} seeds): {st['verdict']}"
         else:
-            total = st["finished"] + st.get("unfinished", 0) + st["todo"]
-            left = st.get("unfinished", 0) + st["todo"]
-            where = f"{st['finished']} of {total} runs finished"
-            if st.get("shared"):
+            left = st["unfinished"] + st["todo"]
+            where = f"{st['finished']} of {st['finished'] + left} runs finished"
+            if st["shared"]:
                 where += f" ({st['shared']} shared with other claims)"
-            if st.get("unfinished"):
+            if st["unfinished"]:
                 where += f", {st['unfinished']} stopped midway (resumed next time)"
             if per_epoch and left:
-                epochs = train.build_parser().parse_args(SCALES[scale]["flags"]
-                                                         + c.common).epochs
+                epochs = parser.parse_args(SCALES[scale]["flags"] + c.common).epochs
                 where += (f"; at most {left * epochs * per_epoch / 60:.0f} min of training "
                           f"left ({left} runs of {epochs} epochs), the tests not counted")
         print(f"{name:<8} {c.title}  [paper: {c.paper}]\n         {where}")

@@ -289,7 +289,8 @@ for path in sorted(glob.glob(os.path.join(RESULTS, "*", "ensemble.json"))):
 # it runs the dropout claim at a scale made up for this notebook (the `tiny` preset,
 # a slice of the bundled subset, a few epochs), writing into a temporary folder
 # instead of `experiments/results/`. From a shell, `python -m experiments dropout`
-# does the same at the `small` scale (about 5 minutes on a 2-core CPU).
+# does the same at the `small` scale (4 minutes of training on a 2-core CPU, as
+# measured for `docs/RESULTS.md`).
 
 # %%
 runner.RESULTS = tempfile.mkdtemp(prefix="alexnet-nb10-")
