@@ -236,6 +236,8 @@ def validate_args(a):
         raise ValueError("--val-fraction 0 leaves no validation set, and the default "
                          "schedule divides the learning rate when the validation error "
                          "stops improving: add a fixed schedule, e.g. --lr-drops 0.5,0.7")
+    if a.data_dir is not None:     # --data-dir=~/x reaches us unexpanded
+        a.data_dir = os.path.expanduser(a.data_dir)
     if a.data_dir is not None and not os.path.isdir(a.data_dir):
         raise FileNotFoundError(f"--data-dir: folder {a.data_dir!r} does not exist")
     for flag, path in (("--resume", a.resume), ("--eval-only", a.eval_only)):

@@ -563,6 +563,8 @@ def load_image_folder(path: str, size: int = 256, test_fraction: float = 0.1,
     Every image is prepared as in the paper (see :func:`load_image`): shorter side to
     ``size``, central ``size x size`` crop, RGB uint8. At 256 this is 192 KiB per image.
     """
+    # "folder:~/photos" reaches us unexpanded: the shell expands a ~ only at a word's start
+    path = os.path.expanduser(path)
     if not os.path.isdir(path):
         raise DatasetError(f"{path}: image folder does not exist")
     if not 0.0 <= test_fraction < 1.0:

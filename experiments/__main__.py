@@ -416,7 +416,8 @@ def ensemble_md_lines() -> list:
              "The paper: averaging five similar CNNs gave 16.4% top-5 error on ILSVRC-2012 "
              "against 18.2% for one. Ours averages the softmax outputs of networks trained "
              "with different seeds, unless a note under the table says otherwise (test "
-             "top-1 error):", "",
+             "top-1 error). Each network's errors here come from the ensemble command's "
+             "own pass over the test set, not from its train.py test:", "",
              "| scale | networks | each network, ten crops | ensemble, ten crops | "
              "ensemble, centre crop | command |", "|---|---|---|---|---|---|"]
     notes = []

@@ -3,7 +3,7 @@
 A claim names its variants as extra ``train.py`` flags, the metric that decides it,
 and the paper's own number for the same comparison. ``SCALES`` says how big each run
 is: the ``small`` scale fits a 2-core CPU in minutes (the tiny preset on the committed
-subset); ``medium`` trains the same net longer on more of the real dataset (about 90
+subset); ``medium`` trains the same net longer on more of the real dataset (about 80
 minutes for every claim on a 2-core CPU) and ``medium-mini`` does so with the mini preset
 (about 25 minutes a run); ``full`` trains mini on the whole dataset, for a GPU.
 """
@@ -134,7 +134,7 @@ SCALES = {
 }
 # The medium scale with the mini preset (4.6M parameters against tiny's 96k): does a
 # wider network change a verdict? About 70 s per epoch on a 2-core CPU, so a 20-epoch
-# run is ~25 min; measured for 'figure1' (6 epochs a run).
+# run is ~25 min (see `python -m experiments list --scale medium-mini` for what has run).
 SCALES["medium-mini"] = dict(
     flags=["mini" if f == "tiny" else f for f in SCALES["medium"]["flags"]],
     desc=SCALES["medium"]["desc"].replace("tiny preset", "mini preset"))

@@ -88,7 +88,8 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
     kind = T.dataset_kind(dataset)
     modes = ["center"] + (["ten"] if ten_crop else [])
     sums = {m: None for m in modes}
-    result = dict(dataset=ds.name, test_images=int(len(ds.test_y)), networks=[])
+    result = dict(dataset=ds.name, test_images=int(len(ds.test_y)), device=device,
+                  batch_size=batch_size, networks=[])
     for path, (model, mean, _) in zip(paths, nets):
         if model.config["in_channels"] != ds.test_x.shape[1]:
             raise ValueError(f"experiments ensemble: {path} expects "

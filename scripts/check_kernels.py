@@ -2,7 +2,7 @@
 
     python scripts/check_kernels.py [--arch sm_90] [--nvcc nvcc] [--keep DIR]
 
-The kernels (engine.backend.GpuKernel: LRN, the pooling, im2col, col2im) are CuPy
+The kernels (engine.backend.GpuKernel: LRN, the pooling, im2col, col2im, dropout) are CuPy
 ElementwiseKernels. On a GPU CuPy wraps each body in its own ``__global__`` function
 and compiles it with NVRTC on first use; an error there would first show on a lent
 GPU. This script asks the installed CuPy for that very source, through CuPy's code

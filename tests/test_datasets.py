@@ -511,6 +511,15 @@ def test_image_folder_split_layout(tmp_path):
     np.testing.assert_array_equal(ds.test_y, [0, 1])
 
 
+def test_image_folder_expands_the_home_tilde(tmp_path, monkeypatch):
+    # README's "--dataset folder:~/photos": the shell leaves a ~ after "folder:" alone
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for c in ("cat", "dog"):
+        save(str(tmp_path / "photos" / c / "0.png"), np.full((8, 8, 3), 9, np.uint8))
+    ds = D.load_dataset("folder:~/photos")
+    assert ds.classes == ["cat", "dog"] and len(ds.train_x) + len(ds.test_x) == 2
+
+
 def test_image_folder_held_out_fraction_is_deterministic(tmp_path):
     for c in ("x", "y"):
         for i in range(10):
