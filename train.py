@@ -311,6 +311,13 @@ def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False):
         out[f"{tag}top5_error"] = 1 - c5 / n
         if mode == "center":
             out["loss"] = loss_sum / n
+            if not math.isfinite(loss_sum):
+                # an update after the last finite training loss can still leave NaN or
+                # inf weights; caught here, before such a net is saved or scored
+                raise DivergedError(
+                    f"the network's outputs are not finite (loss {loss_sum}) on {n} "
+                    f"evaluation images: its weights hold NaN or inf. Checkpoints written "
+                    f"before this point are unaffected; try a smaller --lr or --init he.")
     return out
 
 

@@ -11,7 +11,9 @@ def topk_correct(scores, labels, k: int):
 
     Ties are broken pessimistically: a label counts as in the top k only if fewer than
     k other classes score strictly higher *or equal*. (A constant prediction is then
-    never correct, which keeps an untrained net from scoring 100% top-5 by ties.)
+    never correct, which keeps an untrained net from scoring 100% top-5 by ties.) A row
+    with a NaN score is never correct: NaN compares false with everything, so without
+    this a diverged net (all NaN) would score 0% error.
 
     Computed where the scores are (NumPy or CuPy; the labels are brought there), and
     returned there: on a GPU nothing is copied to the host, so a training step that
@@ -28,7 +30,7 @@ def topk_correct(scores, labels, k: int):
         raise ValueError(f"topk_correct: k must be in [1, {s.shape[1]}], got {k}")
     true = s[xp.arange(len(y)), y][:, None]
     others_at_least = (s >= true).sum(axis=1) - 1   # classes other than y scoring >= y's
-    return others_at_least < k
+    return (others_at_least < k) & ~xp.isnan(s).any(axis=1)
 
 
 def topk_error(scores, labels, k: int = 1) -> float:

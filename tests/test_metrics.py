@@ -24,6 +24,16 @@ def test_topk_ties_count_against_the_label():
     assert topk_error(scores, np.arange(4), 5) == 1.0
 
 
+def test_topk_nan_scores_are_never_correct():
+    # NaN compares false with everything: a diverged net must not score 0% error
+    scores = np.array([[np.nan] * 3,             # all NaN (a diverged net)
+                       [0.9, np.nan, 0.1],       # label 0 highest among the numbers
+                       [0.1, 0.8, 0.1]])         # an ordinary right answer
+    labels = np.array([0, 0, 1])
+    np.testing.assert_array_equal(topk_correct(scores, labels, 1), [False, False, True])
+    np.testing.assert_array_equal(topk_correct(scores, labels, 3), [False, False, True])
+
+
 def test_topk_bad_input():
     with pytest.raises(ValueError, match=r"k must be in \[1, 3\]"):
         topk_correct(np.zeros((2, 3)), np.array([0, 1]), 5)

@@ -327,6 +327,34 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     assert (out / "last.npz").read_bytes() == before
 
 
+def test_nan_weights_from_an_epochs_last_update_are_caught_before_saving(
+        tmp_path, monkeypatch, capsys):
+    # every training loss is finite (each is computed before its update), but the
+    # epoch's last update leaves NaN weights: NaN scores used to count as correct, so
+    # validation read 0% error and best.npz took the NaN net
+    from engine.optim import SGD
+    real_step = SGD.step
+    calls = {"n": 0, "poison_at": None}
+
+    def counting_step(self, grads):
+        real_step(self, grads)
+        calls["n"] += 1
+        if calls["n"] == calls["poison_at"]:
+            for p in self.params.values():
+                p[...] = np.nan
+
+    monkeypatch.setattr(SGD, "step", counting_step)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    before = {n: (out / n).read_bytes() for n in ("last.npz", "best.npz")}
+    calls["poison_at"] = 2 * calls["n"]     # the last update of epoch 2
+    rc = train.main(["--resume", str(out / "last.npz"), "--epochs", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "outputs are not finite (loss nan)" in err
+    assert {n: (out / n).read_bytes() for n in before} == before
+
+
 def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
