@@ -220,6 +220,14 @@ def validate_args(a):
         raise ValueError(f"--val-fraction must be in [0, 1), got {a.val_fraction}")
     if a.lr <= 0:
         raise ValueError(f"--lr must be positive, got {a.lr}")
+    if a.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {a.seed}")
+    if a.lr_patience < 1:
+        raise ValueError(f"--lr-patience must be >= 1 epoch, got {a.lr_patience}")
+    if a.max_lr_drops < 0:
+        raise ValueError(f"--max-lr-drops must be >= 0, got {a.max_lr_drops}")
+    if a.groups is not None and a.groups < 1:
+        raise ValueError(f"--groups must be >= 1, got {a.groups}")
     if a.time_limit is not None and not a.time_limit > 0:
         raise ValueError(f"--time-limit must be a positive number of seconds, got {a.time_limit}")
     if not a.width > 0:
@@ -231,6 +239,8 @@ def validate_args(a):
     if a.swa is not None and not 0 <= a.swa < 1:
         raise ValueError(f"--swa must be a fraction of the epochs in [0, 1), got {a.swa}")
     a.pool_tuple = parse_pool(a.pool)
+    if min(a.pool_tuple) < 1:
+        raise ValueError(f"--pool: size and stride must be >= 1, got {a.pool!r}")
     a.lr_drop_fractions = parse_fractions(a.lr_drops)
     if a.val_fraction == 0 and not a.lr_drop_fractions and not a.eval_only:
         raise ValueError("--val-fraction 0 leaves no validation set, and the default "
@@ -506,10 +516,34 @@ def explicit_flags(parser, argv) -> set:
     return set(vars(ns))
 
 
+# Settings that make the run what it is: the network (rebuilt from the checkpoint), the
+# data split and the shuffling (from the seed), the step size in images, the PCA and the
+# learning rate (taken from the checkpoint's state). Given again with another value, a
+# resumed run would ignore them or become a different run, so that is an error.
+# (--epochs, the schedule, --swa, the augmentation switches and the like may change.)
+FIXED_ON_RESUME = ("dataset", "model", "groups", "init", "activation", "no_lrn", "pool",
+                   "dropout", "width", "seed", "val_fraction", "train_limit",
+                   "batch_size", "no_pca", "lr")
+# With --eval-only, the network's settings are the checkpoint's (the dataset may differ).
+FIXED_ON_EVAL = ("model", "groups", "init", "activation", "no_lrn", "pool", "dropout",
+                 "width")
+
+
 def apply_checkpoint_args(a, path, explicit):
     """Take the run's settings from the checkpoint at ``path``, except flags given
-    explicitly now (e.g. --epochs to train longer) and per-invocation ones."""
+    explicitly now (e.g. --epochs to train longer) and per-invocation ones. A flag
+    given now that would change what the checkpoint fixes (FIXED_ON_RESUME, or
+    FIXED_ON_EVAL for --eval-only) is an error that names it."""
     saved = load_checkpoint(path)["train_state"].get("args", {})
+    fixed = FIXED_ON_EVAL if a.eval_only else FIXED_ON_RESUME
+    clash = [k for k in fixed if k in explicit and k in saved and getattr(a, k) != saved[k]]
+    if clash:
+        said = ", ".join(f"--{k.replace('_', '-')} {getattr(a, k)!r} (the checkpoint's: "
+                         f"{saved[k]!r})" for k in clash)
+        how = ("--eval-only tests the network as it was trained" if a.eval_only else
+               "a resumed run keeps its network, data split, batch size and learning rate")
+        raise ValueError(f"{'--eval-only' if a.eval_only else '--resume'} {path}: {said}: "
+                         f"{how}; drop the flag, or start a new run without --resume")
     for k, v in saved.items():
         if k not in explicit and k not in PER_INVOCATION and hasattr(a, k):
             setattr(a, k, v)
@@ -726,10 +760,7 @@ def train(a) -> dict:
           f"weight decay {a.weight_decay}; output in {out_dir}")
 
     # Bad labels are silent bugs: check the whole set once instead of every batch.
-    k = len(ds.classes)
-    for name, yy in (("train", ds.train_y), ("test", ds.test_y)):
-        if yy.min() < 0 or yy.max() >= k:
-            raise ValueError(f"{ds.name}: {name} labels outside [0, {k})")
+    check_labels(ds, model, a.resume, ("train", ds.train_y), ("test", ds.test_y))
 
     last_path = os.path.join(out_dir, "last.npz")
     best_path = os.path.join(out_dir, "best.npz")
@@ -818,7 +849,10 @@ def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, ck
                 test_center_top1_error=test["top1_error"])
 
 
-def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None) -> dict:
+def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
+           metrics_name=None) -> dict:
+    """Test errors to the console and to out_dir/metrics.json (or ``metrics_name``, for
+    --eval-only, which writes nothing else)."""
     primary = "tencrop_" if a.ten_crop else ""
     metrics = dict(
         dataset=ds.name, data_source=ds.source, model=model.config["preset"],
@@ -840,7 +874,7 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None) -> 
     if swa is not None:       # the weight average, tested beside the best checkpoint
         metrics["swa"] = swa
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    with open(os.path.join(out_dir, metrics_name or "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     which = (f"best epoch {state.get('best_epoch')}" if state.get("best_val") is not None
              else f"epoch {state.get('best_epoch')}, the last: no validation set")
@@ -861,8 +895,23 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None) -> 
               f"{100 * swa['test_top1_error']:.2f}% "
               f"({'ten crops' if a.ten_crop else 'centre crop'}), "
               f"{100 * swa['test_center_top1_error']:.2f}% centre crop")
-    print(f"wrote {out_dir}/metrics.json, last.npz, best.npz, curves.png, kernels.png")
+    if metrics_name:
+        print(f"wrote {os.path.join(out_dir, metrics_name)}")
+    else:
+        print(f"wrote {out_dir}/metrics.json, last.npz, best.npz, curves.png, kernels.png")
     return metrics
+
+
+def check_labels(ds, model, checkpoint, *named_labels):
+    """Every label must be one of the network's classes (on CuPy an index past the
+    end is not an error but a wrong answer): raise ValueError naming the problem."""
+    k = model.config["num_classes"]
+    for name, yy in named_labels:
+        if len(yy) and (yy.min() < 0 or yy.max() >= k):
+            whose = (f"the network of {checkpoint} has {k} classes" if checkpoint
+                     else f"{ds.name} has {len(ds.classes)} classes")
+            raise ValueError(f"{ds.name}: {name} labels outside [0, {k}) ({whose}; the "
+                             f"labels run from {int(yy.min())} to {int(yy.max())})")
 
 
 def eval_only(a) -> dict:
@@ -878,10 +927,15 @@ def eval_only(a) -> dict:
     if tuple(ds.test_x.shape[1:2]) != (model.config["in_channels"],):
         raise ValueError(f"--eval-only: the checkpoint expects {model.config['in_channels']} "
                          f"channel(s) but {ds.name} has {ds.test_x.shape[1]}")
+    check_labels(ds, model, a.eval_only, ("test", ds.test_y))
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
+    # without --out, beside the checkpoint, in a file of its own: the run's metrics.json
+    # (its time limit, its weight average) stays as training wrote it
     out_dir = a.out or os.path.dirname(os.path.abspath(a.eval_only))
+    name = ("metrics.json" if a.out else
+            f"eval-{os.path.splitext(os.path.basename(a.eval_only))[0]}.json")
     state = dict(ck["train_state"])
-    return report(test, state, ds, out_dir, model, a)
+    return report(test, state, ds, out_dir, model, a, metrics_name=name)
 
 
 def main(argv=None) -> int:
@@ -890,6 +944,9 @@ def main(argv=None) -> int:
     from engine.datasets import DatasetError
 
     try:
+        if a.resume is not None and a.eval_only is not None:
+            raise ValueError("--resume and --eval-only: give one; --resume trains on from "
+                             "a checkpoint, --eval-only tests one")
         ck = a.resume or a.eval_only
         if ck is not None:
             if not os.path.isfile(ck):

@@ -120,7 +120,7 @@ def finished_metrics(run_dir) -> dict:
         metrics = json.load(f)
     if "test_center_top1_error" not in metrics:
         raise ValueError(f"experiments headline: {path} has no test errors; the run "
-                         f"has not finished (resume it, or run --eval-only on best.npz)")
+                         f"has not finished (resume it, or test its best.npz: python train.py --eval-only RUN/best.npz --out RUN)")
     return metrics
 
 

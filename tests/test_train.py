@@ -355,6 +355,66 @@ def test_nan_weights_from_an_epochs_last_update_are_caught_before_saving(
     assert {n: (out / n).read_bytes() for n in before} == before
 
 
+def test_resume_refuses_flags_that_would_change_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    before = (out / "last.npz").read_bytes()
+    capsys.readouterr()
+    last = str(out / "last.npz")
+    # these used to be accepted, then ignored (the network is rebuilt from the
+    # checkpoint, the learning rate is its state's) or used (the seed re-split the data)
+    for flags, named in ((["--dropout", "0.2"], "--dropout 0.2 (the checkpoint's: 0.5)"),
+                         (["--seed", "7"], "--seed 7 (the checkpoint's: 0)"),
+                         (["--lr", "0.5", "--model", "paper"],
+                          "--model 'paper' (the checkpoint's: 'tiny'), --lr 0.5")):
+        rc = train.main(["--resume", last, "--epochs", "2", "--out", str(out)] + flags)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and err.startswith(f"error: --resume {last}: ") and named in err, err
+        assert len(err.splitlines()) == 1
+    assert (out / "last.npz").read_bytes() == before
+    # the same value again, and the flags a resume may change, are fine
+    assert train.main(["--resume", last, "--epochs", "2", "--seed", "0", "--no-flip",
+                       "--lr-patience", "3", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs"] == 2 and m["args"]["no_flip"] and m["args"]["lr_patience"] == 3
+    rc = train.main(["--eval-only", str(out / "best.npz"), "--no-lrn"])
+    assert rc == 2 and "--no-lrn True (the checkpoint's: False)" in capsys.readouterr().err
+
+
+def test_eval_only_checks_labels_against_the_networks_classes(tmp_path, capsys,
+                                                              monkeypatch):
+    # a 10-class net on a test set with labels up to 14: on CuPy an index past the end
+    # wraps around instead of failing, so this must be caught before any scoring
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    real = train.load_data
+
+    def more_classes(a):
+        ds = real(a)
+        ds.test_y = ds.test_y + 5
+        return ds
+
+    monkeypatch.setattr(train, "load_data", more_classes)
+    capsys.readouterr()
+    rc = train.main(["--eval-only", str(out / "best.npz"), "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "test labels outside [0, 10)" in err and "has 10 classes" in err, err
+    assert "from 5 to 14" in err and not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_eval_only_without_out_leaves_the_runs_metrics_alone(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    before = (out / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert train.main(["--eval-only", str(out / "last.npz")]) == 0
+    printed = capsys.readouterr().out
+    assert (out / "metrics.json").read_bytes() == before
+    ev = json.loads((out / "eval-last.json").read_text())
+    assert 0 < ev["test_top1_error"] < 1
+    assert f"wrote {out / 'eval-last.json'}" in printed and "best.npz" not in printed
+
+
 def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
@@ -378,6 +438,13 @@ def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     (["--erase", "-0.1"], "error: --erase must be a probability in [0, 1], got -0.1"),
     (["--swa", "1"], "error: --swa must be a fraction of the epochs in [0, 1), got 1.0"),
     (["--val-fraction", "1"], "error: --val-fraction must be in [0, 1), got 1.0"),
+    (["--pool", "3,0"], "error: --pool: size and stride must be >= 1, got '3,0'"),
+    (["--groups", "0"], "error: --groups must be >= 1, got 0"),
+    (["--seed", "-1"], "error: --seed must be >= 0, got -1"),
+    (["--lr-patience", "0"], "error: --lr-patience must be >= 1 epoch, got 0"),
+    (["--max-lr-drops", "-1"], "error: --max-lr-drops must be >= 0, got -1"),
+    (["--resume", __file__, "--eval-only", __file__], "error: --resume and --eval-only: "
+                                                      "give one"),
     (["--val-fraction", "0"], "error: --val-fraction 0 leaves no validation set, and the "
                               "default schedule"),
 ])
