@@ -67,6 +67,10 @@ def numerical_gradient(f: Callable[[], float], x, indices=None, h: float = DEFAU
     is an optional array of flat indices to check; the result holds the numeric
     gradient at those entries only (a 1-D array), or the full gradient if None.
     """
+    if not x.flags.c_contiguous:
+        # reshape would copy, and the perturbations would never reach x: a silent zero
+        raise ValueError("numerical_gradient: x must be C-contiguous (it is perturbed in "
+                         "place through a flat view); pass np.ascontiguousarray(x) to f")
     flat = x.reshape(-1)  # a view: writing to it writes to x
     if indices is None:
         indices = range(flat.size)

@@ -54,7 +54,15 @@ def num_threads() -> int:
             cores = len(os.sched_getaffinity(0))   # the cores this process may run on
         except AttributeError:                      # not on Linux
             cores = os.cpu_count() or 1
-        _state["threads"] = max(1, int(env)) if env else max(1, cores)
+        if env:
+            try:
+                n = int(env)
+            except ValueError:
+                raise ValueError(f"ALEXNET_NUM_THREADS must be a whole number of threads, "
+                                 f"got {env!r}") from None
+            _state["threads"] = max(1, n)
+        else:
+            _state["threads"] = max(1, cores)
     return _state["threads"]
 
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from engine.gradcheck import check_op, numerical_gradient, rel_error
 from engine.gradcheck_suite import tiny_model_check
@@ -16,6 +17,13 @@ def test_numerical_gradient_of_known_function():
     g = numerical_gradient(lambda: float((x ** 3).sum()), x)
     np.testing.assert_allclose(g, 3 * np.array([1.0, 4.0, 9.0]), rtol=1e-8)
     np.testing.assert_array_equal(x, [1.0, -2.0, 3.0])  # restored after perturbing
+
+
+def test_numerical_gradient_refuses_a_non_contiguous_input():
+    # a transposed view: reshape(-1) would copy it, and the perturbations would not reach x
+    x = np.arange(6.0).reshape(2, 3).T
+    with pytest.raises(ValueError, match="must be C-contiguous"):
+        numerical_gradient(lambda: float((x ** 2).sum()), x)
 
 
 def test_rel_error_formula():

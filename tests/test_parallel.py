@@ -76,6 +76,16 @@ def test_set_num_threads_validates_and_restores():
     assert parallel.num_threads() == before
 
 
+def test_a_bad_thread_count_in_the_environment_is_named(monkeypatch):
+    monkeypatch.setenv("ALEXNET_NUM_THREADS", "abc")
+    monkeypatch.setitem(parallel._state, "threads", None)   # read the environment again
+    with pytest.raises(ValueError, match="ALEXNET_NUM_THREADS must be a whole number of "
+                                         "threads, got 'abc'"):
+        parallel.num_threads()
+    monkeypatch.setenv("ALEXNET_NUM_THREADS", "3")
+    assert parallel.num_threads() == 3
+
+
 @pytest.mark.skipif(not parallel.blas_controllable(), reason="this NumPy's BLAS thread count "
                     "cannot be set (not the bundled OpenBLAS)")
 def test_single_threaded_blas_restores_the_thread_count():
