@@ -289,17 +289,22 @@ def split_train_val(x, y, val_fraction, seed, limit=None):
 
 # ---------------------------------------------------------------------------- evaluation
 
-def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False):
+def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False, confusion=False):
     """Top-1 and top-5 error on the centre crop (and on ten crops if asked), and the
-    mean loss on the centre crop. Returns a dict of floats."""
+    mean loss on the centre crop. Returns a dict of floats; with ``confusion``, also
+    each mode's confusion matrix (``confusion``, ``tencrop_confusion``: rows the true
+    class, columns the predicted one, as an int array)."""
     from engine.loader import iterate_eval
+    from engine.metrics import confusion_matrix
 
-    k5 = min(5, model.config["num_classes"])
+    num_classes = model.config["num_classes"]
+    k5 = min(5, num_classes)
     out = {}
     modes = ["center"] + (["ten"] if ten_crop else [])
     for mode in modes:
         c1 = c5 = 0
         loss_sum = 0.0
+        conf = np.zeros((num_classes, num_classes), np.int64)
         for xb, yb in iterate_eval(x_u8, y, batch_size, mode=mode, device=device, **prep):
             if mode == "ten":
                 # (10, N, C, H, W): average the ten softmax outputs, as the paper did.
@@ -315,8 +320,12 @@ def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False):
                 loss_sum += float(loss) * len(yb)
             c1 += int(topk_correct(scores, yb, 1).sum())
             c5 += int(topk_correct(scores, yb, k5).sum())
+            if confusion:
+                conf += confusion_matrix(scores.argmax(axis=1), yb, num_classes)
         n = len(y)
         tag = "" if mode == "center" else "tencrop_"
+        if confusion:
+            out[f"{tag}confusion"] = conf
         out[f"{tag}top1_error"] = 1 - c1 / n
         out[f"{tag}top5_error"] = 1 - c5 / n
         if mode == "center":
@@ -823,7 +832,8 @@ def train(a) -> dict:
     if os.path.exists(best_path):
         best = load_checkpoint(best_path)
         model.load_state_dict({k[6:]: v for k, v in best.items() if k.startswith("param/")})
-    test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
+    test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop,
+                    confusion=True)
     save_plots(out_dir, state["history"], model)        # the best checkpoint's kernels
     swa_result = None
     if swa:
@@ -847,6 +857,18 @@ def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, ck
                 test_top1_error=test[f"{primary}top1_error"],
                 test_top5_error=test[f"{primary}top5_error"],
                 test_center_top1_error=test["top1_error"])
+
+
+def class_errors(conf, classes) -> dict:
+    """Class name -> top-1 error on the test images of that class (None where it has
+    none), from a confusion matrix whose rows are the true classes. The names are the
+    classes' indices where the dataset names another number of classes than the net's."""
+    conf = np.asarray(conf)
+    n = conf.sum(axis=1)
+    if len(classes) != len(conf):
+        classes = [str(i) for i in range(len(conf))]
+    return {str(c): (None if n[i] == 0 else float(1 - conf[i, i] / n[i]))
+            for i, c in enumerate(classes)}
 
 
 def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
@@ -873,6 +895,10 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
                        test_tencrop_top5_error=test["tencrop_top5_error"])
     if swa is not None:       # the weight average, tested beside the best checkpoint
         metrics["swa"] = swa
+    conf = test.get(f"{primary}confusion")
+    if conf is not None:      # where the errors are: by true class, on the primary crops
+        per_class = class_errors(conf, ds.classes)
+        metrics.update(test_confusion=conf.tolist(), test_class_top1_error=per_class)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, metrics_name or "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
@@ -887,6 +913,12 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
         if a.no_crop:
             print("note: this net was trained without random crops, so the ten crops show "
                   "it shifted images it never saw; its centre-crop error is the fair figure")
+    if conf is not None:
+        hardest = sorted(((e, c) for c, e in per_class.items() if e is not None),
+                         key=lambda t: (-t[0], t[1]))[:5]
+        print("test error by true class, the hardest: "
+              + ", ".join(f"{c} {100 * e:.1f}%" for e, c in hardest)
+              + " (all of them, and the confusion matrix: metrics.json)")
     if swa is not None:
         val = ("" if swa["val_top1_error"] is None else
                f"validation top-1 error {100 * swa['val_top1_error']:.2f}%, ")
@@ -928,7 +960,8 @@ def eval_only(a) -> dict:
         raise ValueError(f"--eval-only: the checkpoint expects {model.config['in_channels']} "
                          f"channel(s) but {ds.name} has {ds.test_x.shape[1]}")
     check_labels(ds, model, a.eval_only, ("test", ds.test_y))
-    test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop)
+    test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop,
+                    confusion=True)
     # without --out, beside the checkpoint, in a file of its own: the run's metrics.json
     # (its time limit, its weight average) stays as training wrote it
     out_dir = a.out or os.path.dirname(os.path.abspath(a.eval_only))

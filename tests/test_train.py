@@ -424,6 +424,26 @@ def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     m2 = json.loads((ev / "metrics.json").read_text())
     assert m2["test_top1_error"] == m["test_top1_error"]
     assert m2["test_top5_error"] == m["test_top5_error"]
+    # where the errors are: the confusion matrix counts every test image once, its
+    # diagonal gives the top-1 error (no ties in float scores), and each class's error
+    conf = np.array(m["test_confusion"])
+    assert conf.shape == (10, 10) and conf.sum() == 1000
+    assert 1 - np.trace(conf) / conf.sum() == pytest.approx(m["test_top1_error"])
+    per = m["test_class_top1_error"]
+    assert list(per) == train.load_data(train.build_parser().parse_args(
+        ["--dataset", "fashion-mnist-subset"])).classes
+    assert per["Trouser"] == pytest.approx(1 - conf[1, 1] / conf[1].sum())
+    assert m2["test_confusion"] == m["test_confusion"]
+
+
+def test_class_errors_by_true_class():
+    conf = np.array([[8, 2, 0],      # class a: 2 of 10 wrong
+                     [0, 0, 0],      # class b: no test images
+                     [1, 1, 2]])     # class c: 2 of 4 wrong
+    per = train.class_errors(conf, ["a", "b", "c"])
+    assert list(per) == ["a", "b", "c"] and per["b"] is None
+    assert per["a"] == pytest.approx(0.2) and per["c"] == pytest.approx(0.5)
+    assert list(train.class_errors(conf, ["only", "two"])) == ["0", "1", "2"]
 
 
 @pytest.mark.parametrize("argv, message", [
