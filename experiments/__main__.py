@@ -39,6 +39,28 @@ from experiments.claims import CLAIMS, SCALES  # noqa: E402
 RESULTS = os.path.join(ROOT, "experiments", "results")
 
 
+def read_json(path):
+    """A results file, or an error that names it (one file cut short must not stop a
+    whole scale with a bare JSONDecodeError)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"experiments: {path} is not valid JSON ({e}); it was probably "
+                         f"cut short: move it away (a run's metrics.json: or remove its "
+                         f"folder) and run again") from None
+
+
+def write_json(path, obj):
+    """Write a results file atomically: a stop mid-write leaves the old file or the new
+    one, never half of one."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".part"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
 def epochs_to(history, key, threshold):
     """First (fractional) epoch at which history[key] <= threshold, interpolating
     linearly between epochs; None if never reached."""
@@ -82,14 +104,37 @@ def derived(metrics: dict, epochs: int) -> dict:
 
 
 # train.py arguments that say where a run writes or how it reports, not what it computes.
-NOT_CONFIG = {"out", "quiet", "device", "data_dir", "no_download", "no_prefetch",
-              "eval_batch_size", "resume", "eval_only"}
+NOT_CONFIG = {"out", "quiet", "device", "data_dir", "no_download", "no_fallback",
+              "no_prefetch", "eval_batch_size", "resume", "eval_only"}
 
 
 def config_key(args: dict) -> str:
     """What a run computes, as a string: two runs with the same key train the same
     network on the same data with the same seed, whatever flags spelled it."""
     return json.dumps({k: v for k, v in args.items() if k not in NOT_CONFIG}, sort_keys=True)
+
+
+def config_differences(saved: dict, wanted: dict) -> list:
+    """The train.py settings in which a run's saved arguments differ from the wanted
+    ones, as 'name: saved -> wanted' strings. A setting one side lacks is not compared:
+    a flag added to train.py after the run was made leaves it as it was."""
+    return [f"{k}: {saved[k]!r} -> {wanted[k]!r}" for k in sorted(set(saved) & set(wanted))
+            if k not in NOT_CONFIG and saved[k] != wanted[k]]
+
+
+def check_finished_run(m: dict, path: str, wanted: dict):
+    """A finished run's metrics.json must be the run asked for: the same configuration,
+    and trained on the dataset it names (not train.py's fallback to the bundled
+    subset, which a scale on the real data must never count)."""
+    diff = config_differences(m.get("args", {}), wanted)
+    if diff:
+        raise SystemExit(f"experiments: {path} is a finished run of another configuration "
+                         f"({'; '.join(diff)}); the claim or scale has changed since it ran. "
+                         f"Move it away, or pass --force to train the runs again")
+    if m.get("dataset") != wanted["dataset"] and not wanted["dataset"].startswith("folder:"):
+        raise SystemExit(f"experiments: {path} was trained on {m.get('dataset')}, not on "
+                         f"{wanted['dataset']} as its scale says; move it away and run "
+                         f"again where {wanted['dataset']} can be found or downloaded")
 
 
 def find_same_run(scale, args: dict):
@@ -99,8 +144,7 @@ def find_same_run(scale, args: dict):
     key = config_key(args)
     folder = os.path.join(RESULTS, scale)
     for path in sorted(glob.glob(os.path.join(folder, "*", "*", "seed*", "metrics.json"))):
-        with open(path) as f:
-            m = json.load(f)
+        m = read_json(path)
         if "shared_from" not in m and config_key(m.get("args", {})) == key:
             return path
     return None
@@ -115,34 +159,34 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
 
     metrics_path = os.path.join(out_dir, "metrics.json")
     diverged_path = os.path.join(out_dir, "diverged.json")
-    if os.path.exists(metrics_path) and not force:
-        with open(metrics_path) as f:
-            return json.load(f)
-    if may_diverge and os.path.exists(diverged_path) and not force:
-        with open(diverged_path) as f:
-            return json.load(f)
+    # --no-fallback: a run on the real data fails rather than train on the bundled subset
     argv = SCALES[scale]["flags"] + flags + ["--seed", str(seed), "--device", device,
-                                             "--out", out_dir]
-    same = None if force else find_same_run(scale, vars(train.build_parser().parse_args(argv)))
+                                             "--out", out_dir, "--no-fallback"]
+    wanted = vars(train.build_parser().parse_args(argv))
+    if os.path.exists(metrics_path) and not force:
+        m = read_json(metrics_path)
+        check_finished_run(m, metrics_path, wanted)
+        return m
+    if may_diverge and os.path.exists(diverged_path) and not force:
+        return read_json(diverged_path)
+    same = None if force else find_same_run(scale, wanted)
     if same is not None:
-        with open(same) as f:
-            m = json.load(f)
+        m = read_json(same)
+        check_finished_run(m, same, wanted)
         m["shared_from"] = os.path.relpath(os.path.dirname(same), RESULTS)
-        os.makedirs(out_dir, exist_ok=True)
-        with open(metrics_path, "w") as f:
-            json.dump(m, f, indent=1)
+        write_json(metrics_path, m)
         print(f"[{claim.name}] {label} seed {seed}: the same configuration as "
               f"{m['shared_from']}, reused", flush=True)
         return m
     last = os.path.join(out_dir, "last.npz")
     if not force and os.path.exists(last) and config_key(
-            train.load_checkpoint(last)["train_state"].get("args", {})) == config_key(
-            vars(train.build_parser().parse_args(argv))):
+            train.load_checkpoint(last)["train_state"].get("args", {})) == config_key(wanted):
         # the same run, stopped before its end (Ctrl-C, a session's end): go on from its
         # checkpoint; resuming is exact, so the result is the uninterrupted run's
         print(f"[{claim.name}] {label} seed {seed}: resuming the unfinished run: python "
               f"train.py --resume {last}", flush=True)
-        argv = ["--resume", last, "--device", device, "--out", out_dir, "--quiet"]
+        argv = ["--resume", last, "--device", device, "--out", out_dir, "--quiet",
+                "--no-fallback"]
     else:
         print(f"[{claim.name}] {label} seed {seed}: python train.py {' '.join(argv)}",
               flush=True)
@@ -150,15 +194,13 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
     rc = train.main(argv)
     if rc == 3 and may_diverge:                 # train.py's exit code for a NaN loss
         m = {"diverged": True, "argv": argv, "seconds": time.perf_counter() - t0}
-        os.makedirs(out_dir, exist_ok=True)
-        with open(diverged_path, "w") as f:
-            json.dump(m, f, indent=1)
+        write_json(diverged_path, m)
         print(f"[{claim.name}] {label} seed {seed}: the loss diverged", flush=True)
         return m
     if rc != 0:
         raise SystemExit(f"experiments: run failed (exit {rc}): train.py {' '.join(argv)}")
-    with open(metrics_path) as f:
-        m = json.load(f)
+    m = read_json(metrics_path)
+    check_finished_run(m, metrics_path, wanted)
     print(f"[{claim.name}] {label} seed {seed}: test top-1 error "
           f"{100 * m['test_top1_error']:.2f}% in {time.perf_counter() - t0:.0f}s", flush=True)
     return m
@@ -174,8 +216,7 @@ def claim_status(name, scale, seeds) -> dict:
     claim = CLAIMS[name]
     summary_path = os.path.join(RESULTS, scale, f"{name}.json")
     if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
+        summary = read_json(summary_path)
         if summary.get("seeds", 0) >= seeds:
             return dict(done=True, verdict=summary["verdict"], seeds=summary["seeds"])
     st = dict(done=False, finished=0, shared=0, unfinished=0, todo=0)
@@ -192,8 +233,7 @@ def claim_status(name, scale, seeds) -> dict:
         for seed in range(seeds):
             out = os.path.join(RESULTS, scale, name, slug_of(label), f"seed{seed}")
             if os.path.exists(os.path.join(out, "metrics.json")):
-                with open(os.path.join(out, "metrics.json")) as f:
-                    shared = "shared_from" in json.load(f)
+                shared = "shared_from" in read_json(os.path.join(out, "metrics.json"))
                 st["finished"] += 1
                 st["shared"] += shared
             elif find_same_run(scale, vars(parser.parse_args(
@@ -213,8 +253,7 @@ def mean_epoch_seconds(scale):
     or None if none has finished."""
     times = []
     for path in glob.glob(os.path.join(RESULTS, scale, "**", "metrics.json"), recursive=True):
-        with open(path) as f:
-            m = json.load(f)
+        m = read_json(path)
         if "shared_from" not in m:
             times += [h["seconds"] for h in m.get("history", [])]
     return float(np.mean(times)) if times else None
@@ -254,8 +293,11 @@ def summarize(values):
 def verdict(claim, stats) -> str:
     """Reproduced when the paper's preferred variant is better by more than the sum of
     the two standard deviations; 'not reproduced' when it is worse by that much;
-    otherwise inconclusive at this scale."""
+    otherwise inconclusive at this scale. One seed has no spread to judge by: always
+    inconclusive."""
     labels = list(stats)
+    if min(len(stats[label][claim.metric].get("values", (0, 0))) for label in labels) < 2:
+        return "inconclusive: one seed has no spread to judge by"
     if claim.metric == "tencrop_vs_center":
         s = stats[labels[0]][claim.metric]
         if s["mean"] + s["std"] < 0:
@@ -348,10 +390,15 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
         command=f"python -m experiments {name} --seeds {seeds} --scale {scale}"
                 + (f" --device {device}" if device != "cpu" else ""),
         histories={label: [r["history"] for r in runs] for label, runs in per_variant.items()})
-    os.makedirs(os.path.join(RESULTS, scale), exist_ok=True)
-    with open(os.path.join(RESULTS, scale, f"{name}.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    plot_claim(summary, os.path.join(RESULTS, scale, f"{name}.png"))
+    path = os.path.join(RESULTS, scale, f"{name}.json")
+    kept = read_json(path) if os.path.exists(path) and not force else None
+    if kept is not None and kept.get("seeds", 0) > seeds:
+        # a quick look with fewer seeds must not replace the fuller summary
+        print(f"[{name}] {path} summarizes {kept['seeds']} seeds: kept as it is (this "
+              f"run's {seeds} seed(s) are not written over it)")
+    else:
+        write_json(path, summary)
+        plot_claim(summary, os.path.join(RESULTS, scale, f"{name}.png"))
     print(f"[{name}] {summary['verdict']}: " + "; ".join(
         f"{label} {fmt(stats[label][claim.metric], claim.metric)}" for label in stats))
     return summary

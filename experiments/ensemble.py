@@ -68,6 +68,11 @@ def errors(probs, y):
 def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_crop=True):
     """Each network's and the ensemble's test errors, as a dict."""
     nets = [load_network(p, device) for p in paths]
+    trained_on = {p: args.get("dataset") for p, (_, _, args) in zip(paths, nets)}
+    if len(set(trained_on.values())) > 1:
+        raise ValueError("experiments ensemble: the networks were trained on different "
+                         "datasets (" + ", ".join(f"{p}: {d}" for p, d in trained_on.items())
+                         + "); an ensemble averages networks of one dataset")
     dataset = dataset or nets[0][2].get("dataset")
     if dataset is None:
         raise ValueError(f"experiments ensemble: {paths[0]} does not say which dataset it "
@@ -79,7 +84,8 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
     if data_dir is None:           # where the first network's run read its files, if here
         saved = nets[0][2].get("data_dir")
         data_dir = saved if saved and os.path.isdir(saved) else None
-    a = argparse.Namespace(dataset=dataset, data_dir=data_dir, no_download=False)
+    a = argparse.Namespace(dataset=dataset, data_dir=data_dir, no_download=False,
+                           no_fallback=True)
     ds = T.load_data(a)
     if ds.name != dataset and not dataset.startswith("folder:"):
         raise ValueError(f"experiments ensemble: the networks were trained on {dataset}, but "

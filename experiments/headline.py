@@ -111,6 +111,27 @@ def copy_logs(logs, dest) -> list:
     return kept
 
 
+# What a headline run must be: the whole Fashion-MNIST (not the bundled subset train.py
+# falls back to, not the first N images), tested on ten crops.
+HEADLINE_DATA = dict(dataset="fashion-mnist", train_limit=None)
+
+
+def check_headline_run(metrics, path):
+    """Raise ValueError naming what makes the run at ``path`` no headline run."""
+    wrong = []
+    if metrics.get("dataset") != HEADLINE_DATA["dataset"]:
+        wrong.append(f"it was trained on {metrics.get('dataset')}, not "
+                     f"{HEADLINE_DATA['dataset']}")
+    limit = metrics.get("args", {}).get("train_limit")
+    if limit != HEADLINE_DATA["train_limit"]:
+        wrong.append(f"it used the first {limit} training images only (--train-limit)")
+    if "test_tencrop_top1_error" not in metrics:
+        wrong.append("it was not tested on ten crops (--no-ten-crop)")
+    if wrong:
+        raise ValueError(f"experiments headline: {path}: " + "; ".join(wrong)
+                         + ": the headline is the whole dataset, ten crops")
+
+
 def finished_metrics(run_dir) -> dict:
     path = os.path.join(run_dir, "metrics.json")
     if not os.path.isfile(path):
@@ -120,7 +141,9 @@ def finished_metrics(run_dir) -> dict:
         metrics = json.load(f)
     if "test_center_top1_error" not in metrics:
         raise ValueError(f"experiments headline: {path} has no test errors; the run "
-                         f"has not finished (resume it, or test its best.npz: python train.py --eval-only RUN/best.npz --out RUN)")
+                         f"has not finished (resume it, or test its best.npz: python "
+                         f"train.py --eval-only RUN/best.npz --out RUN)")
+    check_headline_run(metrics, path)
     return metrics
 
 

@@ -199,12 +199,23 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
     expect = np.mean(avg.argmax(1) != ds.test_y)
     assert abs(res["ensemble"]["tencrop_top1_error"] - expect) < 1e-12
 
-    # recorded as a headline variant, the ensemble evaluated again from the checkpoints
+    # recorded as a headline variant, the ensemble evaluated again from the checkpoints;
+    # nets of the subset are no headline (the whole dataset, ten crops) unless the
+    # headline's data is the subset, as here
     import experiments.__main__ as runner
+    from experiments import headline
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr(runner, "ROOT", str(tmp_path))
-    assert main(["headline", "--variant", "two", "--change", "two tiny nets",
-                 "--run", str(runs[0]), "--run", str(runs[1])]) == 0
+    capsys.readouterr()
+    two = ["headline", "--variant", "two", "--change", "two tiny nets",
+           "--run", str(runs[0]), "--run", str(runs[1])]
+    assert main(two) == 2
+    err = capsys.readouterr().err
+    assert ("it was trained on fashion-mnist-subset, not fashion-mnist; it used the first "
+            "384 training images only (--train-limit)") in err
+    monkeypatch.setattr(headline, "HEADLINE_DATA",
+                        dict(dataset="fashion-mnist-subset", train_limit=384))
+    assert main(two) == 0
     s = json.loads((tmp_path / "results" / "headline-two" / "headline.json").read_text())
     assert s["test_tencrop_top1_error"] == res["ensemble"]["tencrop_top1_error"]
     assert s["test_center_top1_error"] == res["ensemble"]["center_top1_error"]
@@ -217,6 +228,16 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert "the networks were trained on fashion-mnist, but fashion-mnist-subset was " \
            "loaded" in err and "pass --data-dir" in err
+    # nor averaged with a network of another dataset
+    mnist_net = tmp_path / "mnist.npz"
+    with np.load(paths[1]) as f:
+        arrays = dict(f)
+    state = json.loads(str(arrays["train_state"]))
+    state["args"]["dataset"] = "mnist"
+    arrays["train_state"] = np.array(json.dumps(state))
+    np.savez(mnist_net, **arrays)
+    assert main(["ensemble", paths[0], str(mnist_net)]) == 2
+    assert "trained on different datasets" in capsys.readouterr().err
 
 
 def test_weights_only_copies_evaluate_the_same_and_refuse_to_resume(tmp_path, capsys):
@@ -287,7 +308,8 @@ def write_fake_run(a, hist):
     import os
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "metrics.json"), "w") as f:
-        json.dump({"args": vars(a), "history": hist, "epochs": len(hist),
+        json.dump({"args": vars(a), "dataset": a.dataset, "history": hist,
+                   "epochs": len(hist),
                    "test_top1_error": 0.3, "test_center_top1_error": 0.3}, f)
 
 
@@ -419,7 +441,7 @@ def test_augment_claim_compares_centre_crops(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     claim = CLAIMS["augment"]
     assert claim.metric == "test_center_top1_error"
-    st = lambda m: {"mean": m, "std": 0.001, "values": [m]}
+    st = lambda m: {"mean": m, "std": 0.001, "values": [m] * 3}
     stats = {"crops+flips": {"test_center_top1_error": st(0.15), "test_top1_error": st(0.14),
                              "train_test_gap": st(-0.02), "reached_25": 3},
              "none": {"test_center_top1_error": st(0.145), "test_top1_error": st(0.23),
@@ -645,6 +667,9 @@ def test_gpu_headline_script_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     for s in (0, 1):                 # as if the checkpoints had stayed on the GPU machine
         (out / f"seed{s}" / "best.npz").unlink()
+    from experiments import headline      # a headline of the subset, for this test only
+    monkeypatch.setattr(headline, "HEADLINE_DATA",
+                        dict(dataset="fashion-mnist-subset", train_limit=640))
     assert main(["headline", "--variant", "gpu2", "--change", "two nets",
                  "--ensemble", str(out / "ensemble.json"), "--run", str(out / "seed0"),
                  "--run", str(out / "seed1"), "--log", str(out / "seed0.log")]) == 0
@@ -682,3 +707,58 @@ def test_gpu_headline_script_names_a_bad_tests_setting(tmp_path):
     assert r.returncode == 2
     assert "gpu_headline: TESTS must be parallel, first or skip, not 'later'" in r.stderr
     assert not (tmp_path / "gpu").exists()
+
+
+def test_one_seed_is_never_a_decisive_verdict():
+    c = CLAIMS["lrn"]
+    one = lambda m: {c.metric: {"mean": m, "std": 0.0, "values": [m]}}
+    assert verdict(c, {"lrn": one(0.10), "no-lrn": one(0.1001)}).startswith("inconclusive")
+
+
+def test_a_finished_run_must_be_the_run_asked_for(tmp_path, monkeypatch):
+    """A metrics.json found in a claim's folder is reused only if it is the same
+    configuration, trained on the dataset the scale names (never train.py's fallback
+    to the bundled subset); runs go to train.py with --no-fallback; a results file cut
+    short is named; a summary of more seeds is not overwritten by one of fewer."""
+    import json
+
+    import experiments.__main__ as runner
+    import train
+    from experiments.claims import SCALES
+
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    monkeypatch.setitem(SCALES, "t", dict(flags=["--dataset", "fashion-mnist", "--model",
+                                                 "tiny", "--epochs", "1"], desc="fake"))
+    seen = []
+
+    def fake_main(argv):
+        seen.append(argv)
+        a = train.build_parser().parse_args(argv)
+        write_fake_run(a, [{"epoch": 1, "train_top1_error": 0.5, "val_top1_error": 0.3,
+                            "seconds": 2.0}])
+        return 0
+
+    monkeypatch.setattr(train, "main", fake_main)
+    claim = CLAIMS["dropout"]
+    out = tmp_path / "results" / "t" / "dropout" / "x" / "seed0"
+    m = runner.run_one(claim, "x", [], 0, "t", "cpu", str(out))
+    assert "--no-fallback" in seen[-1] and m["dataset"] == "fashion-mnist"
+    # the scale's flags changed since: the old result is not counted as the new run
+    with pytest.raises(SystemExit, match=r"another configuration \(dropout: 0.5 -> 0.2\)"):
+        runner.run_one(claim, "x", ["--dropout", "0.2"], 0, "t", "cpu", str(out))
+    # trained on the subset (the fallback) although the scale says fashion-mnist
+    m["dataset"] = "fashion-mnist-subset"
+    (out / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(SystemExit, match="trained on fashion-mnist-subset, not on "
+                                         "fashion-mnist"):
+        runner.run_one(claim, "x", [], 0, "t", "cpu", str(out))
+    (out / "metrics.json").write_text(json.dumps(m)[:40])          # cut short
+    with pytest.raises(SystemExit, match=f"{out / 'metrics.json'} is not valid JSON"):
+        runner.run_one(claim, "x", [], 0, "t", "cpu", str(out))
+    # a 2-seed summary stays when the claim is run again with 1 seed
+    (out / "metrics.json").unlink()
+    runner.run_claim("dropout", 2, "t", "cpu")
+    assert json.loads((tmp_path / "results" / "t" / "dropout.json").read_text())["seeds"] == 2
+    runner.run_claim("dropout", 1, "t", "cpu")
+    assert json.loads((tmp_path / "results" / "t" / "dropout.json").read_text())["seeds"] == 2

@@ -95,6 +95,9 @@ def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path, monkey
     import experiments.__main__ as runner
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    from experiments import headline      # a headline of the subset, for this test only
+    monkeypatch.setattr(headline, "HEADLINE_DATA",
+                        dict(dataset="fashion-mnist-subset", train_limit=384))
     assert runner.main(["headline", "--variant", "standin", "--change", "two nets",
                         "--ensemble", str(out / "ensemble.json"), "--run", str(out / "seed0"),
                         "--run", str(out / "seed1"), "--machine", "the stand-in"]) == 0
