@@ -714,6 +714,9 @@ def train(a) -> dict:
                             f"weights wrote it); evaluate it with --eval-only or python -m "
                             f"experiments ensemble, or resume from the run's last.npz")
     ds = load_data(a)
+    if len(ds.test_y) == 0:
+        raise ValueError(f"{ds.name}: the test set is empty, so the run could not be "
+                         f"tested at its end ({ds.source})")
     kind = dataset_kind(a.dataset)
     dflt = DATA_DEFAULTS[kind]
     print(f"data: {ds.name} from {ds.source}: {len(ds.train_x)} train / {len(ds.test_x)} test "

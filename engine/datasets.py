@@ -557,8 +557,9 @@ def load_image_folder(path: str, size: int = 256, test_fraction: float = 0.1,
       given split. Classes are the sorted subfolders of ``train``; a test class that
       is not a train class is an error.
       ``path/<class>/*``: a held-out test split of ``round(test_fraction * n)`` images
-      per class (at least one image stays in train), chosen by a permutation seeded
-      with ``seed``, so the same folder always gives the same split.
+      per class, at least one where a class has two (at least one stays in train),
+      chosen by a permutation seeded with ``seed``, so the same folder always gives the
+      same split.
 
     Every image is prepared as in the paper (see :func:`load_image`): shorter side to
     ``size``, central ``size x size`` crop, RGB uint8. At 256 this is 192 KiB per image.
@@ -608,6 +609,10 @@ def load_image_folder(path: str, size: int = 256, test_fraction: float = 0.1,
         train_items, test_items = _hold_out(gather(path, classes), test_fraction, seed)
         source = f"{os.path.abspath(path)} (test: {test_fraction:g} held out, seed {seed})"
 
+    if test_fraction > 0 and not test_items:
+        raise DatasetError(f"{path}: too few images to hold out a test set: every class "
+                           f"has one image, which it keeps for training; add images, or "
+                           f"give the train/ and test/ layout")
     train_x, train_y = _load_images(train_items, size)
     test_x, test_y = _load_images(test_items, size)
     return Dataset(f"folder:{path}", train_x, train_y, test_x, test_y, classes, source)
@@ -617,7 +622,10 @@ def _hold_out(per_class: list, fraction: float, seed: int):
     rng = np.random.default_rng(seed)
     train, test = [], []
     for items in per_class:
-        n_test = min(int(round(fraction * len(items))), len(items) - 1)
+        # at least one test image a class (where it has two), so a small folder still
+        # has a test set; at least one stays in train
+        n_test = min(max(int(round(fraction * len(items))), int(fraction > 0)),
+                     len(items) - 1)
         perm = rng.permutation(len(items))
         chosen = set(perm[:n_test].tolist())
         for i, it in enumerate(items):  # keep the sorted order within each split

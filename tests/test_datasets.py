@@ -515,9 +515,11 @@ def test_image_folder_expands_the_home_tilde(tmp_path, monkeypatch):
     # README's "--dataset folder:~/photos": the shell leaves a ~ after "folder:" alone
     monkeypatch.setenv("HOME", str(tmp_path))
     for c in ("cat", "dog"):
-        save(str(tmp_path / "photos" / c / "0.png"), np.full((8, 8, 3), 9, np.uint8))
+        for i in range(2):
+            save(str(tmp_path / "photos" / c / f"{i}.png"), np.full((8, 8, 3), 9, np.uint8))
     ds = D.load_dataset("folder:~/photos")
-    assert ds.classes == ["cat", "dog"] and len(ds.train_x) + len(ds.test_x) == 2
+    assert ds.classes == ["cat", "dog"] and len(ds.train_x) + len(ds.test_x) == 4
+    assert len(ds.test_x) == 2      # round(0.1 x 2) is 0, but each class gives one to test
 
 
 def test_image_folder_held_out_fraction_is_deterministic(tmp_path):
@@ -547,6 +549,10 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "bad" / "c" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(DatasetError, match="broken.png: cannot read image"):
         D.load_image_folder(str(tmp_path / "bad"), size=4)
+    for c in ("x", "y"):               # one image a class: it stays in train
+        save(str(tmp_path / "few" / c / "0.png"), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(DatasetError, match="few: too few images to hold out a test set"):
+        D.load_image_folder(str(tmp_path / "few"), size=4)
     (tmp_path / "noimg" / "c").mkdir(parents=True)
     (tmp_path / "noimg" / "c" / "notes.txt").write_text("hi")
     with pytest.raises(DatasetError, match="noimg.c: class folder has no images"):
