@@ -654,26 +654,47 @@ def _open_url(url: str, timeout: float):
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError)
 
 
+class _WriteFailed(Exception):
+    """Writing a download to disk failed (disk full, no permission): not a network error,
+    so no reason to try another URL or to fall back to the bundled subset."""
+
+
 def download_file(urls: list[str] | str, dest: str, md5: str, timeout: float = 60.0) -> str:
     """Download to ``dest``, trying each URL in turn, and check the MD5 before use.
 
     The bytes go to a temporary file beside ``dest`` and are moved into place with
     os.replace only once their MD5 matches, so ``dest`` is never a partial or bad file.
-    A network failure on every URL raises DownloadError; a file that arrives with the
-    wrong MD5 is deleted and raises DatasetError naming it, the expected and the got MD5.
+    A file that arrives with the wrong MD5 (a proxy's error page, a changed mirror) is
+    deleted and the next URL tried. A network failure on every URL raises DownloadError;
+    when a file arrived but none matched, DatasetError names the expected and the got
+    MD5s; a file that cannot be written (disk full, no permission) is a DatasetError
+    naming it.
     """
     urls = [urls] if isinstance(urls, str) else list(urls)
     folder = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(folder, exist_ok=True)
-    errors = []
+    errors, mismatches = [], []
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"{folder}: cannot create the download folder: {e}") from None
     for url in urls:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(dest) + ".", suffix=".part")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(dest) + ".",
+                                       suffix=".part")
+        except OSError as e:
+            raise DatasetError(f"{folder}: cannot write the download there: {e}") from None
         h = hashlib.md5()
         try:
             with os.fdopen(fd, "wb") as f, _open_url(url, timeout) as r:
                 for block in iter(lambda: r.read(1 << 20), b""):
-                    f.write(block)
+                    try:
+                        f.write(block)
+                    except OSError as e:
+                        raise _WriteFailed(e) from None
                     h.update(block)
+        except _WriteFailed as e:
+            os.remove(tmp)
+            raise DatasetError(f"{dest}: cannot write the download: {e}") from None
         except _NETWORK_ERRORS as e:
             os.remove(tmp)
             errors.append(f"{url}: {e}")
@@ -685,12 +706,16 @@ def download_file(urls: list[str] | str, dest: str, md5: str, timeout: float = 6
         got = h.hexdigest()
         if got != md5:
             os.remove(tmp)
-            raise DatasetError(f"{dest}: MD5 mismatch for the download from {url}: expected "
-                               f"{md5}, got {got}; the bad file was deleted")
+            mismatches.append(f"{url}: got {got}")
+            log.warning("download from %s has the wrong MD5 (%s), deleted", url, got)
+            continue
         os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, dest)
         log.info("downloaded %s -> %s (MD5 ok)", url, dest)
         return dest
+    if mismatches:
+        raise DatasetError(f"{dest}: MD5 mismatch for the download: expected {md5}; "
+                           + "; ".join(mismatches + errors) + "; the bad files were deleted")
     raise DownloadError(f"could not download {os.path.basename(dest)}: " + "; ".join(errors))
 
 

@@ -218,6 +218,44 @@ def test_download_tries_mirrors(isolated, monkeypatch):
     assert dest.read_bytes() == data and len(calls) == 2
 
 
+def test_a_wrong_file_from_one_mirror_tries_the_next(isolated, monkeypatch):
+    # a proxy's error page from the first URL: deleted, and the second URL's file used
+    data = b"payload"
+    monkeypatch.setattr(D, "_open_url", lambda url, timeout: io.BytesIO(
+        b"<html>login</html>" if "first" in url else data))
+    dest = isolated / "f.bin"
+    D.download_file(["https://first.invalid/f", "https://second.invalid/f"], str(dest), md5(data))
+    assert dest.read_bytes() == data
+    assert [p for p in os.listdir(isolated) if p.startswith("f.")] == ["f.bin"]  # no .part
+
+
+def test_a_download_that_cannot_be_written_is_not_a_network_error(isolated, monkeypatch):
+    # a full disk is no reason to fall back to the bundled subset: DatasetError, not
+    # DownloadError, naming the file, and no partial file left
+    monkeypatch.setattr(D, "_open_url", lambda url, timeout: io.BytesIO(b"x" * 10))
+    real_fdopen = os.fdopen
+
+    def full_disk(fd, mode):
+        f = real_fdopen(fd, mode)
+
+        class Writer:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                f.close()
+
+            def write(self, block):
+                raise OSError(28, "No space left on device")
+        return Writer()
+
+    monkeypatch.setattr(D.os, "fdopen", full_disk)
+    with pytest.raises(DatasetError, match="f.bin: cannot write the download: .*No space") as e:
+        D.download_file(["https://a.invalid/f"], str(isolated / "f.bin"), md5(b"x" * 10))
+    assert not isinstance(e.value, D.DownloadError)
+    assert not [p for p in os.listdir(isolated) if p.startswith("f.")]
+
+
 def test_network_error_without_fallback_raises_download_error(isolated):
     with pytest.raises(D.DownloadError, match="network disabled"):
         D.load_dataset("mnist", cache_dir=str(isolated / "cache"))
