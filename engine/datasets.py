@@ -754,12 +754,29 @@ def _search_dirs(name: str, data_dir: str | None, cache_dir: str | None) -> list
     return dirs
 
 
+def _refuse_fashion_as_mnist(labels_path: str):
+    """MNIST and Fashion-MNIST share the file names and format, and a folder searched for
+    one (``--data-dir`` itself is) may hold the other: their training labels tell them
+    apart (Fashion-MNIST's content MD5 is known; the bundled subset's is read here)."""
+    got = md5_bytes(read_bytes_maybe_gzip(labels_path))
+    known = {FASHION_MNIST_CONTENT_MD5["train-labels-idx1-ubyte"]: "Fashion-MNIST"}
+    subset = os.path.join(SUBSET_DIR, "train-labels-idx1-ubyte.gz")
+    if os.path.isfile(subset):
+        known[md5_bytes(read_bytes_maybe_gzip(subset))] = "the bundled Fashion-MNIST subset"
+    if got in known:
+        raise DatasetError(f"{labels_path}: these are the files of {known[got]}, not MNIST; "
+                           f"point --data-dir (or {ENV_DATA}) at the MNIST files, or ask "
+                           f"for the dataset they are")
+
+
 def _load_found(name: str, folder: str) -> Dataset | None:
     if name in IDX_SOURCES:
         files = find_idx_files(folder)
         if files is None:
             return None
         fashion = name == "fashion-mnist"
+        if name == "mnist":
+            _refuse_fashion_as_mnist(files["train-labels-idx1-ubyte"])
         return load_idx_folder(folder, name,
                                FASHION_MNIST_CLASSES if fashion else MNIST_CLASSES,
                                content_md5=FASHION_MNIST_CONTENT_MD5 if fashion else None,

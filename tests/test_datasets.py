@@ -256,6 +256,13 @@ def test_a_download_that_cannot_be_written_is_not_a_network_error(isolated, monk
     assert not [p for p in os.listdir(isolated) if p.startswith("f.")]
 
 
+def test_fashion_mnist_files_are_not_taken_for_mnist(isolated):
+    # same names and format: --data-dir pointed at the wrong folder must not pass
+    subset = os.path.join(D.REPO_ROOT, "data", "fashion-mnist-subset")
+    with pytest.raises(DatasetError, match="the bundled Fashion-MNIST subset, not MNIST"):
+        D.load_dataset("mnist", data_dir=subset, download=False)
+
+
 def test_network_error_without_fallback_raises_download_error(isolated):
     with pytest.raises(D.DownloadError, match="network disabled"):
         D.load_dataset("mnist", cache_dir=str(isolated / "cache"))
