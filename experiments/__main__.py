@@ -108,18 +108,22 @@ NOT_CONFIG = {"out", "quiet", "device", "data_dir", "no_download", "no_fallback"
               "no_prefetch", "eval_batch_size", "resume", "eval_only"}
 
 
-def config_key(args: dict) -> str:
-    """What a run computes, as a string: two runs with the same key train the same
-    network on the same data with the same seed, whatever flags spelled it."""
-    return json.dumps({k: v for k, v in args.items() if k not in NOT_CONFIG}, sort_keys=True)
-
-
 def config_differences(saved: dict, wanted: dict) -> list:
     """The train.py settings in which a run's saved arguments differ from the wanted
-    ones, as 'name: saved -> wanted' strings. A setting one side lacks is not compared:
-    a flag added to train.py after the run was made leaves it as it was."""
-    return [f"{k}: {saved[k]!r} -> {wanted[k]!r}" for k in sorted(set(saved) & set(wanted))
-            if k not in NOT_CONFIG and saved[k] != wanted[k]]
+    ones (what the run computes, not NOT_CONFIG), as 'name: saved -> wanted' strings;
+    empty: the same run, whatever flags spelled it. A setting the saved arguments lack
+    (a flag added to train.py after the run was made) counts as its default, which is
+    how that run behaved."""
+    import train
+    defaults = vars(train.build_parser().parse_args([]))
+    out = []
+    for k in sorted(wanted):
+        if k in NOT_CONFIG:
+            continue
+        had = saved.get(k, defaults.get(k))
+        if had != wanted[k]:
+            out.append(f"{k}: {had!r} -> {wanted[k]!r}")
+    return out
 
 
 def check_finished_run(m: dict, path: str, wanted: dict):
@@ -141,11 +145,10 @@ def find_same_run(scale, args: dict):
     """The metrics.json of a finished run of this scale with the same configuration
     (another claim's), or None. Many claims compare against the same baseline, e.g.
     'relu' in the ReLU claim is 'lrn' in the LRN claim: it is trained once."""
-    key = config_key(args)
     folder = os.path.join(RESULTS, scale)
     for path in sorted(glob.glob(os.path.join(folder, "*", "*", "seed*", "metrics.json"))):
         m = read_json(path)
-        if "shared_from" not in m and config_key(m.get("args", {})) == key:
+        if "shared_from" not in m and not config_differences(m.get("args", {}), args):
             return path
     return None
 
@@ -179,8 +182,8 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
               f"{m['shared_from']}, reused", flush=True)
         return m
     last = os.path.join(out_dir, "last.npz")
-    if not force and os.path.exists(last) and config_key(
-            train.load_checkpoint(last)["train_state"].get("args", {})) == config_key(wanted):
+    if not force and os.path.exists(last) and not config_differences(
+            train.load_checkpoint(last)["train_state"].get("args", {}), wanted):
         # the same run, stopped before its end (Ctrl-C, a session's end): go on from its
         # checkpoint; resuming is exact, so the result is the uninterrupted run's
         print(f"[{claim.name}] {label} seed {seed}: resuming the unfinished run: python "

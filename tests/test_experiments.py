@@ -762,3 +762,15 @@ def test_a_finished_run_must_be_the_run_asked_for(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "results" / "t" / "dropout.json").read_text())["seeds"] == 2
     runner.run_claim("dropout", 1, "t", "cpu")
     assert json.loads((tmp_path / "results" / "t" / "dropout.json").read_text())["seeds"] == 2
+
+
+def test_a_flag_added_after_a_run_counts_as_its_default():
+    """Runs made before a train.py flag existed behaved as its default: they still match
+    a configuration with the default, and not one that sets the flag."""
+    import experiments.__main__ as runner
+    import train
+    wanted = vars(train.build_parser().parse_args(["--model", "tiny", "--erase", "0.5"]))
+    old = {k: v for k, v in wanted.items() if k != "erase"}        # made before --erase
+    assert runner.config_differences(old, wanted) == ["erase: 0.0 -> 0.5"]
+    assert runner.config_differences(old, dict(wanted, erase=0.0)) == []
+    assert runner.config_differences(old, dict(wanted, erase=0.0, out="x", quiet=True)) == []
