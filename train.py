@@ -179,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from a checkpoint (last.npz) written by an earlier run")
     r.add_argument("--eval-only", default=None, metavar="CHECKPOINT",
                    help="evaluate a checkpoint on the test set and exit, without training")
+    r.add_argument("--predict", nargs="+", default=None, metavar="IMAGE",
+                   help="with --eval-only CHECKPOINT: classify these image files (JPEG, "
+                        "PNG, ...) instead of testing, printing each one's most probable "
+                        "classes; each is prepared as the network's training images were "
+                        "(grey or colour, the shorter side scaled, the centre cropped)")
+    r.add_argument("--invert", action="store_true",
+                   help="with --predict: invert the images' brightness first (Fashion-MNIST "
+                        "and MNIST are light on black; a photo is mostly dark on light)")
     r.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="train for at most this long (this invocation; the test afterwards "
                         "not counted): no epoch is started that would end after it, judged "
@@ -360,6 +368,8 @@ def save_checkpoint(path, model, opt, state, prep, swa=None):
     else:
         arrays.update({f"velocity/{k}": to_numpy(v) for k, v in opt.velocity.items()})
     arrays["mean"] = np.asarray(prep["mean"])
+    if prep.get("classes") is not None:        # the class names, for --predict
+        arrays["classes"] = np.array(json.dumps(list(prep["classes"])))
     if prep.get("pca") is not None:
         arrays["pca_eigvals"] = np.asarray(prep["pca"][0])
         arrays["pca_eigvecs"] = np.asarray(prep["pca"][1])
@@ -393,6 +403,8 @@ def load_checkpoint(path):
         ck["config"] = json.loads(str(ck["config"]))
         ck["train_state"] = json.loads(str(ck["train_state"]))
         ck["extra_state"] = json.loads(str(ck.get("extra_state", np.array("{}"))))
+        if "classes" in ck:
+            ck["classes"] = json.loads(str(ck["classes"]))
     except Exception as e:
         raise TrainingError(f"checkpoint {path!r} is not a readable train.py checkpoint ({e})") \
             from e
@@ -517,7 +529,7 @@ def saved_args(a) -> dict:
 
 # Settings that belong to the invocation, not to the run: never taken from a checkpoint.
 PER_INVOCATION = ("resume", "eval_only", "device", "out", "quiet", "no_prefetch",
-                  "eval_batch_size", "time_limit")
+                  "eval_batch_size", "time_limit", "predict", "invert")
 
 
 def explicit_flags(parser, argv) -> set:
@@ -786,7 +798,7 @@ def train(a) -> dict:
                       flip=dflt["flip"] and not a.no_flip, pca=pca, erase=a.erase)
     loader = BatchLoader(tr_x, tr_y, a.batch_size, shuffle=True, seed=a.seed, device=device,
                          drop_last=False, prefetch=not a.no_prefetch, **train_prep)
-    ck_prep = dict(prep, pca=pca)
+    ck_prep = dict(prep, pca=pca, classes=list(ds.classes))
     stop = StopRequest(None if a.time_limit is None else time.monotonic() + a.time_limit)
     epoch_wall = None           # the last whole epoch's time, validation and saving included
     current = {}                # when the epoch under way started, if from its first step
@@ -980,6 +992,56 @@ def eval_only(a) -> dict:
     return report(test, state, ds, out_dir, model, a, metrics_name=name)
 
 
+def checkpoint_classes(ck, num_classes) -> list:
+    """The class names of a checkpoint's network: saved in it, else those of the dataset
+    its run names (checkpoints from before the names were saved), else the indices."""
+    from engine import datasets as D
+    names = ck.get("classes") or {
+        "fashion-mnist": D.FASHION_MNIST_CLASSES, "fashion-mnist-subset":
+        D.FASHION_MNIST_CLASSES, "mnist": D.MNIST_CLASSES, "cifar10": D.CIFAR10_CLASSES,
+        "cifar100": D.CIFAR100_CLASSES}.get(ck["train_state"].get("args", {}).get("dataset"))
+    return list(names) if names and len(names) == num_classes else [
+        str(i) for i in range(num_classes)]
+
+
+def predict_images(a) -> dict:
+    """--eval-only CHECKPOINT --predict IMAGE...: each image's most probable classes."""
+    from engine.datasets import load_image
+    from engine.loader import iterate_eval
+
+    device = check_device(a.device)
+    ck = load_checkpoint(a.eval_only)
+    model = AlexNet(**ck["config"])
+    model.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("param/")})
+    model.to(device)
+    mean = np.asarray(ck["mean"])
+    c, size = mean.shape[0], mean.shape[1]   # the training images' channels and size
+    x = np.stack([load_image(p, size, mode="L" if c == 1 else "RGB") for p in a.predict])
+    if a.invert:
+        x = 255 - x
+    kind = dataset_kind(ck["train_state"].get("args", {}).get("dataset", "folder:"))
+    prep = dict(mean=mean, pad=DATA_DEFAULTS.get(kind, DATA_DEFAULTS["folder"])["pad"],
+                crop=model.config["input_size"], scale=1.0 / 255.0)
+    mode = "ten" if a.ten_crop else "center"
+    probs = []
+    for xb, _ in iterate_eval(x, np.zeros(len(x), np.int64), a.eval_batch_size, mode=mode,
+                              device=device, **prep):
+        p = (sum(softmax(model.forward(crop, train=False)) for crop in xb) / 10
+             if mode == "ten" else softmax(model.forward(xb, train=False)))
+        probs.append(to_numpy(p))
+    probs = np.concatenate(probs)
+    classes = checkpoint_classes(ck, model.config["num_classes"])
+    k = min(5, len(classes))
+    out = []
+    print(f"{a.eval_only}: {'ten crops averaged' if a.ten_crop else 'the centre crop'}"
+          + (", brightness inverted" if a.invert else ""))
+    for path, p in zip(a.predict, probs):
+        top = np.argsort(-p, kind="stable")[:k]
+        out.append(dict(image=path, top=[(classes[i], float(p[i])) for i in top]))
+        print(f"{path}: " + ", ".join(f"{classes[i]} {100 * p[i]:.1f}%" for i in top))
+    return dict(predictions=out)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -989,6 +1051,11 @@ def main(argv=None) -> int:
         if a.resume is not None and a.eval_only is not None:
             raise ValueError("--resume and --eval-only: give one; --resume trains on from "
                              "a checkpoint, --eval-only tests one")
+        if a.predict and a.eval_only is None:
+            raise ValueError("--predict needs --eval-only CHECKPOINT, the network that "
+                             "classifies the images")
+        if a.invert and not a.predict:
+            raise ValueError("--invert inverts the images of --predict; there are none")
         ck = a.resume or a.eval_only
         if ck is not None:
             if not os.path.isfile(ck):
@@ -996,7 +1063,8 @@ def main(argv=None) -> int:
                                         f"checkpoint {ck!r} does not exist")
             apply_checkpoint_args(a, ck, explicit_flags(parser, argv))
         validate_args(a)
-        metrics = eval_only(a) if a.eval_only else train(a)
+        metrics = (predict_images(a) if a.predict else eval_only(a) if a.eval_only
+                   else train(a))
     except (DatasetError, GPUUnavailableError, TrainingError, FileNotFoundError,
             ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

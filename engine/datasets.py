@@ -518,14 +518,17 @@ def _class_dirs(root: str) -> list[str]:
                   if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
 
 
-def load_image(path: str, size: int = 256) -> np.ndarray:
+def load_image(path: str, size: int = 256, mode: str = "RGB") -> np.ndarray:
     """Read one image as the paper prepares it: RGB, shorter side rescaled to ``size``
-    (bilinear, antialiased), central ``size x size`` crop. Returns uint8 (3, size, size)."""
+    (bilinear, antialiased), central ``size x size`` crop. Returns uint8 (3, size, size);
+    with mode "L", grey levels, (1, size, size), as in (Fashion-)MNIST."""
     from PIL import Image
 
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"load_image: mode must be 'RGB' or 'L', got {mode!r}")
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")  # forces the full decode: a truncated file fails here
+            im = im.convert(mode)  # forces the full decode: a truncated file fails here
             w, h = im.size
             if min(w, h) != size:
                 s = size / min(w, h)
@@ -537,7 +540,7 @@ def load_image(path: str, size: int = 256) -> np.ndarray:
             arr = np.asarray(im, dtype=np.uint8)
     except Exception as e:  # Pillow raises OSError, UnidentifiedImageError, ValueError...
         raise DatasetError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-    return arr.transpose(2, 0, 1)
+    return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
 
 
 def _load_images(items: list[tuple[str, int]], size: int):

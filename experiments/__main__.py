@@ -105,7 +105,7 @@ def derived(metrics: dict, epochs: int) -> dict:
 
 # train.py arguments that say where a run writes or how it reports, not what it computes.
 NOT_CONFIG = {"out", "quiet", "device", "data_dir", "no_download", "no_fallback",
-              "no_prefetch", "eval_batch_size", "resume", "eval_only"}
+              "no_prefetch", "eval_batch_size", "resume", "eval_only", "predict", "invert"}
 
 
 def config_differences(saved: dict, wanted: dict) -> list:

@@ -415,6 +415,55 @@ def test_eval_only_without_out_leaves_the_runs_metrics_alone(tmp_path, capsys):
     assert f"wrote {out / 'eval-last.json'}" in printed and "best.npz" not in printed
 
 
+def test_predict_classifies_image_files_as_the_test_set_does(tmp_path, capsys):
+    """--eval-only CK --predict IMAGE...: a test image saved as a PNG gets the class
+    probabilities the network gives it in the test set (same preparation), under the
+    class names the checkpoint keeps; --invert undoes an inverted file."""
+    from PIL import Image
+
+    from engine.loader import iterate_eval
+    from layers.loss import softmax
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    ck = train.load_checkpoint(str(out / "best.npz"))
+    assert ck["classes"][0] == "T-shirt/top" and len(ck["classes"]) == 10
+    ds = train.load_data(train.build_parser().parse_args(
+        ["--dataset", "fashion-mnist-subset"]))
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"img{i}.png"))
+        Image.fromarray(ds.test_x[i, 0]).save(paths[-1])
+    Image.fromarray(255 - ds.test_x[0, 0]).save(tmp_path / "inverted.png")
+    capsys.readouterr()
+    assert train.main(["--eval-only", str(out / "best.npz"), "--predict", *paths,
+                       "--no-ten-crop"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    model = train.AlexNet(**ck["config"])
+    model.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("param/")})
+    xb, _ = next(iterate_eval(ds.test_x[:3], ds.test_y[:3], mean=ck["mean"], pad=2, crop=28))
+    want = softmax(model.forward(xb, train=False))
+    for i in range(3):
+        line = next(ln for ln in printed if ln.startswith(paths[i] + ": "))
+        best = int(np.argmax(want[i]))
+        assert line.split(": ", 1)[1].startswith(
+            f"{ck['classes'][best]} {100 * want[i, best]:.1f}%"), line
+        assert line.count("%") == 5                       # the five most probable
+    assert train.main(["--eval-only", str(out / "best.npz"), "--predict",
+                       str(tmp_path / "inverted.png"), "--invert", "--no-ten-crop"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.split(": ", 1)[1] == next(
+        ln for ln in printed if ln.startswith(paths[0] + ": ")).split(": ", 1)[1]
+    # bad input: one line naming the problem
+    for argv, message in (
+            (["--predict", paths[0]], "--predict needs --eval-only CHECKPOINT"),
+            (["--eval-only", str(out / "best.npz"), "--predict", str(tmp_path / "no.png")],
+             "no.png: cannot read image"),
+            (["--eval-only", str(out / "best.npz"), "--invert"], "--invert inverts")):
+        assert train.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+
+
 def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
