@@ -967,12 +967,18 @@ def check_labels(ds, model, checkpoint, *named_labels):
                              f"labels run from {int(yy.min())} to {int(yy.max())})")
 
 
-def eval_only(a) -> dict:
-    device = check_device(a.device)
-    ck = load_checkpoint(a.eval_only)
+def network_from_checkpoint(path, device="cpu"):
+    """(the checkpoint as load_checkpoint reads it, its network on ``device``)."""
+    ck = load_checkpoint(path)
     model = AlexNet(**ck["config"])
     model.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("param/")})
     model.to(device)
+    return ck, model
+
+
+def eval_only(a) -> dict:
+    device = check_device(a.device)
+    ck, model = network_from_checkpoint(a.eval_only, device)
     ds = load_data(a)
     kind = dataset_kind(a.dataset)
     prep = dict(mean=ck["mean"], pad=DATA_DEFAULTS[kind]["pad"],
@@ -1010,10 +1016,7 @@ def predict_images(a) -> dict:
     from engine.loader import iterate_eval
 
     device = check_device(a.device)
-    ck = load_checkpoint(a.eval_only)
-    model = AlexNet(**ck["config"])
-    model.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("param/")})
-    model.to(device)
+    ck, model = network_from_checkpoint(a.eval_only, device)
     mean = np.asarray(ck["mean"])
     c, size = mean.shape[0], mean.shape[1]   # the training images' channels and size
     x = np.stack([load_image(p, size, mode="L" if c == 1 else "RGB") for p in a.predict])

@@ -28,7 +28,6 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import train as T  # noqa: E402
-from alexnet import AlexNet  # noqa: E402
 from engine.backend import GPUUnavailableError, to_numpy  # noqa: E402
 from engine.loader import iterate_eval  # noqa: E402
 from engine.metrics import topk_correct  # noqa: E402
@@ -39,10 +38,7 @@ def load_network(path, device="cpu"):
     """(model, mean image, the run's saved train.py arguments) of a checkpoint."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"experiments ensemble: checkpoint {path!r} does not exist")
-    ck = T.load_checkpoint(path)
-    model = AlexNet(**ck["config"])
-    model.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("param/")})
-    model.to(device)
+    ck, model = T.network_from_checkpoint(path, device)
     return model, ck["mean"], ck["train_state"].get("args", {})
 
 
