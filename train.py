@@ -921,8 +921,10 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
         per_class = class_errors(conf, ds.classes)
         metrics.update(test_confusion=conf.tolist(), test_class_top1_error=per_class)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, metrics_name or "metrics.json"), "w") as f:
+    path = os.path.join(out_dir, metrics_name or "metrics.json")
+    with open(path + ".part", "w") as f:     # a stop mid-write leaves the old file whole
         json.dump(metrics, f, indent=2)
+    os.replace(path + ".part", path)
     which = (f"best epoch {state.get('best_epoch')}" if state.get("best_val") is not None
              else f"epoch {state.get('best_epoch')}, the last: no validation set")
     print(f"test ({len(ds.test_x)} images, {which}): "
