@@ -612,7 +612,7 @@ def load_image_folder(path: str, size: int = 256, test_fraction: float = 0.1,
         train_items, test_items = _hold_out(gather(path, classes), test_fraction, seed)
         source = f"{os.path.abspath(path)} (test: {test_fraction:g} held out, seed {seed})"
 
-    if test_fraction > 0 and not test_items:
+    if test_fraction > 0 and not test_items and "held out" in source:
         raise DatasetError(f"{path}: too few images to hold out a test set: every class "
                            f"has one image, which it keeps for training; add images, or "
                            f"give the train/ and test/ layout")
