@@ -14,10 +14,15 @@
 #     BASE_SEEDS, with the CuPy cases of the tests running beside it; and, where
 #     ERASE_SEEDS names seeds, group "erase", the same with random erasing (--erase
 #     ERASE; off by default since the first lease, where it made 14-epoch runs worse);
-#   - each group's ensemble, and (with ERASE_SEEDS) the ensemble of every network of both.
+#   - each group's ensemble, and (with ERASE_SEEDS) the ensemble of every network of both;
+#   - with ENSEMBLE_WITH (checkpoints of earlier leases, carried here, e.g. the weights
+#     that came back from one), the ensemble of group base's networks and those, into
+#     DEST/ensemble-with.json: networks of one recipe average best, and a lease trains
+#     only two.
 # What comes back fits in a few files in DEST (no whole checkpoints: their SHA-256s are
 # in the archives): bench-gpu.txt, base.tar.gz, erase.tar.gz (with ERASE_SEEDS),
-# ensemble-all.json (with ERASE_SEEDS), weights.tar.part-* (the weights of the first
+# ensemble-all.json (with ERASE_SEEDS), ensemble-with.json (with ENSEMBLE_WITH),
+# weights.tar.part-* (the weights of the first
 # WEIGHTS_BACK networks of group base, 18 MB each for mini, in parts of 15 MB, so that
 # two networks stay within what a lent machine gives back), lease.log.
 #
@@ -38,7 +43,7 @@
 # leaves of it, less FINISH_SECONDS, 90, for starting the runs and, after them, the
 # tests' end, the ensemble and the packing; 0: no cap), BASE_FLAGS ("--init he --lr 0.02
 # --lr-drops 0.5,0.7 --val-fraction 0"), EXTRA_FLAGS (added to both groups),
-# WEIGHTS_BACK (2; 0: none), TESTS (parallel; skip), TEST_ROUTES ("few kernels": the
+# WEIGHTS_BACK (2; 0: none), ENSEMBLE_WITH (""; checkpoint paths, space-separated), TESTS (parallel; skip), TEST_ROUTES ("few kernels": the
 # tests' GPU routes, a pass each), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1),
 # PYTHON: as scripts/gpu_headline.sh takes them.
 set -uo pipefail
@@ -63,6 +68,13 @@ DEVICE=${DEVICE:-cuda}
 # the CuPy cases of the tests, beside group base: on the default route and the kernels
 TEST_ROUTES=${TEST_ROUTES:-"few kernels"}
 export DEVICE PYTHON EPOCHS TEST_ROUTES
+ENSEMBLE_WITH=${ENSEMBLE_WITH:-}
+for ck in $ENSEMBLE_WITH; do     # checked before the lease's minutes go into training
+  if [ ! -f "$ck" ]; then
+    echo "gpu_lease: ENSEMBLE_WITH names $ck, which does not exist" >&2
+    exit 2
+  fi
+done
 mkdir -p "$DEST" "$WORK"
 DEST=$(cd "$DEST" && pwd)
 exec > >(tee "$DEST/lease.log") 2>&1
@@ -142,17 +154,27 @@ if [ -n "$ERASE_SEEDS" ] && [ ${#tested[@]} -ge 2 ]; then   # base alone: its ow
   "$PYTHON" -m experiments ensemble "${tested[@]}" --device "$DEVICE" "${data[@]}" \
     --out "$DEST/ensemble-all.json" || rc=1
 fi
+base_tested=()
+for ck in "${tested[@]}"; do
+  case "$ck" in "$WORK"/base/*) base_tested+=("$ck");; esac
+done
+if [ -n "$ENSEMBLE_WITH" ] && [ ${#base_tested[@]} -ge 1 ]; then
+  echo "== the ensemble of group base's ${#base_tested[@]} network(s) and ENSEMBLE_WITH"
+  data=()
+  [ -n "${DATA_DIR:-}" ] && data=(--data-dir "$DATA_DIR")
+  # shellcheck disable=SC2086  # ENSEMBLE_WITH is a list of paths
+  "$PYTHON" -m experiments ensemble "${base_tested[@]}" $ENSEMBLE_WITH --device "$DEVICE" \
+    "${data[@]}" --out "$DEST/ensemble-with.json" || rc=1
+fi
 # The first WEIGHTS_BACK networks of group base, weights only (python -m experiments
 # weights: no momentum, 18 MB each for mini), as one tar in parts of 15 MB: enough to
 # evaluate them again, or to average them with networks of another lease, elsewhere.
 back=()
 names=()
-for ck in "${tested[@]}"; do
-  case "$ck" in "$WORK"/base/*)
-    [ ${#back[@]} -lt "$WEIGHTS_BACK" ] || continue
-    back+=("$ck")
-    names+=("base-$(basename "$(dirname "$ck")")");;
-  esac
+for ck in "${base_tested[@]}"; do
+  [ ${#back[@]} -lt "$WEIGHTS_BACK" ] || continue
+  back+=("$ck")
+  names+=("base-$(basename "$(dirname "$ck")")")
 done
 if [ ${#back[@]} -ge 1 ]; then
   echo "== the weights of ${names[*]} (weights.tar.part-*)"

@@ -126,11 +126,19 @@ def test_gradcheck_command_on_the_standin_gpu():
 
 def test_gpu_lease_script_on_the_standin(tmp_path):
     """scripts/gpu_lease.sh: two groups at once (the second with random erasing), each
-    run under its time limit with its fixed schedule, the ensemble of all, and no more
-    than a few files to carry back: no whole checkpoint, the base network's weights."""
+    run under its time limit with its fixed schedule, the ensemble of all, the ensemble
+    with a network of an earlier lease (ENSEMBLE_WITH), and no more than a few files to
+    carry back: no whole checkpoint, the base network's weights."""
     import tarfile
+
+    import train
+    earlier = tmp_path / "earlier"                      # a network of an earlier lease
+    assert train.main(["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
+                       "--train-limit", "384", "--batch-size", "64", "--epochs", "1",
+                       "--quiet", "--no-ten-crop", "--out", str(earlier)]) == 0
     dest, work = tmp_path / "dest", tmp_path / "work"
     env = standin_env(DEST=str(dest), WORK=str(work), MODEL="tiny", EPOCHS="2",
+                      ENSEMBLE_WITH=str(earlier / "best.npz"),
                       DATASET="fashion-mnist-subset", BASE_SEEDS="0", ERASE_SEEDS="2",
                       TESTS="skip", TRAIN_SECONDS="900", CALL_SECONDS="0",
                       PYTHON=sys.executable,
@@ -139,7 +147,11 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(os.listdir(dest)) == ["base.tar.gz", "bench-gpu.txt", "ensemble-all.json",
-                                        "erase.tar.gz", "lease.log", "weights.tar.part-aa"]
+                                        "ensemble-with.json", "erase.tar.gz", "lease.log",
+                                        "weights.tar.part-aa"]
+    with_earlier = json.loads((dest / "ensemble-with.json").read_text())
+    assert [n["checkpoint"] for n in with_earlier["networks"]] == [
+        str(work / "base" / "seed0" / "best.npz"), str(earlier / "best.npz")]
     # the base network's weights, in parts to join: the same network as its checkpoint
     joined = tmp_path / "weights.tar"
     joined.write_bytes(b"".join(p.read_bytes() for p in sorted(dest.glob("weights.tar.part-*"))))
@@ -170,6 +182,16 @@ def test_gpu_lease_script_on_the_standin(tmp_path):
     assert [h["lr"] for h in m["history"]] == [0.02, 0.002]
     assert m["device"] == "cuda" and m["args"]["time_limit"] == 900
     assert m["gpu_routes"] == "few"
+
+
+def test_gpu_lease_refuses_a_missing_ensemble_with_before_training(tmp_path):
+    env = standin_env(DEST=str(tmp_path / "dest"), WORK=str(tmp_path / "work"),
+                      ENSEMBLE_WITH=str(tmp_path / "gone.npz"), PYTHON=sys.executable)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_lease.sh")], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"ENSEMBLE_WITH names {tmp_path / 'gone.npz'}, which does not exist" in r.stderr
+    assert not (tmp_path / "work").exists()
 
 
 @pytest.mark.parametrize("preset", ["", "few"])
