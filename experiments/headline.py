@@ -82,7 +82,9 @@ def summarize_run(metrics: dict) -> dict:
         lr_first=hist[0]["lr"], lr_last=hist[-1]["lr"], lr_drop_epochs=drops,
         seconds_total=float(sum(secs)), seconds_per_epoch_median=float(statistics.median(secs)),
         seconds_per_epoch_min=float(min(secs)), seconds_per_epoch_max=float(max(secs)),
-        target=TARGET, target_met=bool(err <= TARGET))
+        target=TARGET, target_met=bool(err <= TARGET),
+        # where the errors are, if train.py reported it (runs from 2026-11-28 on)
+        class_top1_error=metrics.get("test_class_top1_error"))
 
 
 def run_checkpoint_hash(run_dir) -> str:
@@ -330,6 +332,11 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     ]
     if s.get("test_tencrop_top5_error") is not None:
         lines.append(f"| test top-5 error, ten crops | {pct(s['test_tencrop_top5_error'])} |")
+    if s.get("class_top1_error"):
+        hardest = sorted(((e, c) for c, e in s["class_top1_error"].items() if e is not None),
+                         key=lambda t: (-t[0], t[1]))[:4]
+        lines.append("| the hardest classes (test top-1 error) | "
+                     + ", ".join(f"{c} {pct(e)}" for e, c in hardest) + " |")
     lines += [
         f"| epochs | {epochs_text(s)} ({chosen_text(s)}) |",
         f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, divided by 10 before "

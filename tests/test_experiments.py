@@ -90,6 +90,8 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     metrics = dict(dataset="fashion-mnist", model="mini", device="cpu", history=hist,
                    test_top1_error=0.071, test_tencrop_top1_error=0.071,
                    test_center_top1_error=0.074, test_tencrop_top5_error=0.002,
+                   test_class_top1_error={"Shirt": 0.2, "Coat": 0.1, "Bag": 0.01,
+                                          "Trouser": 0.02, "Dress": 0.05},
                    best_epoch=3, best_val_top1_error=0.069)
     (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "best.npz").write_bytes(b"weights")
@@ -116,6 +118,8 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     assert "**7.10%** (target 6.00%: **not met**)" in md
     assert hashlib.sha256(b"weights").hexdigest() in md
     assert "python train.py --epochs 3" in md and "test box (cpu)" in md
+    assert ("| the hardest classes (test top-1 error) | Shirt 20.00%, Coat 10.00%, "
+            "Dress 5.00%, Trouser 2.00% |") in md
 
     # a variant goes beside the headline, never over it
     metrics.update(test_tencrop_top1_error=0.058, test_top1_error=0.058)
