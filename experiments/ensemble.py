@@ -30,7 +30,7 @@ if ROOT not in sys.path:
 import train as T  # noqa: E402
 from engine.backend import GPUUnavailableError, to_numpy  # noqa: E402
 from engine.loader import iterate_eval  # noqa: E402
-from engine.metrics import topk_correct  # noqa: E402
+from engine.metrics import confusion_matrix, topk_correct  # noqa: E402
 from layers.loss import softmax  # noqa: E402
 
 
@@ -115,6 +115,9 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
         tag = "center" if m == "center" else "tencrop"
         ens[f"{tag}_top1_error"], ens[f"{tag}_top5_error"] = \
             errors(sums[m] / len(paths), ds.test_y)
+    # where the ensemble's errors are, on the last mode (ten crops unless --no-ten-crop)
+    conf = confusion_matrix(sums[modes[-1]].argmax(axis=1), ds.test_y, len(ds.classes))
+    ens["class_top1_error"] = T.class_errors(conf, ds.classes)
     result["ensemble"] = ens
     return result
 

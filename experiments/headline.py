@@ -208,7 +208,8 @@ def record_ensemble(run_dirs, ensemble_json=None, logs=(), commands=(), note="",
         seconds_total=float(sum(secs)), seconds_per_epoch_median=float(statistics.median(secs)),
         target=TARGET, target_met=bool(err <= TARGET), commands=list(commands),
         logs=kept_logs, note=note, machine=machine or bench_machine(),
-        recorded=datetime.date.today().isoformat(), change=change)
+        recorded=datetime.date.today().isoformat(), change=change,
+        class_top1_error=e.get("class_top1_error"))
     with open(os.path.join(dest, "headline.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
@@ -266,6 +267,13 @@ def chosen_text(s: dict) -> str:
             f"{s['best_epoch']}: the checkpoint tested")
 
 
+def hardest_text(s) -> str:
+    """The four classes with the highest test error, from s["class_top1_error"]."""
+    hardest = sorted(((e, c) for c, e in s["class_top1_error"].items() if e is not None),
+                     key=lambda t: (-t[0], t[1]))[:4]
+    return ", ".join(f"{c} {100 * e:.2f}%" for e, c in hardest)
+
+
 def ensemble_md_lines(s: dict, rel: str) -> list:
     """A recorded ensemble's section of docs/RESULTS.md: each network, then the average."""
     pct = lambda v: f"{100 * v:.2f}%"
@@ -287,6 +295,8 @@ def ensemble_md_lines(s: dict, rel: str) -> list:
         f"each network {pct(mean)} on average) | {pct(s['test_center_top1_error'])} | | "
         f"[ensemble.json]({rel}/ensemble.json) |",
         "",
+        *([f"The average's hardest classes (test top-1 error): {hardest_text(s)}.", ""]
+          if s.get("class_top1_error") else []),
         f"Time: {hours_or_minutes(s['seconds_total'])} of training in all, "
         f"{med} {unit} per epoch (median, validation included), on {s['machine']} "
         f"({s['device']}); recorded {s['recorded']}"
@@ -333,10 +343,7 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     if s.get("test_tencrop_top5_error") is not None:
         lines.append(f"| test top-5 error, ten crops | {pct(s['test_tencrop_top5_error'])} |")
     if s.get("class_top1_error"):
-        hardest = sorted(((e, c) for c, e in s["class_top1_error"].items() if e is not None),
-                         key=lambda t: (-t[0], t[1]))[:4]
-        lines.append("| the hardest classes (test top-1 error) | "
-                     + ", ".join(f"{c} {pct(e)}" for e, c in hardest) + " |")
+        lines.append(f"| the hardest classes (test top-1 error) | {hardest_text(s)} |")
     lines += [
         f"| epochs | {epochs_text(s)} ({chosen_text(s)}) |",
         f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, divided by 10 before "

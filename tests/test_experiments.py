@@ -202,6 +202,9 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
     avg = (probs[0] + probs[1]) / 2
     expect = np.mean(avg.argmax(1) != ds.test_y)
     assert abs(res["ensemble"]["tencrop_top1_error"] - expect) < 1e-12
+    shirt = ds.test_y == ds.classes.index("Shirt")             # where the errors are
+    assert res["ensemble"]["class_top1_error"]["Shirt"] == pytest.approx(
+        np.mean(avg.argmax(1)[shirt] != ds.test_y[shirt]))
 
     # recorded as a headline variant, the ensemble evaluated again from the checkpoints;
     # nets of the subset are no headline (the whole dataset, ten crops) unless the
@@ -220,6 +223,10 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
     monkeypatch.setattr(headline, "HEADLINE_DATA",
                         dict(dataset="fashion-mnist-subset", train_limit=384))
     assert main(two) == 0
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    top = max(res["ensemble"]["class_top1_error"].values())
+    first = min(c for c, e in res["ensemble"]["class_top1_error"].items() if e == top)
+    assert f"The average's hardest classes (test top-1 error): {first} " in md, md[-3000:]
     s = json.loads((tmp_path / "results" / "headline-two" / "headline.json").read_text())
     assert s["test_tencrop_top1_error"] == res["ensemble"]["tencrop_top1_error"]
     assert s["test_center_top1_error"] == res["ensemble"]["center_top1_error"]
