@@ -30,7 +30,7 @@ import numpy as np
 from alexnet import PRESETS, AlexNet, atomic_savez
 from engine.backend import (GPUUnavailableError, check_device, get_array_module, gpu_routes,
                             gpu_status, to_device, to_numpy)
-from engine.metrics import topk_correct
+from engine.metrics import class_errors, hardest_classes, topk_correct
 from engine.optim import sgd_for
 from engine.progress import ProgressBar
 from layers.loss import softmax, softmax_cross_entropy
@@ -880,18 +880,6 @@ def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, ck
                 test_center_top1_error=test["top1_error"])
 
 
-def class_errors(conf, classes) -> dict:
-    """Class name -> top-1 error on the test images of that class (None where it has
-    none), from a confusion matrix whose rows are the true classes. The names are the
-    classes' indices where the dataset names another number of classes than the net's."""
-    conf = np.asarray(conf)
-    n = conf.sum(axis=1)
-    if len(classes) != len(conf):
-        classes = [str(i) for i in range(len(conf))]
-    return {str(c): (None if n[i] == 0 else float(1 - conf[i, i] / n[i]))
-            for i, c in enumerate(classes)}
-
-
 def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
            metrics_name=None) -> dict:
     """Test errors to the console and to out_dir/metrics.json (or ``metrics_name``, for
@@ -937,10 +925,8 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
             print("note: this net was trained without random crops, so the ten crops show "
                   "it shifted images it never saw; its centre-crop error is the fair figure")
     if conf is not None:
-        hardest = sorted(((e, c) for c, e in per_class.items() if e is not None),
-                         key=lambda t: (-t[0], t[1]))[:5]
         print("test error by true class, the hardest: "
-              + ", ".join(f"{c} {100 * e:.1f}%" for e, c in hardest)
+              + ", ".join(f"{c} {100 * e:.1f}%" for c, e in hardest_classes(per_class, 5))
               + " (all of them, and the confusion matrix: metrics.json)")
     if swa is not None:
         val = ("" if swa["val_top1_error"] is None else
@@ -1012,10 +998,23 @@ def checkpoint_classes(ck, num_classes) -> list:
         str(i) for i in range(num_classes)]
 
 
+def softmax_outputs(model, x_u8, prep, batch_size=256, device="cpu", mode="center"):
+    """(N, classes) float64 softmax outputs on the images x_u8, in order; mode 'ten'
+    averages the ten crops' outputs, as the evaluation does."""
+    from engine.loader import iterate_eval
+
+    out = []
+    for xb, _ in iterate_eval(x_u8, np.zeros(len(x_u8), np.int64), batch_size, mode=mode,
+                              device=device, **prep):
+        p = (sum(softmax(model.forward(crop, train=False)) for crop in xb) / 10
+             if mode == "ten" else softmax(model.forward(xb, train=False)))
+        out.append(to_numpy(p).astype(np.float64))
+    return np.concatenate(out)
+
+
 def predict_images(a) -> dict:
     """--eval-only CHECKPOINT --predict IMAGE...: each image's most probable classes."""
     from engine.datasets import load_image
-    from engine.loader import iterate_eval
 
     device = check_device(a.device)
     ck, model = network_from_checkpoint(a.eval_only, device)
@@ -1027,14 +1026,8 @@ def predict_images(a) -> dict:
     kind = dataset_kind(ck["train_state"].get("args", {}).get("dataset", "folder:"))
     prep = dict(mean=mean, pad=DATA_DEFAULTS.get(kind, DATA_DEFAULTS["folder"])["pad"],
                 crop=model.config["input_size"], scale=1.0 / 255.0)
-    mode = "ten" if a.ten_crop else "center"
-    probs = []
-    for xb, _ in iterate_eval(x, np.zeros(len(x), np.int64), a.eval_batch_size, mode=mode,
-                              device=device, **prep):
-        p = (sum(softmax(model.forward(crop, train=False)) for crop in xb) / 10
-             if mode == "ten" else softmax(model.forward(xb, train=False)))
-        probs.append(to_numpy(p))
-    probs = np.concatenate(probs)
+    probs = softmax_outputs(model, x, prep, a.eval_batch_size, device,
+                            "ten" if a.ten_crop else "center")
     classes = checkpoint_classes(ck, model.config["num_classes"])
     k = min(5, len(classes))
     out = []

@@ -38,6 +38,25 @@ def topk_error(scores, labels, k: int = 1) -> float:
     return float(1.0 - topk_correct(scores, labels, k).mean())
 
 
+def class_errors(conf, classes) -> dict:
+    """Class name -> top-1 error on the test images of that class (None where it has
+    none), from a confusion matrix whose rows are the true classes. The names are the
+    classes' indices where ``classes`` has another length than the matrix."""
+    conf = np.asarray(conf)
+    n = conf.sum(axis=1)
+    if len(classes) != len(conf):
+        classes = [str(i) for i in range(len(conf))]
+    return {str(c): (None if n[i] == 0 else float(1 - conf[i, i] / n[i]))
+            for i, c in enumerate(classes)}
+
+
+def hardest_classes(per_class: dict, k: int) -> list:
+    """The k (class, error) pairs of ``class_errors`` with the highest error, ties by
+    name."""
+    known = [(c, e) for c, e in per_class.items() if e is not None]
+    return sorted(known, key=lambda ce: (-ce[1], ce[0]))[:k]
+
+
 def confusion_matrix(pred, labels, num_classes: int) -> np.ndarray:
     """(K, K) counts: row = true class, column = predicted class."""
     p = to_numpy(pred).astype(np.int64)

@@ -21,6 +21,7 @@ ReLU, LRN, overlapping pooling, dropout 0.5, augmentation, He init) is not train
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -108,14 +109,20 @@ NOT_CONFIG = {"out", "quiet", "device", "data_dir", "no_download", "no_fallback"
               "no_prefetch", "eval_batch_size", "resume", "eval_only", "predict", "invert"}
 
 
+@functools.lru_cache(maxsize=1)
+def train_defaults() -> dict:
+    """train.py's default settings, parsed once (every finished run is compared)."""
+    import train
+    return vars(train.build_parser().parse_args([]))
+
+
 def config_differences(saved: dict, wanted: dict) -> list:
     """The train.py settings in which a run's saved arguments differ from the wanted
     ones (what the run computes, not NOT_CONFIG), as 'name: saved -> wanted' strings;
     empty: the same run, whatever flags spelled it. A setting the saved arguments lack
     (a flag added to train.py after the run was made) counts as its default, which is
     how that run behaved."""
-    import train
-    defaults = vars(train.build_parser().parse_args([]))
+    defaults = train_defaults()
     out = []
     for k in sorted(wanted):
         if k in NOT_CONFIG:

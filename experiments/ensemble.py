@@ -21,17 +21,13 @@ import json
 import os
 import sys
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import train as T  # noqa: E402
-from engine.backend import GPUUnavailableError, to_numpy  # noqa: E402
-from engine.loader import iterate_eval  # noqa: E402
-from engine.metrics import confusion_matrix, topk_correct  # noqa: E402
-from layers.loss import softmax  # noqa: E402
+from engine.backend import GPUUnavailableError  # noqa: E402
+from engine.metrics import class_errors, confusion_matrix, topk_correct  # noqa: E402
 
 
 def load_network(path, device="cpu"):
@@ -45,14 +41,7 @@ def load_network(path, device="cpu"):
 def predict(model, x_u8, y, prep, batch_size=256, device="cpu", mode="center"):
     """(N, classes) float64 softmax outputs on the test images; mode 'ten' averages the
     ten crops' outputs, as train.py's evaluation does."""
-    out = []
-    for xb, _ in iterate_eval(x_u8, y, batch_size, mode=mode, device=device, **prep):
-        if mode == "ten":
-            p = sum(softmax(model.forward(crop, train=False)) for crop in xb) / 10
-        else:
-            p = softmax(model.forward(xb, train=False))
-        out.append(to_numpy(p).astype(np.float64))
-    return np.concatenate(out)
+    return T.softmax_outputs(model, x_u8, prep, batch_size, device, mode)
 
 
 def errors(probs, y):
@@ -117,7 +106,7 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
             errors(sums[m] / len(paths), ds.test_y)
     # where the ensemble's errors are, on the last mode (ten crops unless --no-ten-crop)
     conf = confusion_matrix(sums[modes[-1]].argmax(axis=1), ds.test_y, len(ds.classes))
-    ens["class_top1_error"] = T.class_errors(conf, ds.classes)
+    ens["class_top1_error"] = class_errors(conf, ds.classes)
     result["ensemble"] = ens
     return result
 

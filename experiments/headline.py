@@ -269,9 +269,9 @@ def chosen_text(s: dict) -> str:
 
 def hardest_text(s) -> str:
     """The four classes with the highest test error, from s["class_top1_error"]."""
-    hardest = sorted(((e, c) for c, e in s["class_top1_error"].items() if e is not None),
-                     key=lambda t: (-t[0], t[1]))[:4]
-    return ", ".join(f"{c} {100 * e:.2f}%" for e, c in hardest)
+    from engine.metrics import hardest_classes
+    return ", ".join(f"{c} {100 * e:.2f}%"
+                     for c, e in hardest_classes(s["class_top1_error"], 4))
 
 
 def ensemble_md_lines(s: dict, rel: str) -> list:

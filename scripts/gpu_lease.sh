@@ -142,6 +142,8 @@ if [ -n "$erase_pid" ]; then
   [ $erc -ne 0 ] && rc=1
 fi
 
+data=()
+[ -n "${DATA_DIR:-}" ] && data=(--data-dir "$DATA_DIR")
 tested=()
 for ck in "$WORK"/base/seed*/best.npz "$WORK"/erase/seed*/best.npz; do
   [ -f "$ck" ] && grep -q '"test_center_top1_error"' "$(dirname "$ck")/metrics.json" \
@@ -149,8 +151,6 @@ for ck in "$WORK"/base/seed*/best.npz "$WORK"/erase/seed*/best.npz; do
 done
 if [ -n "$ERASE_SEEDS" ] && [ ${#tested[@]} -ge 2 ]; then   # base alone: its own
   echo "== the ensemble of all ${#tested[@]} tested networks"
-  data=()
-  [ -n "${DATA_DIR:-}" ] && data=(--data-dir "$DATA_DIR")
   "$PYTHON" -m experiments ensemble "${tested[@]}" --device "$DEVICE" "${data[@]}" \
     --out "$DEST/ensemble-all.json" || rc=1
 fi
@@ -160,8 +160,6 @@ for ck in "${tested[@]}"; do
 done
 if [ -n "$ENSEMBLE_WITH" ] && [ ${#base_tested[@]} -ge 1 ]; then
   echo "== the ensemble of group base's ${#base_tested[@]} network(s) and ENSEMBLE_WITH"
-  data=()
-  [ -n "${DATA_DIR:-}" ] && data=(--data-dir "$DATA_DIR")
   # shellcheck disable=SC2086  # ENSEMBLE_WITH is a list of paths
   "$PYTHON" -m experiments ensemble "${base_tested[@]}" $ENSEMBLE_WITH --device "$DEVICE" \
     "${data[@]}" --out "$DEST/ensemble-with.json" || rc=1
