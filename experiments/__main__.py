@@ -279,7 +279,7 @@ def print_status(scale, seeds):
     for name, c in CLAIMS.items():
         st = claim_status(name, scale, seeds)
         if st["done"]:
-            where = f"done ({st['seeds']} seeds): {st['verdict']}"
+            where = f"done ({st['seeds']} seed{'s' if st['seeds'] != 1 else ''}): {st['verdict']}"
         else:
             left = st["unfinished"] + st["todo"]
             where = f"{st['finished']} of {st['finished'] + left} runs finished"
@@ -290,7 +290,8 @@ def print_status(scale, seeds):
             if per_epoch and left:
                 epochs = parser.parse_args(SCALES[scale]["flags"] + c.common).epochs
                 where += (f"; at most {left * epochs * per_epoch / 60:.0f} min of training "
-                          f"left ({left} runs of {epochs} epochs), the tests not counted")
+                          f"left ({left} run{'s' if left != 1 else ''} of {epochs} epochs), "
+                          "the tests not counted")
         print(f"{name:<8} {c.title}  [paper: {c.paper}]\n         {where}")
 
 

@@ -397,9 +397,9 @@ def test_list_says_how_far_each_claim_has_run(tmp_path, monkeypatch, capsys):
 
     after = status(1)
     assert list(after) == list(CLAIMS)
-    assert after["relu"].startswith("done (1 seeds): ")
+    assert after["relu"].startswith("done (1 seed): ")
     assert after["lrn"].startswith("1 of 2 runs finished (1 shared with other claims); "
-                                   "at most 1 min of training left (1 runs of 2 epochs)")
+                                   "at most 1 min of training left (1 run of 2 epochs)")
     assert after["pool"].startswith("1 of 2 runs finished (1 shared with other claims), "
                                     "1 stopped midway")
     assert after["groups"].startswith("0 of 2 runs finished; at most 2 min")
