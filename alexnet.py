@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import io
 import json
+import numbers
 import os
 import tempfile
 
 import numpy as np
 
 from engine.backend import device_of, get_array_module, to_device, to_numpy
+from layers._checks import check_positive_int, is_int
+from layers.dropout import MODES as DROPOUT_MODES
 from layers.modules import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d,
                             ReLU, Tanh)
 
@@ -87,6 +90,29 @@ class AlexNet:
             raise ValueError(f"AlexNet: unknown init {init!r}; choose one of {INITS}")
         if activation not in ("relu", "tanh"):
             raise ValueError(f"AlexNet: activation must be 'relu' or 'tanh', got {activation!r}")
+        # The same checks as train.py's flags, so that a Python caller gets them too
+        # rather than a ZeroDivisionError, or a net silently built without dropout.
+        for name, v in (("in_channels", in_channels), ("num_classes", num_classes),
+                        ("input_size", input_size), ("groups", groups)):
+            if v is not None:
+                check_positive_int(v, name, "AlexNet")
+        if not is_int(seed) or seed < 0:
+            raise ValueError(f"AlexNet: seed must be an integer >= 0, got {seed!r}")
+        if (not isinstance(pool, (tuple, list)) or len(pool) != 2
+                or not all(is_int(v) and v >= 1 for v in pool)):
+            raise ValueError(f"AlexNet: pool must be (size, stride), two integers >= 1, "
+                             f"got {pool!r}")
+        if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+            raise ValueError(f"AlexNet: dropout must be a probability in [0, 1), got {dropout!r}")
+        if dropout_mode not in DROPOUT_MODES:
+            raise ValueError(f"AlexNet: dropout_mode must be one of {DROPOUT_MODES}, "
+                             f"got {dropout_mode!r}")
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"AlexNet: dtype must be float32 or float64, got {dtype!r}")
         cfg = PRESETS[preset]
         self.config = dict(
             preset=preset,

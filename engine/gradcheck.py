@@ -142,9 +142,12 @@ def check_loss(op_name: str, loss_fn: Callable, inputs: dict, name: str,
                max_checks: int | None = 200, h: float = DEFAULT_H,
                tol: float = DEFAULT_TOL, seed: int = 0) -> list[GradCheckResult]:
     """Gradient-check a loss ``loss_fn(**inputs) -> (loss, dinput)`` w.r.t. ``inputs[name]``."""
+    x = inputs[name]
+    if x.dtype != np.float64:
+        raise TypeError(f"check_loss({op_name}): input {name} must be float64 for a gradient "
+                        f"check, got {x.dtype}")
     rng = np.random.default_rng(seed)
     _, g = loss_fn(**inputs)
-    x = inputs[name]
     idx = _sample_indices(x.size, max_checks, rng)
     num = numerical_gradient(lambda: float(loss_fn(**inputs)[0]), x, idx, h)
     ana = to_numpy(g).reshape(-1)[idx]
@@ -190,8 +193,15 @@ def main(argv=None) -> int:
             print(f"error: --device cuda: {e}", file=sys.stderr)
             return 2
         print(f"device: cuda ({gpu_status()[1]}; the ops' GPU routes: {gpu_routes()})\n")
-    results = gradcheck_suite.run_all(device=args.device, seed=args.seed,
-                                      max_checks=args.max_checks, only=args.only)
+    every = gradcheck_suite.run_all(device=args.device, seed=args.seed,
+                                    max_checks=args.max_checks)
+    results = [r for r in every if not args.only or args.only.lower() in r.op.lower()]
+    if not results:
+        # a typo in --only must not read as "0 failed"
+        ops = ", ".join(dict.fromkeys(r.op for r in every))
+        print(f"error: --only {args.only!r} matches no check; the checks are: {ops}",
+              file=sys.stderr)
+        return 2
     print(format_table(results))
     failed = [r for r in results if not r.passed]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")

@@ -51,6 +51,8 @@ For its dx the convolution orders the column gradients (oh, ow, n) instead, whic
 """
 from __future__ import annotations
 
+import numbers
+
 from engine.backend import GpuKernel, few_calls, get_array_module, gpu_kernels
 
 
@@ -67,7 +69,7 @@ def _hw(value, name: str, op: str, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair -> (h, w) ints >= minimum, else ValueError naming op."""
     h, w = value if isinstance(value, (tuple, list)) else (value, value)
     for v in (h, w):
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
             raise ValueError(f"{op}: {name} must be an int >= {minimum} or a pair of them, "
                              f"got {value!r}")
     return int(h), int(w)

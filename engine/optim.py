@@ -140,6 +140,14 @@ class SGD:
             if g.shape != w.shape:
                 raise ValueError(f"SGD.step: grad {k} has shape {tuple(g.shape)}, "
                                  f"param has {tuple(w.shape)}")
+            if get_array_module(g) is not get_array_module(w):
+                raise TypeError(f"SGD.step: grad {k} is a {get_array_module(g).__name__} "
+                                f"array, param a {get_array_module(w).__name__} one; move "
+                                f"them to one device")
+            if g.dtype != w.dtype:
+                # a float64 gradient would be rounded into float32 weights without a word
+                raise TypeError(f"SGD.step: grad {k} has dtype {g.dtype}, param has "
+                                f"{w.dtype}; cast it first")
         if self.flat is not None:
             self._step_flat(grads)
             return

@@ -6,6 +6,8 @@ three layers later.
 """
 from __future__ import annotations
 
+import numbers
+
 from engine.backend import get_array_module
 
 
@@ -14,9 +16,9 @@ def check_float_array(x, name: str, op: str, ndim: int | None = None):
     xp = get_array_module(x)
     if not isinstance(x, xp.ndarray):
         raise TypeError(f"{op}: {name} must be a NumPy or CuPy array, got {type(x).__name__}")
-    if x.dtype.kind != "f":
+    if x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
         raise TypeError(
-            f"{op}: {name} must be a floating-point array (float32 or float64), got dtype {x.dtype}"
+            f"{op}: {name} must be a float32 or float64 array, got dtype {x.dtype}"
         )
     if ndim is not None and x.ndim != ndim:
         raise ValueError(
@@ -43,8 +45,27 @@ def check_same_backend(op: str, **arrays):
                         f"but {desc}")
 
 
+def check_dout(op: str, dout, like, shape=None):
+    """Check an upstream gradient against an array of the forward (its output, or a
+    weight): same backend, same dtype, and ``shape`` (default: like's shape). A float64
+    dout after a float32 forward would otherwise upcast every gradient below it."""
+    check_float_array(dout, "dout", op)
+    check_same_backend(op, dout=dout, forward=like)
+    if dout.dtype != like.dtype:
+        raise TypeError(f"{op}: dout must have the forward's dtype {like.dtype}, "
+                        f"got {dout.dtype}; cast it first")
+    shape = tuple(like.shape) if shape is None else tuple(shape)
+    if tuple(dout.shape) != shape:
+        raise ValueError(f"{op}: dout has shape {tuple(dout.shape)}, expected {shape}")
+
+
+def is_int(value) -> bool:
+    """A Python or NumPy integer (np.int64(3) counts), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_positive_int(value, name: str, op: str, minimum: int = 1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{op}: {name} must be an integer >= {minimum}, got {value!r}")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.backend import few_calls, get_array_module
 from engine.parallel import run_parallel
-from layers._checks import check_float_array
+from layers._checks import check_dout, check_float_array
 
 
 # Elements per np.maximum call in relu_forward (1 MiB of float32): big enough that
@@ -74,9 +74,7 @@ def relu_backward(dout, cache, inplace=False):
     Returns: dx, same shape as dout.
     """
     out = cache
-    if dout.shape != out.shape:
-        raise ValueError(f"relu_backward: dout has shape {tuple(dout.shape)}, "
-                         f"expected {tuple(out.shape)}")
+    check_dout("relu_backward", dout, out)
     xp = get_array_module(dout)
     # Multiplying by the boolean mask is much faster than xp.where or masked
     # assignment when the mask is unpredictable (branch-free, vectorized).
@@ -104,7 +102,5 @@ def tanh_forward(x):
 def tanh_backward(dout, cache):
     """d tanh(x)/dx = 1 - tanh(x)^2, written in terms of the saved output."""
     out = cache
-    if dout.shape != out.shape:
-        raise ValueError(f"tanh_backward: dout has shape {tuple(dout.shape)}, "
-                         f"expected {tuple(out.shape)}")
+    check_dout("tanh_backward", dout, out)
     return dout * (1 - out * out)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from engine.backend import GpuKernel, get_array_module, gpu_kernels
-from layers._checks import check_float_array
+from layers._checks import check_dout, check_float_array
 
 MODES = ("inverted", "paper")
 
@@ -143,7 +143,6 @@ def dropout_backward(dout, cache):
     kind, mask = cache
     if mask is None:
         return dout
-    if kind == "train" and dout.shape != mask.shape:
-        raise ValueError(f"dropout_backward: dout has shape {tuple(dout.shape)}, "
-                         f"expected {tuple(mask.shape)}")
+    if kind == "train":
+        check_dout("dropout_backward", dout, mask)
     return dout * mask

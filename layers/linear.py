@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from engine.backend import get_array_module
 from engine.parallel import matmul
-from layers._checks import check_float_array, check_same_backend, check_same_dtype
+from layers._checks import check_dout, check_float_array, check_same_backend, check_same_dtype
 
 
 def _matmul_wide(a, b):
@@ -55,9 +55,7 @@ def linear_backward(dout, cache):
     db = sum_n dout[n]    (D_out,)  (None if the forward had no bias)
     """
     x, w, has_b = cache
-    if dout.shape != (x.shape[0], w.shape[0]):
-        raise ValueError(f"linear_backward: dout has shape {tuple(dout.shape)}, "
-                         f"expected {(x.shape[0], w.shape[0])}")
+    check_dout("linear_backward", dout, w, shape=(x.shape[0], w.shape[0]))
     # engine.parallel.matmul: the products are split over the threads, each with a
     # one-thread BLAS; a tiny one (fc8) runs on one thread (see engine/parallel.py).
     dx = matmul(dout, w)

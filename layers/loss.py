@@ -1,6 +1,8 @@
 """Softmax and the multinomial logistic regression (cross-entropy) loss."""
 from __future__ import annotations
 
+import numpy as np
+
 from engine.backend import get_array_module
 from layers._checks import check_float_array
 
@@ -38,6 +40,10 @@ def softmax_cross_entropy(logits, labels, check_labels=True):
     if not hasattr(labels, "dtype") or labels.dtype.kind not in "iu":
         raise TypeError(f"{op}: labels must be an integer array, got "
                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
+    if xp is np and get_array_module(labels) is not np:
+        # (host labels with device logits are fine: they are copied over below)
+        raise TypeError(f"{op}: labels are on the GPU ({get_array_module(labels).__name__}) "
+                        f"but logits on the CPU (numpy); move them to one device")
     if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
         raise ValueError(f"{op}: labels must have shape ({logits.shape[0]},) to match logits "
                          f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
@@ -48,7 +54,7 @@ def softmax_cross_entropy(logits, labels, check_labels=True):
     if check_labels:
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= k:
-                raise ValueError(f"{op}: labels must be in [0, {k}) for {k} classes, "
+            raise ValueError(f"{op}: labels must be in [0, {k}) for {k} classes, "
                              f"got values in [{lo}, {hi}]")
     z = logits - logits.max(axis=1, keepdims=True)
     e = xp.exp(z)

@@ -24,6 +24,7 @@ Other libraries' conventions (a classic source of silent mismatches):
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from engine.backend import GpuKernel, get_array_module, gpu_kernels
@@ -41,6 +42,8 @@ def _check_params(op, size, alpha, beta, k):
     for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(f"{op}: {name} must be a real number, got {type(v).__name__} {v!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"{op}: {name} must be finite, got {v!r}")
     if not alpha >= 0:
         raise ValueError(f"{op}: alpha must be >= 0, got {alpha!r}")
     # k > 0 keeps scale > 0 even where a whole window is zero (common after ReLU).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.backend import to_device
+from layers._checks import check_positive_int, pair
 from layers.activations import relu_backward, relu_forward, tanh_backward, tanh_forward
 from layers.conv import conv2d_backward, conv2d_forward
 from layers.dropout import dropout_backward, dropout_forward
@@ -57,6 +58,11 @@ class Layer:
             raise RuntimeError(f"{type(self).__name__}.backward called before a training forward")
 
 
+def _short(hw):
+    """(3, 3) -> 3 for printing; (3, 2) stays."""
+    return hw[0] if hw[0] == hw[1] else hw
+
+
 def _normal(rng, shape, std, dtype):
     return (rng.standard_normal(shape) * std).astype(dtype)
 
@@ -67,11 +73,17 @@ class Conv2d(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, pad=0, groups=1,
                  weight_std=0.01, bias_init=0.0, rng=None, dtype=np.float32):
         super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels),
+                        ("groups", groups)):
+            check_positive_int(v, name, "Conv2d")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        # Checked here, not at the first forward: output_shape needs them to build a net.
+        kh, kw = pair(kernel_size, "kernel_size", "Conv2d")
+        stride, pad = pair(stride, "stride", "Conv2d"), pair(pad, "pad", "Conv2d", minimum=0)
         rng = rng if rng is not None else np.random.default_rng(0)
+        in_channels, out_channels, groups = int(in_channels), int(out_channels), int(groups)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.pad, self.groups = (kh, kw), stride, pad, groups
         self.params["w"] = _normal(rng, (out_channels, in_channels // groups, kh, kw),
@@ -106,14 +118,12 @@ class Conv2d(Layer):
 
     def output_shape(self, in_shape):
         c, h, w = in_shape
-        kh, kw = self.kernel_size
-        sh, sw = (self.stride, self.stride) if isinstance(self.stride, int) else self.stride
-        ph, pw = (self.pad, self.pad) if isinstance(self.pad, int) else self.pad
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.pad
         return (self.out_channels, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel={self.kernel_size}, "
-                f"stride={self.stride}, pad={self.pad}, groups={self.groups}")
+        return (f"{self.in_channels}, {self.out_channels}, kernel={_short(self.kernel_size)}, "
+                f"stride={_short(self.stride)}, pad={_short(self.pad)}, groups={self.groups}")
 
 
 class Linear(Layer):
@@ -214,7 +224,8 @@ class MaxPool2d(Layer):
 
     def __init__(self, size=3, stride=2):
         super().__init__()
-        self.size, self.stride = size, stride
+        self.size = pair(size, "size", "MaxPool2d")
+        self.stride = pair(stride, "stride", "MaxPool2d")
         # The backward's index arrays, kept from step to step (layers/pool.py,
         # _scatter_index); each pooling layer has its own, as their shapes differ.
         self.scatter_index = {}
@@ -236,12 +247,11 @@ class MaxPool2d(Layer):
 
     def output_shape(self, in_shape):
         c, h, w = in_shape
-        kh, kw = (self.size, self.size) if isinstance(self.size, int) else self.size
-        sh, sw = (self.stride, self.stride) if isinstance(self.stride, int) else self.stride
+        (kh, kw), (sh, sw) = self.size, self.stride
         return (c, (h - kh) // sh + 1, (w - kw) // sw + 1)
 
     def extra_repr(self):
-        return f"size={self.size}, stride={self.stride}"
+        return f"size={_short(self.size)}, stride={_short(self.stride)}"
 
 
 class Dropout(Layer):

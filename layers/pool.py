@@ -140,14 +140,21 @@ def _forward_images(x, out, argmax, kh, kw, sh, sw, xp):
     if channels_last:
         out = xp.empty((N, Ho, Wo, C), dtype=out.dtype).transpose(0, 3, 1, 2)
         argmax = xp.empty((N, Ho, Wo, C), dtype=argmax.dtype).transpose(0, 3, 1, 2)
-    out[...] = window(0, 0)
-    argmax[...] = 0
     better = xp.empty_like(out, dtype=bool)          # in out's memory order
-    for idx in range(1, kh * kw):
+
+    def scan(nan_aware):
+        out[...] = window(0, 0)
+        argmax[...] = 0
+        for idx in range(1, kh * kw):
+            scan_offset(idx, nan_aware)
+
+    def scan_offset(idx, nan_aware):
         win = window(idx // kw, idx % kw)
         # Strict '>' while scanning offsets in increasing order: an equal value later
         # in the window never takes over, so ties keep the first maximum.
         xp.greater(win, out, out=better)
+        if nan_aware:       # the first NaN wins, as in np.argmax and the GPU kernel
+            xp.logical_or(better, xp.isnan(win) & ~xp.isnan(out), out=better)
         xp.maximum(out, win, out=out)
         # The argmax is the last offset that strictly improved the running max, i.e.
         # the largest idx with better == True. better * idx, max-ed in, records it
@@ -159,6 +166,12 @@ def _forward_images(x, out, argmax, kh, kw, sh, sw, xp):
             step = better.astype(argmax.dtype)
             step *= idx
         xp.maximum(argmax, step, out=argmax)
+
+    scan(nan_aware=False)
+    # '>' is never true against a NaN, so after one the pass above keeps the offset
+    # before it. A NaN only comes from a diverged net: scan again, NaN-aware, only then.
+    if xp.isnan(out).any():
+        scan(nan_aware=True)
     if channels_last:
         final_out[...] = out                 # back to (N, C, H, W) memory order
         final_argmax[...] = argmax

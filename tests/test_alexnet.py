@@ -87,6 +87,37 @@ def test_bad_inputs_and_options():
         AlexNet("mini", init="xavier")
 
 
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(groups=0), ValueError, "groups must be an integer >= 1, got 0"),
+    (dict(groups=-1), ValueError, "groups must be an integer >= 1, got -1"),
+    (dict(dropout=-0.5), ValueError, r"dropout must be a probability in \[0, 1\), got -0.5"),
+    (dict(dropout=1.0), ValueError, r"dropout must be a probability in \[0, 1\)"),
+    (dict(dropout=float("nan")), ValueError, r"dropout must be a probability"),
+    (dict(dropout_mode="bogus"), ValueError, "dropout_mode must be one of"),
+    (dict(pool=(0, 2)), ValueError, r"pool must be \(size, stride\), two integers >= 1"),
+    (dict(pool=3), ValueError, r"pool must be \(size, stride\)"),
+    (dict(dtype=np.int32), TypeError, "dtype must be float32 or float64"),
+    (dict(dtype="bogus"), TypeError, "dtype must be float32 or float64"),
+    (dict(seed=-1), ValueError, "seed must be an integer >= 0"),
+    (dict(num_classes=0), ValueError, "num_classes must be an integer >= 1"),
+    (dict(in_channels=1.5), ValueError, "in_channels must be an integer >= 1"),
+])
+def test_the_constructor_checks_what_train_py_checks(kwargs, error, message):
+    # these used to build a net (a ZeroDivisionError, or no dropout layers at all for
+    # dropout=-0.5, or a failure only at the first forward)
+    with pytest.raises(error, match="AlexNet: " + message):
+        AlexNet("tiny", **kwargs)
+
+
+def test_numpy_integers_are_integers():
+    net = AlexNet("tiny", groups=np.int64(2), pool=(np.int64(3), np.int32(2)),
+                  seed=np.int64(1), dropout=np.float32(0.5))
+    assert net.config["groups"] == 2 and net.config["pool"] == [3, 2]
+    ref = AlexNet("tiny", groups=2, seed=1)
+    for k, v in net.params.items():
+        np.testing.assert_array_equal(v, ref.params[k])
+
+
 def test_save_load_roundtrip(tmp_path):
     net = AlexNet("tiny", init="he", seed=5)
     x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)

@@ -329,3 +329,25 @@ def test_gpu_kernels_im2col_and_col2im_match_the_loops(cp, rng, shape, k, stride
         col2im_kernel(cp.asarray(c), dk[..., 1:], stride, pad, batch_last=batch_last)
         np.testing.assert_allclose(to_numpy(dk[..., 1:]), dloop, rtol=1e-12, atol=1e-12)
         assert float(abs(dk[..., 0]).max()) == 0.0
+
+
+def test_layer_objects_take_numpy_integers_and_check_their_sizes():
+    from layers.modules import Conv2d, MaxPool2d
+    # np.int64 sizes (e.g. read from an array) used to fail with "cannot unpack"
+    conv = Conv2d(np.int64(3), 4, np.int64(3), stride=np.int64(2), pad=(1, np.int32(0)))
+    assert conv.kernel_size == (3, 3) and conv.stride == (2, 2) and conv.pad == (1, 0)
+    assert conv.output_shape((3, 9, 9)) == (4, 5, 4)
+    x = np.random.default_rng(0).standard_normal((1, 3, 9, 9)).astype(np.float32)
+    assert conv.forward(x).shape == (1, 4, 5, 4)
+    assert MaxPool2d(np.int64(3), 2).output_shape((4, 5, 4)) == (4, 2, 1)
+    assert repr(conv).startswith("Conv2d(3, 4, kernel=3, stride=2, pad=(1, 0)")
+    with pytest.raises(ValueError, match="Conv2d: stride must be an integer >= 1, got 0"):
+        Conv2d(3, 4, 3, stride=0)
+    with pytest.raises(ValueError, match="Conv2d: pad must be an integer >= 0"):
+        Conv2d(3, 4, 3, pad=-1)
+    with pytest.raises(ValueError, match="Conv2d: groups must be an integer >= 1, got 0"):
+        Conv2d(4, 4, 3, groups=0)
+    with pytest.raises(ValueError, match="MaxPool2d: size must be an integer >= 1"):
+        MaxPool2d(0, 2)
+    out, _ = conv2d_forward(x, conv.params["w"], None, stride=np.int64(2), pad=1)
+    assert out.shape == (1, 4, 5, 5)

@@ -62,3 +62,19 @@ def test_gradcheck_command_passes_and_prints_table():
         assert op in p.stdout
     assert "FAIL" not in p.stdout
     assert " 0 failed" in p.stdout
+
+
+def test_gradcheck_command_fails_when_only_matches_nothing():
+    # a typo in --only used to print "0 passed, 0 failed" and exit 0
+    p = subprocess.run([sys.executable, "-m", "engine.gradcheck", "--only", "nosuchop"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    assert "--only 'nosuchop' matches no check" in p.stderr and "maxpool2d" in p.stderr
+
+
+def test_check_loss_wants_float64():
+    from engine.gradcheck import check_loss
+    from layers.loss import softmax_cross_entropy
+    with pytest.raises(TypeError, match="check_loss.*input logits must be float64"):
+        check_loss("ce", softmax_cross_entropy, dict(logits=np.zeros((2, 3), np.float32),
+                                                     labels=np.array([0, 1])), "logits")

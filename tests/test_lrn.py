@@ -143,7 +143,7 @@ def test_bad_inputs(rng):
     x = _x(rng)
     with pytest.raises(ValueError, match=r"lrn_forward: x must have 4 dimensions, got 3"):
         lrn_forward(x[0])
-    with pytest.raises(TypeError, match=r"lrn_forward: x must be a floating-point array.*int"):
+    with pytest.raises(TypeError, match=r"lrn_forward: x must be a float32 or float64 array.*int"):
         lrn_forward(np.ones((1, 3, 2, 2), dtype=np.int64))
     with pytest.raises(TypeError, match=r"lrn_forward"):
         lrn_forward([[[[1.0]]]])
@@ -156,6 +156,9 @@ def test_bad_inputs(rng):
         lrn_forward(x, alpha=-1.0)
     with pytest.raises(TypeError, match=r"lrn_forward: beta must be a real number"):
         lrn_forward(x, beta="0.75")
+    for name in ("alpha", "beta", "k"):      # a NaN used to pass and fill the map with NaN
+        with pytest.raises(ValueError, match=rf"lrn_forward: {name} must be finite, got nan"):
+            lrn_forward(x, **{name: float("nan")})
     with pytest.raises(ValueError, match=r"lrn_forward_naive: size"):
         lrn_forward_naive(x, size=2)
 

@@ -49,6 +49,19 @@ def test_sgd_bad_input():
         opt.step({})
     with pytest.raises(ValueError, match=r"grad w has shape \(3,\)"):
         opt.step({"w": np.ones(3, np.float32)})
+    # float64 gradients used to be rounded into the float32 weights without a word,
+    # and integer ones accepted
+    for dtype in (np.float64, np.int64):
+        with pytest.raises(TypeError, match=rf"grad w has dtype {np.dtype(dtype)}, param has "
+                                            r"float32"):
+            opt.step({"w": np.ones(2, dtype)})
+    assert params["w"].tolist() == [1.0, 1.0]          # nothing was applied
+
+
+def test_sgd_refuses_host_gradients_for_device_parameters(cp):
+    opt = SGD({"w": cp.ones(2, dtype=cp.float32)})
+    with pytest.raises(TypeError, match="grad w is a numpy array, param a cupy one"):
+        opt.step({"w": np.ones(2, np.float32)})
 
 
 def _as_views(arrays, xp):

@@ -130,6 +130,20 @@ def test_a_nan_in_a_window_makes_its_maximum_nan(xp, rng):
     assert np.isnan(to_numpy(out)).sum() == 4         # the 4 windows that hold (4, 4)
 
 
+def test_a_nan_takes_the_gradient_as_np_argmax_says_on_every_route(xp):
+    # The CPU route used to keep the maximum found before a NaN ('>' is never true
+    # against NaN), where np.argmax and the GPU kernel pick the NaN: the two sent the
+    # gradient to different pixels.
+    x = np.array([0.0, np.nan, 2.0, 1.0, 5.0, np.nan, 3.0, -1.0, 4.0]).reshape(1, 1, 3, 3)
+    x = np.concatenate([x, x[:, :, ::-1, ::-1], np.ones_like(x)], axis=1)
+    out, cache = maxpool2d_forward(xp.asarray(x), size=3, stride=1)
+    argmax = to_numpy(cache[0]).reshape(-1)
+    assert argmax.tolist() == [int(np.argmax(x[0, c].reshape(-1))) for c in range(3)] \
+        == [1, 3, 0]
+    dx = to_numpy(maxpool2d_backward(xp.ones_like(out), cache))
+    np.testing.assert_array_equal(dx, maxpool2d_backward_naive(np.ones((1, 3, 1, 1)), x, 3, 1))
+
+
 def test_the_kernel_method_is_for_gpu_arrays_only(rng):
     x = rng.standard_normal((1, 2, 7, 7))
     out, cache = maxpool2d_forward(x)
@@ -152,7 +166,7 @@ def test_bad_inputs(rng):
     x = rng.standard_normal((1, 2, 7, 11))
     with pytest.raises(ValueError, match=r"maxpool2d_forward: x must have 4 dimensions, got 3"):
         maxpool2d_forward(x[0])
-    with pytest.raises(TypeError, match=r"maxpool2d_forward: x must be a floating-point array"):
+    with pytest.raises(TypeError, match=r"maxpool2d_forward: x must be a float32 or float64 array"):
         maxpool2d_forward(np.ones((1, 1, 4, 4), dtype=np.int32))
     with pytest.raises(ValueError, match=r"maxpool2d_forward: size must be an integer >= 1, got 0"):
         maxpool2d_forward(x, size=0)
@@ -173,5 +187,5 @@ def test_bad_inputs(rng):
     with pytest.raises(TypeError, match=r"maxpool2d_backward: dout must have the forward input's "
                                         r"dtype float64, got float32"):
         maxpool2d_backward(out.astype(np.float32), cache)
-    with pytest.raises(TypeError, match=r"maxpool2d_backward: dout must be a floating-point"):
+    with pytest.raises(TypeError, match=r"maxpool2d_backward: dout must be a float32 or float64 array"):
         maxpool2d_backward(out.astype(np.int64), cache)

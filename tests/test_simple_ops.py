@@ -113,7 +113,7 @@ def test_linear_bad_input():
         linear_forward(np.zeros((2, 5), np.float32), w, b)
     with pytest.raises(ValueError, match=r"linear_forward: x must have 2 dimensions, got 4"):
         linear_forward(np.zeros((2, 3, 1, 1), np.float32), w, b)
-    with pytest.raises(TypeError, match=r"linear_forward: x must be a floating-point"):
+    with pytest.raises(TypeError, match=r"linear_forward: x must be a float32 or float64 array"):
         linear_forward(np.zeros((2, 3), np.int64), w, b)
     with pytest.raises(TypeError, match=r"linear_forward: all arrays must share one dtype"):
         linear_forward(x.astype(np.float64), w, b)
@@ -245,3 +245,50 @@ def test_softmax_cross_entropy_bad_labels():
         softmax_cross_entropy(z, np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"labels must have shape \(2,\)"):
         softmax_cross_entropy(z, np.array([0, 1, 2]))
+
+
+# ---------------------------------------------------------------- upstream gradients
+
+def _forwards_float32(rng):
+    """(name, backward(dout), the forward output) for each elementwise/fc op."""
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    lin, lc = linear_forward(x, w, np.zeros(4, np.float32))
+    rel, rc = relu_forward(x.copy())
+    th, tc = tanh_forward(x)
+    dr, dc = dropout_forward(x, 0.5, seed=1)
+    return [("linear_backward", lambda d: linear_backward(d, lc), lin),
+            ("relu_backward", lambda d: relu_backward(d, rc), rel),
+            ("tanh_backward", lambda d: tanh_backward(d, tc), th),
+            ("dropout_backward", lambda d: dropout_backward(d, dc), dr)]
+
+
+def test_backwards_refuse_a_dout_of_another_dtype_or_shape(rng):
+    # A float64 dout after a float32 forward used to come back as float64 gradients,
+    # upcasting everything below it without a word (conv, LRN and pool refused it).
+    for name, backward, out in _forwards_float32(rng):
+        with pytest.raises(TypeError, match=rf"{name}: dout must have the forward's dtype "
+                                            r"float32, got float64"):
+            backward(out.astype(np.float64))
+        with pytest.raises(ValueError, match=rf"{name}: dout has shape \(2, 9\)"):
+            backward(np.ones((2, 9), np.float32))
+        with pytest.raises(TypeError, match=rf"{name}: dout must be a float32 or float64"):
+            backward(np.ones(out.shape, np.int32))
+        g = backward(np.ones_like(out))          # the right dout still works
+        for a in (g if isinstance(g, tuple) else (g,)):
+            assert a.dtype == np.float32
+
+
+def test_float16_is_refused_by_name():
+    # float16 passed the old 'floating kind' check, then met kernels written for 32/64
+    with pytest.raises(TypeError, match="relu_forward: x must be a float32 or float64 array, "
+                                        "got dtype float16"):
+        relu_forward(np.ones(3, np.float16))
+
+
+def test_gpu_labels_with_cpu_logits_are_refused_by_name(cp):
+    with pytest.raises(TypeError, match="softmax_cross_entropy: labels are on the GPU"):
+        softmax_cross_entropy(np.zeros((2, 3), np.float32), cp.asarray(np.array([0, 1])))
+    with pytest.raises(TypeError, match="relu_backward: arrays must all be on the CPU"):
+        out, cache = relu_forward(np.ones((2, 3), np.float32))
+        relu_backward(cp.ones((2, 3), dtype=cp.float32), cache)
