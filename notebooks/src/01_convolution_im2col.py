@@ -155,9 +155,9 @@ print("largest difference, by hand vs conv2d_forward:", np.abs(by_hand - fast).m
 K, P = 3 * 11 * 11, conv_output_size(227, 11, stride=4) ** 2
 image_mb = 3 * 227 * 227 * 4 / 2**20
 cols_mb = K * P * 4 / 2**20
-print(f"one image: {image_mb:.2f} MB of float32; its im2col matrix {K} x {P}: {cols_mb:.2f} MB "
-      f"({cols_mb / image_mb:.1f}x)")
-print(f"a batch of 128: {128 * cols_mb / 1024:.2f} GB for conv1's im2col matrix")
+print(f"one image: {image_mb:.2f} MiB of float32; its im2col matrix {K} x {P}: "
+      f"{cols_mb:.2f} MiB ({cols_mb / image_mb:.1f}x)")
+print(f"a batch of 128: {128 * cols_mb / 1024:.2f} GiB for conv1's im2col matrix")
 
 # %% [markdown]
 # ## Grouped convolution: the paper's two GPUs
@@ -268,7 +268,8 @@ for size in (227, 224):
 #   \qquad \text{rel} = \frac{|a - n|}{\max(10^{-8}, |a| + |n|)} .$$
 #
 # `engine.gradcheck.check_op` does this in float64 with $h = 10^{-5}$; a correct
-# backward gives a relative error around $10^{-8}$ or less, and a bug $10^{-3}$ or worse.
+# backward gives a relative error of a few times $10^{-6}$ at most, often far less (the
+# check passes below $10^{-5}$), and a bug $10^{-3}$ or worse.
 
 # %%
 results = []
@@ -344,5 +345,5 @@ plt.show()
 #   it sums the gradients of all the copies of a pixel.
 # - `groups=2` (the paper's two GPUs) is a block-diagonal weight matrix: half the
 #   weights, one product per group.
-# - The gradient check agrees to $10^{-6}$ or better (a bug gives $10^{-3}$ or worse):
+# - The gradient check agrees to a few times $10^{-6}$ or better (a bug gives $10^{-3}$ or worse):
 #   the backward is right.

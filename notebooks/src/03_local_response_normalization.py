@@ -92,8 +92,9 @@ plt.show()
 print(f"largest output when all 5 are equal: b = {b_together.max():.2f} at a = {a[b_together.argmax()]:.0f}")
 
 # %% [markdown]
-# So LRN matters only when activations are in the tens or hundreds. The paper fed its
-# network raw pixel values (0 to 255, minus the mean), and with weights $\mathcal{N}(0,
+# So LRN matters only when activations are in the tens or hundreds. The paper presumably
+# fed its network raw pixel values (0 to 255, minus the mean: it states only the mean
+# subtraction), and with weights $\mathcal{N}(0,
 # 0.01^2)$ conv1's ReLUs reach that range. Our training pipeline scales pixels to
 # $[0, 1]$ (see `engine/augment.py`), which makes conv1's activations about 255 times
 # smaller, so with the paper's constants LRN there is nearly the constant division by
@@ -130,7 +131,7 @@ fig, axes = plt.subplots(3, len(show) + 1, figsize=(10, 6.2))
 axes[0, 0].imshow(img[0, 0], cmap="gray"), axes[0, 0].set_title("input")
 axes[1, 0].imshow(w[show[0], 0], cmap="RdBu"), axes[1, 0].set_title(f"filter {show[0]}")
 axes[2, 0].imshow(denom[0].max(axis=0), cmap="magma")
-axes[2, 0].set_title("largest divisor\n(k + a sum)^beta", fontsize=9)
+axes[2, 0].set_title("largest divisor\n(k + alpha sum)^beta", fontsize=9)
 for col, ch in enumerate(show, start=1):
     vmax = act[0, ch].max()
     axes[0, col].imshow(act[0, ch], cmap="viridis", vmin=0, vmax=vmax)
@@ -176,7 +177,8 @@ print(f"pixels in [0, 1]: activations up to {small_act.max():.2f}; b * 2^0.75 / 
 # | TensorFlow `local_response_normalization` | `bias` $+ \alpha \sum$ | `depth_radius` $r$, $n = 2r+1$ | $r=5$, $\alpha=1$, $\beta=0.5$, bias $=1$ |
 #
 # So the paper's layer is Caffe/PyTorch with $\alpha = 5 \times 10^{-4}$ and $k = 2$,
-# and TensorFlow with `depth_radius=2`, `bias=2`. Below each library's formula is
+# and TensorFlow with `depth_radius=2`, `bias=2`, `alpha=1e-4`, `beta=0.75` (TensorFlow's
+# own defaults are alpha 1 and beta 0.5). Below each library's formula is
 # written out in NumPy (no torch or TensorFlow needed), each with a loop over the
 # channel window so it reads like its documentation, and compared with the project's
 # `lrn_forward`.

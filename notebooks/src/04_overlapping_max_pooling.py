@@ -75,7 +75,8 @@ for z, s in [(3, 2), (2, 2)]:
 # First, how many windows **cover** each pixel. A pooling window has the same geometry
 # as a convolution window, so `col2im` of a matrix of ones (see notebook 1) counts
 # them. With 2x2 stride 2 every pixel is in exactly one window; with 3x3 stride 2 the
-# pixels on even rows and columns are shared by 2 or 4.
+# pixels on even rows and columns, away from the borders, are shared by 2 windows, or
+# by 4 where such a row and column cross; the first row and column are in one only.
 
 # %%
 def coverage(H, z, s):
@@ -126,7 +127,7 @@ plt.show()
 # %% [markdown]
 # With 2x2 windows each output picks one of its own 4 pixels, so 196 pixels get a
 # gradient of exactly 1 and the other 588 get nothing. With overlapping 3x3 windows, a
-# bright pixel on a shared row or column can win 2 or even 4 windows and collects the
+# bright pixel on a shared row or column can win 2, 3 or 4 windows and collects the
 # sum of their gradients, while fewer pixels get anything at all. The backward adds
 # these contributions one window offset at a time (no `np.add.at` needed: within one
 # offset, no two windows reach the same pixel).

@@ -236,7 +236,7 @@ plt.show()
 # %% [markdown]
 # Without dropout the network memorizes its 1,000 training images: its training error
 # falls to nearly zero while its test error stalls, and the gap between the two grows
-# to about 20 points. With dropout the gap stays much smaller. The price is speed, as
+# well past 10 points (the printout gives it). With dropout the gap stays much smaller. The price is speed, as
 # the paper warns ("dropout roughly doubles the number of iterations required to
 # converge"): in a run this short the network with dropout may not yet have overtaken
 # the other on the test images. Dropout pays off when a network is large for its data

@@ -122,7 +122,7 @@ plt.show()
 # $$\left\lfloor \frac{224 - 11}{4} \right\rfloor + 1 = 54, \qquad
 #   \frac{227 - 11}{4} + 1 = 55 .$$
 #
-# 224 gives 55 only with 2 pixels of padding, which the paper does not mention (and
+# 224 gives 55 only with padding, 2 pixels at the least, which the paper does not mention (and
 # then the last padded column is never read). The arithmetic fits 227 exactly, with
 # no padding, which is what Caffe's reference model used, and so do we. With a 224
 # input and no padding every map is smaller, and fc6 sees 5x5 maps instead of 6x6:
@@ -173,7 +173,9 @@ for N in ((1, 2) if SMALL else (1, 32)):
     total = {n: fwd_t[n] + bwd_t[n] for n in layer_names}
     conv = sum(t for n, t in total.items() if n.startswith("conv"))
     fc = sum(t for n, t in total.items() if n.startswith("fc"))
-    print(f"batch of {N}: logits {logits.shape}, loss {float(loss):.2f}, dL/dx {dx.shape}; "
+    print(f"batch of {N}: logits {logits.shape} (spread over the classes: standard "
+          f"deviation {float(logits.std(axis=1).mean()):.2f}), loss {float(loss):.2f}, "
+          f"dL/dx {dx.shape}; "
           f"forward {sum(fwd_t.values()):.2f} s, backward {sum(bwd_t.values()):.2f} s; "
           f"convs {100 * conv / sum(total.values()):.0f}% of the time, fc layers "
           f"{100 * fc / sum(total.values()):.0f}%")
@@ -195,14 +197,23 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The untrained network's loss is of the order of $\log 1000 = 6.9$ (notebook 2): no
-# class is preferred yet, though the random logits are not all equal, which costs a
-# little more. Where the time goes depends on the batch. The backward of a fully
+# A uniform guess over 1000 classes would cost $\log 1000 = 6.9$ (notebook 2). The
+# untrained network's loss is above that (see the printouts). Its logits are not
+# equal: they spread over the classes with a standard deviation of one to two units
+# (printed; the training-mode dropout adds to it), in almost the same pattern for every image, since
+# the biases of 1 in fc6 and fc7 carry more than the input does. The loss of an image
+# is log(sum of exp(logits)) minus its label's logit: a spread raises the first term
+# above log 1000 (by about half the variance for a normal spread), and an image whose
+# label falls on a low logit costs more again. One image can land far from the mean;
+# a batch of 32 averages them.
+#
+# Where the time goes depends on the batch. The backward of a fully
 # connected layer writes a gradient the size of its weights (37.7 million numbers for
 # fc6) once per batch, however many images the batch holds, and its forward reads all
-# those weights: with one image, that memory traffic makes the fc layers take as long
-# as the convolutions, or longer. A convolution's work grows with every image, so the larger the
-# batch, the larger the convolutions' share (compare the two printouts); per image they
+# those weights: with one image, that memory traffic gives the fc layers a share of the
+# time far above their share of the arithmetic. A convolution's work grows with every
+# image, so with a larger batch the fc layers' share shrinks (compare the two
+# printouts: the rest is ReLU, LRN and pooling); per image the convolutions
 # do over 90% of the multiply-adds.
 #
 # ## A gradient check of the whole network

@@ -92,13 +92,16 @@ plt.show()
 #
 # The paper trains on random 224x224 patches of the 256x256 images, each mirrored
 # left-right with probability 1/2; it counts $32 \cdot 32 \cdot 2 = 2048$ versions of
-# every image. With 227x227 patches there are $30 \cdot 30 \cdot 2 = 1800$. The small-
+# every image. Counted exactly, a 224-pixel patch has 33 positions along a 256-pixel
+# axis (offsets 0 to 32), so $33 \cdot 33 \cdot 2 = 2178$; the paper's count is one short
+# per axis. With 227x227 patches there are $30 \cdot 30 \cdot 2 = 1800$. The small-
 # scale analog here: pad a 28x28 image by 2 (with zeros, after the mean subtraction, so
 # the border is the mean image's value) and take a random 28x28 crop: $5 \cdot 5 \cdot 2
 # = 50$ versions.
 
 # %%
-print(f"224 crops of 256x256: {(256 - 224) ** 2 * 2} (the paper's count, 32 offsets per axis)")
+print(f"224 crops of 256x256: {(256 - 224 + 1) ** 2 * 2} (33 offsets per axis, 0 to 32; "
+      f"the paper says {(256 - 224) ** 2 * 2})")
 print(f"227 crops of 256x256: {(256 - 227 + 1) ** 2 * 2} (30 offsets per axis, 0 to 29)")
 print(f"28 crops of 28x28 padded by 2: {(32 - 28 + 1) ** 2 * 2}")
 
@@ -108,7 +111,9 @@ crops, (top, left, flipped) = random_crops(padded, 28, np.random.default_rng(3),
                                            return_params=True)
 fig, axes = plt.subplots(2, 6, figsize=(10, 3.8))
 for ax, c, t, l, f in zip(axes.ravel(), crops, top, left, flipped):
-    ax.imshow(c[0] + mean[0], cmap="gray", vmin=0, vmax=1)   # add the mean back to look at it
+    # The net sees c; adding the mean image back makes it look like a picture again
+    # (the mean is not shifted or mirrored with the crop, so this is close, not exact).
+    ax.imshow(c[0] + mean[0], cmap="gray", vmin=0, vmax=1)
     ax.set_title(f"top {t}, left {l}{', mirrored' if f else ''}", fontsize=8)
     ax.set_xticks([]), ax.set_yticks([])
 plt.tight_layout()
@@ -120,7 +125,7 @@ plt.show()
 # The paper's second augmentation alters the intensity and colour of the illumination.
 # Compute the $3 \times 3$ covariance of the RGB values of all training pixels, with
 # eigenvectors $p_i$ and eigenvalues $\lambda_i$. Then, each time an image is used,
-# draw $\alpha_i \sim \mathcal{N}(0, 0.1)$ and add to **every** pixel of it
+# draw $\alpha_i \sim \mathcal{N}(0, 0.1^2)$ (standard deviation 0.1) and add to **every** pixel of it
 #
 # $$\Delta = [p_1\; p_2\; p_3]\,[\alpha_1\lambda_1,\; \alpha_2\lambda_2,\;
 #   \alpha_3\lambda_3]^\top .$$
@@ -186,13 +191,14 @@ print("ImageNet (published): eigenvalues", IMAGENET_EIGVALS,
 # %% [markdown]
 # The first component of natural images is close to $(1, 1, 1)/\sqrt 3$: overall
 # brightness. The second runs from red to blue (warm to cold light), the third is
-# smaller still. Now the augmentation itself, `pca_lighting`, on four of our pictures:
-# each row shows one picture with several random draws of $\alpha$. With the paper's
+# smaller still. Now the augmentation itself, `pca_lighting`, on three of our pictures:
+# each row shows one picture with five random draws of $\alpha$, using our pictures'
+# own components (first row) or ImageNet's (the other two). With the paper's
 # $\sigma = 0.1$ the changes are subtle (a few percent of the range, as intended); the
-# last rows use $\sigma = 0.5$, exaggerated, only to make the direction visible.
+# last row uses $\sigma = 0.5$, exaggerated, only to make the direction visible.
 
 # %%
-pics = to_float(rgb[:4])                      # in [0, 1], no mean subtracted, to look at
+pics = to_float(rgb[:3])                      # in [0, 1], no mean subtracted, to look at
 gen = np.random.default_rng(1)
 cases = [("our PCA\nsigma 0.1", eigvals, eigvecs, 0.1),
          ("ImageNet PCA\nsigma 0.1", IMAGENET_EIGVALS, IMAGENET_EIGVECS, 0.1),
@@ -242,7 +248,7 @@ boot = pad_images(to_float(ds.test_x[:1], mean), 2)
 tens = ten_crops(boot, 28)
 fig, axes = plt.subplots(1, 10, figsize=(12, 1.7))
 for ax, crop, name in zip(axes, tens[:, 0], TEN_CROP_ORDER):
-    ax.imshow(crop[0] + mean[0], cmap="gray", vmin=0, vmax=1)
+    ax.imshow(crop[0] + mean[0], cmap="gray", vmin=0, vmax=1)   # close, as above
     ax.set_title(name.replace(" flipped", "\nflipped"), fontsize=7), ax.axis("off")
 plt.tight_layout()
 plt.show()

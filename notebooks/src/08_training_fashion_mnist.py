@@ -11,7 +11,7 @@
 # improving. They trained for 90 epochs over 1.2 million images, five to six days on two
 # GPUs. We train the `tiny` AlexNet preset (every layer of the paper, narrower, for
 # 28x28 grayscale images) on the bundled Fashion-MNIST subset (5,000 training and
-# 1,000 test images) for a few minutes on a CPU, with `train.py`, the project's
+# 1,000 test images) for a minute or two on a CPU, with `train.py`, the project's
 # training script. Then we look inside the trained network:
 #
 # 1. the training curves;
@@ -329,7 +329,8 @@ for i in (0, 1):
     Image.fromarray(ds.test_x[i, 0]).save(pngs[-1])
 print("per class, test error:", {c: f"{100 * e:.0f}%" for c, e in
                                  metrics["test_class_top1_error"].items()})
-train.main(["--eval-only", best_path, "--predict", *pngs])
+status = train.main(["--eval-only", best_path, "--predict", *pngs])
+assert status == 0
 
 # %% [markdown]
 # A photo of your own wants `--invert` as well: Fashion-MNIST's clothes are light on a
