@@ -51,7 +51,7 @@ PRESETS = {
 }
 GROUPED = ("conv2", "conv4", "conv5")           # Section 3.2: these see only their GPU's maps
 BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")  # Section 5: biases initialised to 1
-INITS = ("paper", "he")
+INITS = ("paper", "he", "caffe")
 
 
 class AlexNet:
@@ -60,11 +60,12 @@ class AlexNet:
     Args:
       preset: 'paper', 'mini' or 'tiny'.
       in_channels, num_classes, input_size, groups: override the preset's values.
-      init: 'paper' (weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0)
-            or 'he' (weights N(0, 2/fan_in); those biases 0.1, as Caffe's reference model
-            used because 1 gave it a flat loss; else 0). The paper's small fixed std makes
-            signals shrink layer after layer, so a freshly initialised small net can sit
-            at chance for a while; He init scales each layer to keep them alive.
+      init: 'paper' (weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0),
+            'caffe' (Caffe's bvlc_alexnet: weights N(0, 0.01), N(0, 0.005) in fc6 and fc7;
+            those biases 0.1, because 1 gave Caffe a flat loss) or 'he' (weights
+            N(0, 2/fan_in); those biases 0.1). The small fixed stds make signals shrink
+            layer after layer, so a freshly initialised small net can sit at chance for
+            a while; He init scales each layer to keep them alive.
       activation: 'relu' (the paper) or 'tanh' (for the Figure 1 comparison).
       lrn: use local response normalization after conv1 and conv2 (the paper: True).
       pool: (size, stride) of the three max-pools: (3, 2) overlapping (the paper), or
@@ -150,8 +151,10 @@ class AlexNet:
                     f"{c['preset']!r}: the output of {name} would be {shape}")
             self.layer_shapes.append((name, shape))
 
-        def init_std(fan_in):
-            return 0.01 if c["init"] == "paper" else float(np.sqrt(2.0 / fan_in))
+        def init_std(name, fan_in):
+            if c["init"] == "he":
+                return float(np.sqrt(2.0 / fan_in))
+            return 0.005 if c["init"] == "caffe" and name in ("fc6", "fc7") else 0.01
 
         def bias(name):
             if name in BIAS_ONE:
@@ -164,7 +167,7 @@ class AlexNet:
             g = c["groups"] if name in GROUPED else 1
             cin = shape[0]
             add(name, Conv2d(cin, f, k, stride=s, pad=p, groups=g,
-                             weight_std=init_std(cin // g * k * k), bias_init=bias(name),
+                             weight_std=init_std(name, cin // g * k * k), bias_init=bias(name),
                              rng=rng, dtype=dtype))
             add(f"{act.__name__.lower()}{i}", make_act())
             if i in (1, 2) and c["lrn"]:
@@ -180,7 +183,7 @@ class AlexNet:
         add("flatten", Flatten())
         for i, width in enumerate(cfg["fc"] + [c["num_classes"]], start=6):
             name = f"fc{i}"
-            add(name, Linear(shape[0], width, weight_std=init_std(shape[0]),
+            add(name, Linear(shape[0], width, weight_std=init_std(name, shape[0]),
                              bias_init=bias(name), rng=rng, dtype=dtype))
             if i < 8:
                 add(f"{act.__name__.lower()}{i}", make_act())

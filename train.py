@@ -135,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AlexNet preset: paper (3x227x227), mini (28-32 px), tiny (fast)")
     m.add_argument("--groups", type=int, default=None,
                    help="groups of conv2/4/5 (2 = the paper's two-GPU split); default: preset's")
-    m.add_argument("--init", default="paper", choices=["paper", "he"],
+    m.add_argument("--init", default="paper", choices=["paper", "he", "caffe"],
                    help="paper: N(0, 0.01) weights, biases 1 in conv2,4,5 and fc6,7; "
-                        "he: He-scaled weights, those biases 0.1 (as Caffe)")
+                        "caffe: as Caffe's bvlc_alexnet, those biases 0.1 and fc6,7 "
+                        "weights N(0, 0.005); he: He-scaled weights, those biases 0.1")
     m.add_argument("--activation", default="relu", choices=["relu", "tanh"])
     m.add_argument("--no-lrn", action="store_true", help="drop local response normalization")
     m.add_argument("--pool", default="3,2", help="max-pool size,stride (3,2 overlapping as the "

@@ -54,6 +54,14 @@ def test_paper_initialisation():
     he = AlexNet("mini", init="he").params
     np.testing.assert_array_equal(he["conv2.b"], np.float32(0.1))
     assert abs(he["conv2.w"].std() - np.sqrt(2 / (64 * 25))) < 1e-3
+    # Caffe's bvlc_alexnet: the paper's 0.01 but 0.005 in fc6/fc7, and biases of 0.1
+    caffe = AlexNet("mini", init="caffe", seed=1).params
+    for name in ("conv2", "conv4", "conv5", "fc6", "fc7"):
+        np.testing.assert_array_equal(caffe[f"{name}.b"], np.float32(0.1))
+    for name in ("conv1", "conv3", "fc8"):
+        np.testing.assert_array_equal(caffe[f"{name}.b"], 0.0)
+    assert abs(caffe["fc6.w"].std() - 0.005) < 1e-4 and abs(caffe["fc7.w"].std() - 0.005) < 1e-4
+    assert abs(caffe["fc8.w"].std() - 0.01) < 5e-4 and abs(caffe["conv3.w"].std() - 0.01) < 2e-4
 
 
 def test_forward_backward_keys_shapes_dtype():
