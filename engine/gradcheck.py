@@ -181,10 +181,13 @@ def main(argv=None) -> int:
                    help="run the checks on NumPy (cpu) or CuPy (cuda)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random inputs")
     p.add_argument("--max-checks", type=int, default=200,
-                   help="entries checked per gradient (a random sample for big arrays)")
+                   help="entries checked per gradient (a random sample for big arrays; "
+                        "the whole-network check takes at most 10 per parameter)")
     p.add_argument("--only", default=None,
                    help="run only checks whose op name contains this text")
     args = p.parse_args(argv)
+    if args.max_checks < 1:
+        p.error(f"--max-checks must be >= 1, got {args.max_checks}")
     if args.device == "cuda":
         from engine.backend import GPUUnavailableError, gpu_routes, gpu_status, require_gpu
         try:

@@ -70,6 +70,9 @@ def test_gradcheck_command_fails_when_only_matches_nothing():
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     assert "--only 'nosuchop' matches no check" in p.stderr and "maxpool2d" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "engine.gradcheck", "--max-checks", "0"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "--max-checks must be >= 1, got 0" in p.stderr
 
 
 def test_check_loss_wants_float64():
