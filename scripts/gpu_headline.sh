@@ -51,7 +51,7 @@ TESTS=${TESTS:-parallel}
 [ "${SKIP_TESTS:-0}" = 1 ] && TESTS=skip
 TF32=${TF32:-1}
 PACK=${PACK:-}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-$(command -v python3 || echo python)}
 case "$TESTS" in parallel|first|skip) ;; *)
   echo "gpu_headline: TESTS must be parallel, first or skip, not '$TESTS'" >&2; exit 2;; esac
 mkdir -p "$OUT"
@@ -113,6 +113,10 @@ limit=()
 echo "matrix products: $([ "$TF32" = 1 ] && echo "TF32 (CUPY_TF32=1)" || echo "float32")"
 pids=()
 for s in $SEEDS; do
+  # A fresh folder: a second call on a warm machine must not find the first call's
+  # best.npz and metrics.json there and count them as this run's (train.py starts
+  # afresh, but a run that fails early would leave the old files looking finished).
+  rm -rf "${OUT:?}/seed$s" "$OUT/seed$s.log"
   # shellcheck disable=SC2086  # TRAIN_FLAGS is a list of flags
   CUPY_TF32=$TF32 "$PYTHON" train.py --dataset "$DATASET" "${data[@]}" --no-download \
     --model "$MODEL" $TRAIN_FLAGS --epochs "$EPOCHS" --seed "$s" --device "$DEVICE" \

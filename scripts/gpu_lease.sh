@@ -24,7 +24,9 @@
 # ensemble-all.json (with ERASE_SEEDS), ensemble-with.json (with ENSEMBLE_WITH),
 # weights.tar.part-* (the weights of the first
 # WEIGHTS_BACK networks of group base, 18 MB each for mini, in parts of 15 MB, so that
-# two networks stay within what a lent machine gives back), lease.log.
+# two networks stay within what a lent machine gives back), lease.log; where that makes
+# more than the 8 files a lent machine gives back, the .json files and bench-gpu.txt
+# go into small-files.tar.
 #
 #   mkdir -p runs/data && cp /usr/share/datasets/fashion-mnist/* runs/data/
 #   DEST=/some/folder DATA_DIR=runs/data PYTHON=python3 bash scripts/gpu_lease.sh
@@ -35,15 +37,17 @@
 # with networks of other leases), and record with `python -m experiments headline
 # --variant NAME --change ... --ensemble ... --run ...` (see scripts/gpu_headline.sh).
 #
+# WORK is emptied at the start, and this script's own files in DEST removed, so that a
+# second call on a still-warm machine does not count the first call's networks.
 # Settings (environment): DEST (default runs/gpu-lease-results), WORK (runs/gpu-lease),
 # BENCH (1; 0: no benchmark), BASE_SEEDS ("0 1": two networks keep an H200 busy),
 # ERASE_SEEDS (""; e.g. "10 11" for an erase group), ERASE (0.5), EPOCHS (100: the
-# time limit decides), TRAIN_SECONDS (480 at most), CALL_SECONDS (590: the whole
-# lease's wall time, one device call's limit; the training gets what the benchmark
+# time limit decides), TRAIN_SECONDS (480 at most), CALL_SECONDS (570: the whole
+# lease's wall time, within one device call's 600 s limit; the training gets what the benchmark
 # leaves of it, less FINISH_SECONDS, 90, for starting the runs and, after them, the
 # tests' end, the ensemble and the packing; 0: no cap), BASE_FLAGS ("--init he --lr 0.02
 # --lr-drops 0.5,0.7 --val-fraction 0"), EXTRA_FLAGS (added to both groups),
-# WEIGHTS_BACK (2; 0: none), ENSEMBLE_WITH (""; checkpoint paths, space-separated), TESTS (parallel; skip), TEST_ROUTES ("few kernels": the
+# WEIGHTS_BACK (2; 0: none), PART_SIZE (15M, split's -b), ENSEMBLE_WITH (""; checkpoint paths, space-separated), TESTS (parallel; skip), TEST_ROUTES ("few kernels": the
 # tests' GPU routes, a pass each), DEVICE (cuda), MODEL, DATASET, DATA_DIR, TF32 (1),
 # PYTHON: as scripts/gpu_headline.sh takes them.
 set -uo pipefail
@@ -57,13 +61,13 @@ ERASE_SEEDS=${ERASE_SEEDS-}
 ERASE=${ERASE:-0.5}
 EPOCHS=${EPOCHS:-100}
 TRAIN_SECONDS=${TRAIN_SECONDS:-480}
-CALL_SECONDS=${CALL_SECONDS:-590}
+CALL_SECONDS=${CALL_SECONDS:-570}
 FINISH_SECONDS=${FINISH_SECONDS:-90}
 t_start=$SECONDS
 BASE_FLAGS=${BASE_FLAGS:-"--init he --lr 0.02 --lr-drops 0.5,0.7 --val-fraction 0"}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
 WEIGHTS_BACK=${WEIGHTS_BACK:-2}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-$(command -v python3 || echo python)}
 DEVICE=${DEVICE:-cuda}
 # the CuPy cases of the tests, beside group base: on the default route and the kernels
 TEST_ROUTES=${TEST_ROUTES:-"few kernels"}
@@ -77,6 +81,19 @@ for ck in $ENSEMBLE_WITH; do     # checked before the lease's minutes go into tr
 done
 mkdir -p "$DEST" "$WORK"
 DEST=$(cd "$DEST" && pwd)
+WORK=$(cd "$WORK" && pwd)
+# A second call on a warm machine starts clean: the networks are collected from
+# WORK's folders and DEST's files, and the first call's would join this one's.
+for ck in $ENSEMBLE_WITH; do
+  case "$(cd "$(dirname "$ck")" && pwd)/" in "$WORK"/*)
+    echo "gpu_lease: ENSEMBLE_WITH names $ck, inside WORK ($WORK), which is cleared" >&2
+    exit 2;; esac
+done
+case "$DEST/" in "$WORK"/*)
+  echo "gpu_lease: DEST ($DEST) is inside WORK ($WORK), which is cleared" >&2; exit 2;; esac
+rm -rf "${WORK:?}"/*
+(cd "$DEST" && rm -f bench-gpu.txt base.tar.gz erase.tar.gz ensemble-all.json \
+   ensemble-with.json small-files.tar weights.tar.part-*)
 exec > >(tee "$DEST/lease.log") 2>&1
 echo "gpu_lease: $(date -u +%FT%TZ) on $(hostname); work in $WORK, results in $DEST"
 
@@ -180,11 +197,19 @@ if [ ${#back[@]} -ge 1 ]; then
   if "$PYTHON" -m experiments weights "${back[@]}" --out-dir "$WORK/weights" \
        --names "$(IFS=,; echo "${names[*]}")" &&
      (cd "$WORK/weights" && sha256sum ./*.npz >SHA256SUMS) &&
-     tar -cf - -C "$WORK" weights | split -b 15M - "$DEST/weights.tar.part-"; then :
+     tar -cf - -C "$WORK" weights | split -b "${PART_SIZE:-15M}" - "$DEST/weights.tar.part-"; then :
   else
     echo "gpu_lease: the weights could not be packed"
     rc=1
   fi
+fi
+# At most 8 files come back from a lent machine: with both groups, ENSEMBLE_WITH and
+# 3 weight parts there are 9, so the small ones go into one tar.
+if [ "$(ls "$DEST" | wc -l)" -gt 8 ]; then
+  small=$(cd "$DEST" && ls -- *.json bench-gpu.txt 2>/dev/null)
+  # shellcheck disable=SC2086  # a list of plain file names
+  (cd "$DEST" && tar -cf small-files.tar $small && rm -f $small) &&
+    echo "gpu_lease: more than 8 files; $(echo $small | tr '\n' ' ') are in small-files.tar"
 fi
 echo "gpu_lease: done $(date -u +%FT%TZ), exit $rc; in $DEST: $(ls "$DEST" | tr '\n' ' ')"
 exit $rc
