@@ -841,7 +841,7 @@ def train(a) -> dict:
         print(f"time limit of {a.time_limit:g} s: stopped after {where} of {a.epochs}; "
               f"saved {last_path}; continue with: python train.py --resume {last_path}",
               file=sys.stderr)
-        if not os.path.exists(best_path):
+        if state["best_epoch"] is None:
             raise TrainingError(f"--time-limit {a.time_limit:g}: no epoch finished in time, "
                                 f"so there is no best checkpoint to test")
     if stop.signalled:
@@ -850,8 +850,10 @@ def train(a) -> dict:
               file=sys.stderr)
         return {"interrupted": True, "epoch": state["epoch"], "step": state["step"]}
 
-    # Final report on the test set, with the best checkpoint (lowest validation error).
-    if os.path.exists(best_path):
+    # Final report on the test set, with the best checkpoint (lowest validation error):
+    # this run's, which best_epoch says it wrote; a best.npz that an earlier run left in
+    # the same folder is never tested in its place.
+    if state["best_epoch"] is not None and os.path.exists(best_path):
         best = load_checkpoint(best_path)
         model.load_state_dict({k[6:]: v for k, v in best.items() if k.startswith("param/")})
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop,

@@ -567,3 +567,18 @@ def test_ten_crop_report_of_a_net_trained_without_crops_points_to_the_centre_cro
     assert train.main(quick + ["--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "test, ten crops" in out and "trained without random crops" not in out
+
+
+def test_an_earlier_runs_best_npz_in_the_folder_is_never_tested_as_this_ones(
+        tmp_path, monkeypatch, capsys):
+    # A fresh run into a folder where another run left best.npz, stopped by its time
+    # limit before its first epoch ended, used to test that old network and report it
+    # (a GPU lease rerun on a warm machine does exactly this).
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    assert (out / "best.npz").exists()
+    capsys.readouterr()
+    StepClock(monkeypatch)
+    assert train.main(QUICK + ["--epochs", "2", "--time-limit", "3.5", "--seed", "5",
+                               "--out", str(out)]) == 1
+    assert "no epoch finished in time" in capsys.readouterr().err
