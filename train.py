@@ -50,6 +50,19 @@ DATA_DEFAULTS = {
 }
 
 
+def test_prep(kind, args, mean, crop) -> dict:
+    """How a network is tested: its mean image, the dataset's padding, its crop, and
+    whether the test crops include mirrors: only where it was trained on them (a
+    mirrored digit is another digit; a net trained with --no-flip never saw one)."""
+    dflt = DATA_DEFAULTS.get(kind, DATA_DEFAULTS["folder"])
+    return dict(mean=mean, pad=dflt["pad"], crop=crop, scale=1.0 / 255.0,
+                mirrors=bool(dflt["flip"] and not args.get("no_flip")))
+
+
+def crops_name(prep) -> str:
+    return "ten crops" if prep.get("mirrors", True) else "five crops (no mirrors)"
+
+
 class TrainingError(RuntimeError):
     """A run that cannot go on (NaN loss, bad checkpoint): reported in one line."""
 
@@ -124,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "probability P a random rectangle of each training image is set to "
                         "the mean")
     d.add_argument("--ten-crop", dest="ten_crop", action="store_true", default=True,
-                   help="also evaluate on ten crops (corners, centre, mirrors; softmax averaged)")
+                   help="also evaluate on ten crops (corners, centre, mirrors; softmax "
+                        "averaged); a net trained without reflections (mnist, --no-flip) "
+                        "gets the five without mirrors")
     d.add_argument("--no-ten-crop", dest="ten_crop", action="store_false",
                    help="evaluate on the centre crop only")
     d.add_argument("--no-prefetch", action="store_true",
@@ -322,12 +337,13 @@ def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False, confusion
         conf = np.zeros((num_classes, num_classes), np.int64)
         for xb, yb in iterate_eval(x_u8, y, batch_size, mode=mode, device=device, **prep):
             if mode == "ten":
-                # (10, N, C, H, W): average the ten softmax outputs, as the paper did.
+                # (10, N, C, H, W): average the ten softmax outputs, as the paper did
+                # (five, without the mirrors, for a net trained without them)
                 probs = None
                 for crop in xb:
                     p = softmax(model.forward(crop, train=False))
                     probs = p if probs is None else probs + p
-                scores = probs / 10
+                scores = probs / len(xb)
             else:
                 logits = model.forward(xb, train=False)
                 scores = logits
@@ -343,6 +359,8 @@ def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False, confusion
             out[f"{tag}confusion"] = conf
         out[f"{tag}top1_error"] = 1 - c1 / n
         out[f"{tag}top5_error"] = 1 - c5 / n
+        if mode == "ten":
+            out["tencrop_crops"] = 10 if prep.get("mirrors", True) else 5
         if mode == "center":
             out["loss"] = loss_sum / n
             if not math.isfinite(loss_sum):
@@ -746,7 +764,7 @@ def train(a) -> dict:
     else:
         mean = mean_image(tr_x, scale=scale)
         pca = rgb_pca(tr_x, scale=scale) if (c == 3 and not a.no_pca) else None
-    prep = dict(mean=mean, pad=dflt["pad"], crop=crop, scale=scale)
+    prep = test_prep(kind, vars(a), mean, crop)
 
     if resume is not None:
         model = AlexNet(**resume["config"])
@@ -795,7 +813,8 @@ def train(a) -> dict:
 
     last_path = os.path.join(out_dir, "last.npz")
     best_path = os.path.join(out_dir, "best.npz")
-    train_prep = dict(prep, pad=0 if a.no_crop else dflt["pad"],
+    train_prep = dict({k: v for k, v in prep.items() if k != "mirrors"},
+                      pad=0 if a.no_crop else dflt["pad"],
                       flip=dflt["flip"] and not a.no_flip, pca=pca, erase=a.erase)
     loader = BatchLoader(tr_x, tr_y, a.batch_size, shuffle=True, seed=a.seed, device=device,
                          drop_last=False, prefetch=not a.no_prefetch, **train_prep)
@@ -892,7 +911,8 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
         dataset=ds.name, data_source=ds.source, model=model.config["preset"],
         num_params=model.num_params(), device=a.device,
         test_top1_error=test[f"{primary}top1_error"], test_top5_error=test[f"{primary}top5_error"],
-        test_eval="ten-crop" if a.ten_crop else "centre crop",
+        test_eval=(("ten-crop" if test.get("tencrop_crops", 10) == 10 else "five-crop")
+                   if a.ten_crop else "centre crop"),
         test_center_top1_error=test["top1_error"], test_center_top5_error=test["top5_error"],
         best_epoch=state.get("best_epoch"), best_val_top1_error=state.get("best_val"),
         epochs=state["epoch"], history=state["history"], config=model.config,
@@ -922,7 +942,9 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
           f"centre crop top-1 error {100 * test['top1_error']:.2f}%, "
           f"top-5 error {100 * test['top5_error']:.2f}%")
     if a.ten_crop:
-        print(f"test, ten crops: top-1 error {100 * test['tencrop_top1_error']:.2f}%, "
+        crops = ("ten crops" if test.get("tencrop_crops", 10) == 10 else
+                 "five crops (corners and centre; no mirrors: the net never saw one)")
+        print(f"test, {crops}: top-1 error {100 * test['tencrop_top1_error']:.2f}%, "
               f"top-5 error {100 * test['tencrop_top5_error']:.2f}%")
         if a.no_crop:
             print("note: this net was trained without random crops, so the ten crops show "
@@ -972,8 +994,8 @@ def eval_only(a) -> dict:
     ck, model = network_from_checkpoint(a.eval_only, device)
     ds = load_data(a)
     kind = dataset_kind(a.dataset)
-    prep = dict(mean=ck["mean"], pad=DATA_DEFAULTS[kind]["pad"],
-                crop=model.config["input_size"], scale=1.0 / 255.0)
+    prep = test_prep(kind, ck["train_state"].get("args", {}), ck["mean"],
+                     model.config["input_size"])
     if tuple(ds.test_x.shape[1:2]) != (model.config["in_channels"],):
         raise ValueError(f"--eval-only: the checkpoint expects {model.config['in_channels']} "
                          f"channel(s) but {ds.name} has {ds.test_x.shape[1]}")
@@ -1009,7 +1031,7 @@ def softmax_outputs(model, x_u8, prep, batch_size=256, device="cpu", mode="cente
     out = []
     for xb, _ in iterate_eval(x_u8, np.zeros(len(x_u8), np.int64), batch_size, mode=mode,
                               device=device, **prep):
-        p = (sum(softmax(model.forward(crop, train=False)) for crop in xb) / 10
+        p = (sum(softmax(model.forward(crop, train=False)) for crop in xb) / len(xb)
              if mode == "ten" else softmax(model.forward(xb, train=False)))
         out.append(to_numpy(p).astype(np.float64))
     return np.concatenate(out)
@@ -1027,14 +1049,13 @@ def predict_images(a) -> dict:
     if a.invert:
         x = 255 - x
     kind = dataset_kind(ck["train_state"].get("args", {}).get("dataset", "folder:"))
-    prep = dict(mean=mean, pad=DATA_DEFAULTS.get(kind, DATA_DEFAULTS["folder"])["pad"],
-                crop=model.config["input_size"], scale=1.0 / 255.0)
+    prep = test_prep(kind, ck["train_state"].get("args", {}), mean, model.config["input_size"])
     probs = softmax_outputs(model, x, prep, a.eval_batch_size, device,
                             "ten" if a.ten_crop else "center")
     classes = checkpoint_classes(ck, model.config["num_classes"])
     k = min(5, len(classes))
     out = []
-    print(f"{a.eval_only}: {'ten crops averaged' if a.ten_crop else 'the centre crop'}"
+    print(f"{a.eval_only}: {crops_name(prep) + ' averaged' if a.ten_crop else 'the centre crop'}"
           + (", brightness inverted" if a.invert else ""))
     for path, p in zip(a.predict, probs):
         top = np.argsort(-p, kind="stable")[:k]

@@ -219,18 +219,20 @@ def ten_crop_positions(H: int, W: int, crop: int) -> list[tuple[int, int]]:
             ((H - crop) // 2, (W - crop) // 2)]
 
 
-def ten_crops(x, crop: int):
+def ten_crops(x, crop: int, mirrors: bool = True):
     """The paper's test-time patches: (10, N, C, crop, crop).
 
     Order (TEN_CROP_ORDER): top-left, top-right, bottom-left, bottom-right, center,
     then the same five mirrored left-right. Average the ten softmax outputs.
+    mirrors=False gives the first five only, (5, N, C, crop, crop): for a network
+    trained without reflections (MNIST: a mirrored digit is another digit).
     """
     _check_batch(x)
     _check_crop(x, crop)
     xp = get_array_module(x)
     H, W = x.shape[2], x.shape[3]
     five = [x[:, :, t:t + crop, l:l + crop] for t, l in ten_crop_positions(H, W, crop)]
-    return xp.stack(five + [p[..., ::-1] for p in five])
+    return xp.stack(five + ([p[..., ::-1] for p in five] if mirrors else []))
 
 
 def rgb_pca(train_x, scale: float = PIXEL_SCALE, max_pixels: int = 1_000_000, seed: int = 0):

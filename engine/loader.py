@@ -243,13 +243,14 @@ def _prefetch_worker(jobs, q: queue.Queue, stop: threading.Event) -> None:
 
 def iterate_eval(x_uint8, y, batch_size: int = 256, mean=None, pad: int = 0,
                  crop: int | None = None, mode: str = "center", scale: float = PIXEL_SCALE,
-                 device: str = "cpu"):
+                 device: str = "cpu", mirrors: bool = True):
     """Evaluation batches, in order, no randomness: yields ``(x, y_int64)``.
 
     mode 'center': x is the central ``crop`` patch of the padded image, (B, C, crop, crop)
         (with pad p and crop = H this is exactly the unpadded image).
     mode 'ten': x is ``ten_crops`` of the padded image, (10, B, C, crop, crop): four
-        corners, centre, and their mirrors (engine.augment.TEN_CROP_ORDER).
+        corners, centre, and their mirrors (engine.augment.TEN_CROP_ORDER); with
+        mirrors=False the five without mirrors, (5, B, C, crop, crop).
     crop None: the (padded) image itself, for either mode 'center'.
     """
     if mode not in ("center", "ten"):
@@ -263,7 +264,7 @@ def iterate_eval(x_uint8, y, batch_size: int = 256, mean=None, pad: int = 0,
         xb = to_float(to_device(x_uint8[i:i + batch_size], device), mean_d, scale)
         xb = pad_images(xb, pad)
         if mode == "ten":
-            xb = ten_crops(xb, crop)
+            xb = ten_crops(xb, crop, mirrors)
         elif crop is not None:
             xb = center_crop(xb, crop).copy()  # contiguous, like the training batches
         yield xb, to_device(y[i:i + batch_size].astype(np.int64), device)

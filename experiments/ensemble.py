@@ -81,7 +81,7 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
     sums = {m: None for m in modes}
     result = dict(dataset=ds.name, test_images=int(len(ds.test_y)), device=device,
                   batch_size=batch_size, networks=[])
-    for path, (model, mean, _) in zip(paths, nets):
+    for path, (model, mean, args) in zip(paths, nets):
         if model.config["in_channels"] != ds.test_x.shape[1]:
             raise ValueError(f"experiments ensemble: {path} expects "
                              f"{model.config['in_channels']} channel(s) but {ds.name} has "
@@ -90,8 +90,7 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
             raise ValueError(f"experiments ensemble: {path} predicts "
                              f"{model.config['num_classes']} classes but {ds.name} has "
                              f"{len(ds.classes)}")
-        prep = dict(mean=mean, pad=T.DATA_DEFAULTS[kind]["pad"],
-                    crop=model.config["input_size"], scale=1.0 / 255.0)
+        prep = T.test_prep(kind, args, mean, model.config["input_size"])
         entry = dict(checkpoint=path)
         for m in modes:
             p = predict(model, ds.test_x, ds.test_y, prep, batch_size, device, m)

@@ -129,6 +129,9 @@ def check_headline_run(metrics, path):
         wrong.append(f"it used the first {limit} training images only (--train-limit)")
     if "test_tencrop_top1_error" not in metrics:
         wrong.append("it was not tested on ten crops (--no-ten-crop)")
+    elif metrics.get("test_eval") == "five-crop":
+        wrong.append("it was trained without reflections (--no-flip), so tested on five "
+                     "crops, not ten")
     if wrong:
         raise ValueError(f"experiments headline: {path}: " + "; ".join(wrong)
                          + ": the headline is the whole dataset, ten crops")

@@ -95,6 +95,10 @@ def test_ten_crops_positions_and_order(xp):
         np.testing.assert_array_equal(tn[k], explicit[k], err_msg=A.TEN_CROP_ORDER[k])
         np.testing.assert_array_equal(tn[k + 5], explicit[k][..., ::-1], err_msg=A.TEN_CROP_ORDER[k + 5])
     assert A.TEN_CROP_ORDER[4] == "center" and A.TEN_CROP_ORDER[9] == "center flipped"
+    # without mirrors (a net trained without reflections): the first five alone
+    five = A.ten_crops(x, 5, mirrors=False)
+    assert five.shape == (5, 3, 2, 5, 5)
+    np.testing.assert_array_equal(to_numpy(five), tn[:5])
 
 
 def test_mean_image_is_the_mean(xp):

@@ -785,3 +785,12 @@ def test_a_flag_added_after_a_run_counts_as_its_default():
     assert runner.config_differences(old, wanted) == ["erase: 0.0 -> 0.5"]
     assert runner.config_differences(old, dict(wanted, erase=0.0)) == []
     assert runner.config_differences(old, dict(wanted, erase=0.0, out="x", quiet=True)) == []
+
+
+def test_a_five_crop_run_is_no_headline():
+    from experiments import headline
+    ok = dict(dataset="fashion-mnist", args=dict(train_limit=None), test_eval="ten-crop",
+              test_tencrop_top1_error=0.06)
+    headline.check_headline_run(ok, "runs/x")             # no error
+    with pytest.raises(ValueError, match="trained without reflections .* five crops, not ten"):
+        headline.check_headline_run(dict(ok, test_eval="five-crop"), "runs/x")

@@ -1,6 +1,7 @@
 """train.py end to end on the committed Fashion-MNIST subset: a real (short) run that
 must learn, exact resume (after an epoch and mid-epoch), NaN handling, evaluation of
 a checkpoint, and one-line errors for bad input."""
+import argparse
 import json
 import os
 
@@ -582,3 +583,30 @@ def test_an_earlier_runs_best_npz_in_the_folder_is_never_tested_as_this_ones(
     assert train.main(QUICK + ["--epochs", "2", "--time-limit", "3.5", "--seed", "5",
                                "--out", str(out)]) == 1
     assert "no epoch finished in time" in capsys.readouterr().err
+
+
+def test_a_net_trained_without_reflections_is_tested_on_five_crops_not_ten(tmp_path, capsys):
+    # Ten crops used to include five mirrored images whatever the net was trained on:
+    # for MNIST (no flips; a mirrored digit is another digit) or --no-flip, images of a
+    # kind it never saw.
+    from engine.loader import iterate_eval
+    from layers.loss import softmax
+    out = tmp_path / "run"
+    flags = [f for f in QUICK if f != "--no-ten-crop"]
+    assert train.main(flags + ["--no-flip", "--ten-crop", "--epochs", "1", "--out", str(out)]) == 0
+    assert "test, five crops (corners and centre; no mirrors" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test_eval"] == "five-crop"
+    ck, model = train.network_from_checkpoint(str(out / "best.npz"), "cpu")
+    ds = train.load_data(argparse.Namespace(dataset="fashion-mnist-subset", data_dir=None,
+                                            no_download=True, no_fallback=False))
+    prep = train.test_prep("fashion-mnist-subset", m["args"], ck["mean"], 28)
+    assert prep["mirrors"] is False
+    # the reported error is that of the five unmirrored crops' averaged softmax
+    probs = np.concatenate([
+        np.mean([softmax(model.forward(c, train=False)) for c in xb], axis=0)
+        for xb, _ in iterate_eval(ds.test_x, ds.test_y, 250, mode="ten", **prep)])
+    assert np.mean(probs.argmax(1) != ds.test_y) == pytest.approx(m["test_top1_error"])
+    # a net trained with flips keeps all ten
+    assert train.test_prep("fashion-mnist", {}, ck["mean"], 28)["mirrors"] is True
+    assert train.test_prep("mnist", {}, ck["mean"], 28)["mirrors"] is False
