@@ -259,7 +259,7 @@ def claim_status(name, scale, seeds) -> dict:
 
 
 def mean_epoch_seconds(scale):
-    """The mean time of an epoch (validation included) over this scale's finished runs,
+    """The mean training time of an epoch (validation not included) over this scale's runs,
     or None if none has finished."""
     times = []
     for path in glob.glob(os.path.join(RESULTS, scale, "**", "metrics.json"), recursive=True):
@@ -359,6 +359,7 @@ def tune_variant(claim, label, flags, scale, device, force) -> tuple:
 def run_claim(name, seeds, scale, device, force=False) -> dict:
     claim = CLAIMS[name]
     per_variant, tuned = {}, {}
+    devices = set()              # where the runs trained: a reused run may come from another
     sweep_seconds = 0.0          # the sweeps' runs other than the seed 0 kept
     for label, flags in claim.variants.items():
         folder = os.path.join(RESULTS, scale, name, slug_of(label))
@@ -375,6 +376,7 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
             out = os.path.join(folder, f"seed{seed}")
             again = force and not (claim.tune and seed == 0)   # the sweep just made it
             m = run_one(claim, label, flags, seed, scale, device, out, again)
+            devices.add(m.get("device", device) + (" (TF32)" if m.get("cupy_tf32") else ""))
             runs.append(derived(m, m["epochs"]))
         per_variant[label] = runs
     keys = [claim.metric] + claim.extra_metrics + ["test_top1_error"]
@@ -383,6 +385,10 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
         keys.append("steps_to_25_train_error")
     stats = {label: {k: summarize([r[k] for r in runs]) for k in dict.fromkeys(keys)}
              for label, runs in per_variant.items()}
+    if len(devices) > 1:
+        print(f"[{name}] warning: its runs trained on different devices "
+              f"({', '.join(sorted(devices))}); their differences include the devices' "
+              f"rounding, not only the claim's change", file=sys.stderr)
     for label, runs in per_variant.items():
         stats[label]["reached_25"] = sum(bool(r["reached_25"]) for r in runs)
         if label in tuned:
@@ -391,7 +397,7 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
         claim=name, title=claim.title, paper=claim.paper, metric=claim.metric,
         notes=claim.notes, setting=claim.setting, scale=scale,
         scale_desc=SCALES[scale]["desc"], seeds=seeds,
-        device=device, stats=stats, verdict=verdict(claim, stats),
+        device=", ".join(sorted(devices)), stats=stats, verdict=verdict(claim, stats),
         # training time of all the runs (from their histories, so a summary rebuilt
         # from finished runs still reports how long they took)
         seconds=float(sum(h["seconds"] for runs in per_variant.values() for r in runs
@@ -476,7 +482,7 @@ def ensemble_md_lines() -> list:
              "with different seeds, unless a note under the table says otherwise (test "
              "top-1 error). Each network's errors here come from the ensemble command's "
              "own pass over the test set, not from its train.py test:", "",
-             "| scale | networks | each network, ten crops | ensemble, ten crops | "
+             "| scale, or the record | networks | each network, ten crops | ensemble, ten crops | "
              "ensemble, centre crop | command |", "|---|---|---|---|---|---|"]
     notes = []
     for path in found:
@@ -485,12 +491,16 @@ def ensemble_md_lines() -> list:
         nets = e["networks"]
         if e.get("note"):
             notes.append(f"- {os.path.basename(os.path.dirname(path))}: {e['note']}")
-        each = ", ".join(f"{100 * n['tencrop_top1_error']:.2f}%" for n in nets)
-        mean = np.mean([n["tencrop_top1_error"] for n in nets])
         cmd = "python -m experiments ensemble " + " ".join(n["checkpoint"] for n in nets)
+        if "tencrop_top1_error" not in e["ensemble"]:       # written with --no-ten-crop
+            each, ens = "(not tested on ten crops)", "—"
+        else:
+            each = ", ".join(f"{100 * n['tencrop_top1_error']:.2f}%" for n in nets)
+            mean = np.mean([n["tencrop_top1_error"] for n in nets])
+            each += f" (mean {100 * mean:.2f}%)"
+            ens = f"**{100 * e['ensemble']['tencrop_top1_error']:.2f}%**"
         lines.append(f"| {os.path.basename(os.path.dirname(path))} | {len(nets)} | {each} "
-                     f"(mean {100 * mean:.2f}%) | **{100 * e['ensemble']['tencrop_top1_error']:.2f}%** "
-                     f"| {100 * e['ensemble']['center_top1_error']:.2f}% | `{cmd}` |")
+                     f"| {ens} | {100 * e['ensemble']['center_top1_error']:.2f}% | `{cmd}` |")
     return lines + [""] + (notes + [""] if notes else [])
 
 
@@ -511,7 +521,11 @@ def write_results_md():
              "by hand. Each number is the mean ± standard deviation over seeds. A claim is "
              "*reproduced* when the paper's preferred variant wins by more than the two "
              "standard deviations added, *not reproduced* when it loses by that much, and "
-             "otherwise *inconclusive at this scale*. The *test − train gap* (how much a "
+             "otherwise *inconclusive at this scale*. The ten-crop claim has one number "
+             "per seed, ten-crop minus centre-crop error of the same network: reproduced "
+             "when its mean plus its standard deviation is below zero. One seed is always "
+             "inconclusive. Epoch times are training only, without the validation pass. "
+             "The *test − train gap* (how much a "
              "network overfits) is the test top-1 error minus the training error of the "
              "last epoch, which is measured during training, with dropout and augmentation "
              "on: a negative gap means the training batches were harder than the test set.",

@@ -301,7 +301,7 @@ def ensemble_md_lines(s: dict, rel: str) -> list:
         *([f"The average's hardest classes (test top-1 error): {hardest_text(s)}.", ""]
           if s.get("class_top1_error") else []),
         f"Time: {hours_or_minutes(s['seconds_total'])} of training in all, "
-        f"{med} {unit} per epoch (median, validation included), on {s['machine']} "
+        f"{med} {unit} per epoch (median, training only), on {s['machine']} "
         f"({s['device']}); recorded {s['recorded']}"
         + (". Logs: " + ", ".join(f"[{log}]({rel}/{log})" for log in s["logs"])
            if s["logs"] else "") + ".", ""]
@@ -352,7 +352,8 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
         f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, divided by 10 before "
         f"epoch(s) {drops} |",
         f"| time | {hours_or_minutes(s['seconds_total'])} of training, "
-        f"{med} {unit} per epoch (median; {low} to {high}), validation included |",
+        f"{med} {unit} per epoch (median; {low} to {high}), training only, validation not "
+        f"included |",
         f"| machine | {s['machine']} ({s['device']}) |",
         f"| checkpoint | `{s['checkpoint']}` SHA-256 `{s['checkpoint_sha256']}` |",
         f"| record | [metrics.json]({rel}/metrics.json) (every epoch), "

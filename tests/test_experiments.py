@@ -1,4 +1,6 @@
 """The claim runner's arithmetic: epochs-to-threshold, verdicts, summaries."""
+import json
+
 import pytest
 
 import train
@@ -794,3 +796,17 @@ def test_a_five_crop_run_is_no_headline():
     headline.check_headline_run(ok, "runs/x")             # no error
     with pytest.raises(ValueError, match="trained without reflections .* five crops, not ten"):
         headline.check_headline_run(dict(ok, test_eval="five-crop"), "runs/x")
+
+
+def test_an_ensemble_written_without_ten_crops_has_its_row(tmp_path, monkeypatch):
+    # used to be a KeyError that ended every claim and headline record in a traceback
+    import experiments.__main__ as runner
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path))
+    (tmp_path / "centre-only").mkdir()
+    (tmp_path / "centre-only" / "ensemble.json").write_text(json.dumps(dict(
+        networks=[dict(checkpoint="a.npz", center_top1_error=0.2),
+                  dict(checkpoint="b.npz", center_top1_error=0.3)],
+        ensemble=dict(center_top1_error=0.15))))
+    row = [r for r in runner.ensemble_md_lines() if r.startswith("| centre-only |")]
+    assert row == ["| centre-only | 2 | (not tested on ten crops) | — | 15.00% | "
+                   "`python -m experiments ensemble a.npz b.npz` |"]
