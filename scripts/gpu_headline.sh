@@ -23,7 +23,8 @@
 #
 #   python -m experiments headline --variant ensemble5 --change "5 networks averaged" \
 #       --ensemble FOLDER/ensemble.json --run FOLDER/seed0 --run FOLDER/seed1 ... \
-#       --log FOLDER/seed0.log ... --command "OUT=... bash scripts/gpu_headline.sh"
+#       --log FOLDER/seed0.log ... --command "OUT=... bash scripts/gpu_headline.sh" \
+#       --machine "NVIDIA H200, 16 CPU cores, CuPy 14.2.0"   # else: this machine's CPU
 #
 # Settings (environment): OUT (default runs/gpu-headline), SEEDS ("0 1 2 3 4"), EPOCHS
 # (40), TRAIN_SECONDS (train.py --time-limit for each run: no epoch is started that
