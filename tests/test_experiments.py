@@ -1,5 +1,6 @@
 """The claim runner's arithmetic: epochs-to-threshold, verdicts, summaries."""
 import json
+import os
 
 import pytest
 
@@ -362,6 +363,41 @@ def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
     assert shared["shared_from"] == os.path.join("t", "relu", "relu", "seed0")
     summary = json.loads((tmp_path / "results" / "t" / "lrn.json").read_text())
     assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.3)
+    assert summary["device"] == "cpu"
+
+
+def test_a_claim_names_the_devices_its_runs_trained_on(tmp_path, monkeypatch, capsys):
+    # A GPU run of a claim reuses the CPU's shared baseline: the summary used to say
+    # "cuda" for all of it, and nothing warned that the two arms differ in device.
+    import experiments.__main__ as runner
+    import train
+    from experiments.claims import SCALES
+
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
+    monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--epochs", "2"],
+                                          desc="fake"))
+
+    def fake_main(argv):
+        a = train.build_parser().parse_args(argv)
+        write_fake_run(a, [{"epoch": e, "train_top1_error": 0.5 / e, "val_top1_error": 0.4,
+                            "seconds": 1.0}
+                           for e in (1, 2)])
+        path = os.path.join(a.out, "metrics.json")
+        m = json.loads(open(path).read())
+        m.update(device=a.device, cupy_tf32=a.device == "cuda")
+        with open(path, "w") as f:
+            json.dump(m, f)
+        return 0
+
+    monkeypatch.setattr(train, "main", fake_main)
+    runner.run_claim("relu", 1, "t", "cpu")
+    capsys.readouterr()
+    runner.run_claim("lrn", 1, "t", "cuda")              # the lrn arm: relu's cpu run
+    assert ("[lrn] warning: its runs trained on different devices (cpu, cuda (TF32))"
+            in capsys.readouterr().err)
+    summary = json.loads((tmp_path / "results" / "t" / "lrn.json").read_text())
+    assert summary["device"] == "cpu, cuda (TF32)"
 
 
 def test_list_says_how_far_each_claim_has_run(tmp_path, monkeypatch, capsys):
