@@ -315,33 +315,35 @@ def test_ensemble_bad_input_gives_one_line_errors(tmp_path, capsys):
     assert "not a readable train.py checkpoint" in err and len(err.splitlines()) == 1
 
 
-def write_fake_run(a, hist):
+def write_fake_run(a, hist, **extra):
     """The metrics.json train.py would write for the parsed arguments ``a`` after
-    ``hist`` (a test error of 30%), without training."""
-    import json
-    import os
+    ``hist`` (a test error of 30%), without training; ``extra`` adds keys."""
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "metrics.json"), "w") as f:
         json.dump({"args": vars(a), "dataset": a.dataset, "history": hist,
                    "epochs": len(hist),
-                   "test_top1_error": 0.3, "test_center_top1_error": 0.3}, f)
+                   "test_top1_error": 0.3, "test_center_top1_error": 0.3, **extra}, f)
 
 
-def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
-    """'relu' in the ReLU claim and 'lrn' in the LRN claim are the same run: the second
-    claim reuses it (and says so) instead of training it again; a real difference in
-    the flags still trains."""
-    import json
-    import os
-
+@pytest.fixture
+def tiny_scale(tmp_path, monkeypatch):
+    """The runner, writing under tmp_path, with a scale "t": tiny preset, 2 epochs."""
     import experiments.__main__ as runner
-    import train
     from experiments.claims import SCALES
 
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--epochs", "2"],
                                           desc="fake"))
+    return runner
+
+
+def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch, tiny_scale):
+    """'relu' in the ReLU claim and 'lrn' in the LRN claim are the same run: the second
+    claim reuses it (and says so) instead of training it again; a real difference in
+    the flags still trains."""
+    import train
+    runner = tiny_scale
     trained = []
 
     def fake_main(argv):           # writes what train.py would, without training
@@ -366,28 +368,18 @@ def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch):
     assert summary["device"] == "cpu"
 
 
-def test_a_claim_names_the_devices_its_runs_trained_on(tmp_path, monkeypatch, capsys):
+def test_a_claim_names_the_devices_its_runs_trained_on(tmp_path, monkeypatch, capsys,
+                                                       tiny_scale):
     # A GPU run of a claim reuses the CPU's shared baseline: the summary used to say
     # "cuda" for all of it, and nothing warned that the two arms differ in device.
-    import experiments.__main__ as runner
     import train
-    from experiments.claims import SCALES
-
-    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
-    monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--epochs", "2"],
-                                          desc="fake"))
+    runner = tiny_scale
 
     def fake_main(argv):
         a = train.build_parser().parse_args(argv)
         write_fake_run(a, [{"epoch": e, "train_top1_error": 0.5 / e, "val_top1_error": 0.4,
-                            "seconds": 1.0}
-                           for e in (1, 2)])
-        path = os.path.join(a.out, "metrics.json")
-        m = json.loads(open(path).read())
-        m.update(device=a.device, cupy_tf32=a.device == "cuda")
-        with open(path, "w") as f:
-            json.dump(m, f)
+                            "seconds": 1.0} for e in (1, 2)],
+                       device=a.device, cupy_tf32=a.device == "cuda")
         return 0
 
     monkeypatch.setattr(train, "main", fake_main)
@@ -400,19 +392,12 @@ def test_a_claim_names_the_devices_its_runs_trained_on(tmp_path, monkeypatch, ca
     assert summary["device"] == "cpu, cuda (TF32)"
 
 
-def test_list_says_how_far_each_claim_has_run(tmp_path, monkeypatch, capsys):
+def test_list_says_how_far_each_claim_has_run(tmp_path, monkeypatch, capsys, tiny_scale):
     """`list --scale S`: a claim with a summary shows its verdict; another counts the
     runs it shares with it as finished, a run with only last.npz as stopped midway, and
     estimates the training left from the scale's epoch times."""
-
-    import experiments.__main__ as runner
     import train
-    from experiments.claims import SCALES
-
-    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
-    monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--epochs", "2"],
-                                          desc="fake"))
+    runner = tiny_scale
 
     def fake_main(argv):
         a = train.build_parser().parse_args(argv)
