@@ -19,7 +19,9 @@ Formats read:
 ``load_dataset(name)`` looks for the files, in this order:
 
 1. ``data_dir`` (the argument): ``data_dir/<name>/`` then ``data_dir/`` itself;
-2. ``$ALEXNET_DATA/<name>/`` (environment variable: one root holding all datasets);
+2. ``$ALEXNET_DATA/<name>/`` then ``$ALEXNET_DATA/`` itself (environment variable:
+   one root holding all datasets, or the folder of one); a folder named in 1 or 2 that
+   holds only some of the files is an error that names the missing ones;
 3. the cache, ``$XDG_CACHE_HOME/alexnet-from-scratch/<name>/`` (default
    ``~/.cache/alexnet-from-scratch/<name>/``), or ``cache_dir/<name>/``;
 4. for Fashion-MNIST, ``/usr/share/datasets/fashion-mnist`` (Debian package
@@ -29,7 +31,9 @@ Formats read:
 
 Fashion-MNIST files found on disk are not necessarily the official archives (Debian
 recompresses them, so the ``.gz`` MD5 differs), so for Fashion-MNIST the MD5 of the
-*decompressed* content is checked too. When Fashion-MNIST cannot be found nor
+*decompressed* content is checked too. MNIST's are checked for their structure (magic
+numbers, sizes, label ranges) and, when gzipped, by gzip's CRC; its downloads by their
+MD5. When Fashion-MNIST cannot be found nor
 downloaded (no network), ``load_dataset('fashion-mnist')`` falls back to the small
 balanced subset committed in ``data/fashion-mnist-subset`` and warns; see
 :func:`fallback_to_fashion_subset`. ``Dataset.name`` and ``Dataset.source`` always
@@ -44,6 +48,7 @@ import io
 import logging
 import os
 import pickle
+import re
 import struct
 import tarfile
 import tempfile
@@ -522,12 +527,14 @@ def load_image(path: str, size: int = 256, mode: str = "RGB") -> np.ndarray:
     """Read one image as the paper prepares it: RGB, shorter side rescaled to ``size``
     (bilinear, antialiased), central ``size x size`` crop. Returns uint8 (3, size, size);
     with mode "L", grey levels, (1, size, size), as in (Fashion-)MNIST."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     if mode not in ("RGB", "L"):
         raise ValueError(f"load_image: mode must be 'RGB' or 'L', got {mode!r}")
     try:
         with Image.open(path) as im:
+            # a phone photo's orientation tag: upright, as a viewer shows it
+            im = ImageOps.exif_transpose(im)
             im = im.convert(mode)  # forces the full decode: a truncated file fails here
             w, h = im.size
             if min(w, h) != size:
@@ -743,18 +750,48 @@ def _download(name: str, folder: str) -> str:
 # --------------------------------------------------------------------------- load_dataset
 
 
-def _search_dirs(name: str, data_dir: str | None, cache_dir: str | None) -> list[str]:
+def _named_dirs(name: str, data_dir: str | None) -> list[str]:
+    """The folders the user named (data_dir, then $ALEXNET_DATA): each with its
+    ``name`` sub-folder first."""
     dirs = []
-    if data_dir is not None:
-        if not os.path.isdir(data_dir):
-            raise DatasetError(f"data_dir {data_dir!r} does not exist (or is not a folder)")
-        dirs += [os.path.join(data_dir, name), data_dir]
+    for d in (data_dir, os.environ.get(ENV_DATA) or None):
+        if d is not None:
+            d = os.path.expanduser(d)
+            dirs += [os.path.join(d, name), d]
+    return dirs
+
+
+def _search_dirs(name: str, data_dir: str | None, cache_dir: str | None) -> list[str]:
+    if data_dir is not None and not os.path.isdir(os.path.expanduser(data_dir)):
+        raise DatasetError(f"data_dir {data_dir!r} does not exist (or is not a folder)")
     env = os.environ.get(ENV_DATA)
-    if env:
-        dirs.append(os.path.join(env, name))
+    if env and not os.path.isdir(os.path.expanduser(env)):
+        warnings.warn(f"${ENV_DATA} is {env!r}, which is not a folder; ignored", stacklevel=3)
+    dirs = _named_dirs(name, data_dir)
     dirs.append(os.path.join(cache_root(cache_dir), name))
     dirs += SYSTEM_DIRS.get(name, [])
     return dirs
+
+
+def missing_files(name: str, folder: str) -> list[str]:
+    """The files of ``name`` that ``folder`` lacks, where it holds some of them (a copy
+    cut short); empty where it holds all, or none (then it is simply not the place)."""
+    if name in IDX_SOURCES:
+        groups = [[os.path.join(folder, stem + ext) for ext in (".gz", "")]
+                  for stem, _ in IDX_FILES]
+    elif name in CIFAR_SOURCES:
+        src = CIFAR_SOURCES[name]
+        if os.path.isfile(os.path.join(folder, src["archive"])):
+            return []
+        sub = os.path.join(folder, src["folder"])
+        base = sub if os.path.isdir(sub) else folder
+        groups = [[os.path.join(base, m)] for m in src["train"] + src["test"]]
+    else:
+        return []
+    have = [any(os.path.isfile(p) for p in g) for g in groups]
+    if not any(have) or all(have):
+        return []
+    return [g[0] if len(g) == 1 else f"{g[1]}(.gz)" for g, h in zip(groups, have) if not h]
 
 
 def _refuse_fashion_as_mnist(labels_path: str):
@@ -794,11 +831,14 @@ def read_md5sums(path: str) -> dict:
     """Parse an ``md5sum``-style file: ``<md5>  <filename>`` per line."""
     out = {}
     with open(path) as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             line = line.strip()
             if line and not line.startswith("#"):
-                md5, fname = line.split(None, 1)
-                out[fname.lstrip("*")] = md5.lower()
+                parts = line.split(None, 1)
+                if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{32}", parts[0]):
+                    raise DatasetError(f"{path}, line {n}: expected '<md5>  <file name>', "
+                                       f"got {line!r}")
+                out[parts[1].lstrip("*")] = parts[0].lower()
     return out
 
 
@@ -875,7 +915,12 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | None = None,
         return load_fashion_subset(SUBSET_DIR)
 
     dirs = _search_dirs(name, data_dir, cache_dir)
+    named = _named_dirs(name, data_dir)
     for d in dirs:
+        gone = missing_files(name, d) if d in named else []
+        if gone:    # a folder the user named holds part of the files: say which are not
+            raise DatasetError(f"{d}: holds some of the {name} files but not "
+                               + ", ".join(os.path.basename(g) for g in gone))
         if os.path.isdir(d):
             ds = _load_found(name, d)
             if ds is not None:
@@ -884,7 +929,8 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | None = None,
     if not download:
         hint = " (or use 'fashion-mnist-subset')" if name == "fashion-mnist" else ""
         raise DatasetError(f"{name} not found; looked in: " + ", ".join(dirs)
-                           + f". Set {ENV_DATA}, pass data_dir, or allow download=True{hint}")
+                           + f". Point --data-dir (data_dir=) or ${ENV_DATA} at the files, "
+                           f"or allow the download (no --no-download, download=True){hint}")
     target = os.path.join(cache_root(cache_dir), name)
     try:
         where = _download(name, target)

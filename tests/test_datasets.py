@@ -281,6 +281,7 @@ def test_missing_data_dir_is_named(isolated):
 
 def test_not_found_without_download_says_where_it_looked(isolated, monkeypatch):
     monkeypatch.setenv("ALEXNET_DATA", str(isolated / "env"))
+    (isolated / "env").mkdir()
     (isolated / "dd").mkdir()
     with pytest.raises(DatasetError) as e:
         D.load_dataset("fashion-mnist", data_dir=str(isolated / "dd"), download=False,
@@ -602,3 +603,68 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "noimg" / "c" / "notes.txt").write_text("hi")
     with pytest.raises(DatasetError, match="noimg.c: class folder has no images"):
         D.load_image_folder(str(tmp_path / "noimg"))
+
+
+def test_a_phone_photos_orientation_tag_is_applied(tmp_path):
+    # A portrait photo is stored sideways with EXIF orientation 6 ("rotate 90 degrees
+    # clockwise to view"): the network must get what a viewer shows, not the raw pixels.
+    stored = np.zeros((8, 16, 3), np.uint8)
+    stored[:, :8] = 255                      # left half white, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = str(tmp_path / "photo.jpg")
+    Image.fromarray(stored).save(path, exif=exif, quality=100)
+    got = D.load_image(path, size=8, mode="L")[0]
+    # rotated 90 degrees clockwise, the stored left half is the top half
+    assert got[:4].mean() > 200 and got[4:].mean() < 55, got
+
+
+# ----------------------------------------------------------------------------- search
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_a_named_folder_with_some_of_the_files_names_the_missing_ones(isolated, gz):
+    # It used to be passed over in silence, and Fashion-MNIST then fell back to the
+    # bundled subset.
+    write_idx_set(isolated / "d", gz=gz)
+    os.remove(isolated / "d" / ("train-labels-idx1-ubyte" + (".gz" if gz else "")))
+    for name in ("mnist", "fashion-mnist"):
+        with pytest.raises(DatasetError, match=r"holds some of the .* files but not "
+                                               r"train-labels-idx1-ubyte\(\.gz\)$"):
+            D.load_dataset(name, data_dir=str(isolated / "d"))
+
+
+def test_a_cifar_folder_without_one_batch_names_it(isolated, trusted_cifar):
+    folder = isolated / "d" / "cifar10" / D.CIFAR_SOURCES["cifar10"]["folder"]
+    trusted_cifar("cifar10", write_cifar(folder, "cifar10"))
+    os.remove(folder / "data_batch_5")
+    with pytest.raises(DatasetError, match="but not data_batch_5"):
+        D.load_dataset("cifar10", data_dir=str(isolated / "d"))
+
+
+def test_alexnet_data_may_be_the_datasets_own_folder(isolated, monkeypatch):
+    write_idx_set(isolated / "m", gz=False)
+    monkeypatch.setenv("ALEXNET_DATA", str(isolated / "m"))
+    assert D.load_dataset("mnist", download=False).source == os.path.abspath(isolated / "m")
+    monkeypatch.setenv("ALEXNET_DATA", str(isolated / "nowhere"))
+    with pytest.warns(UserWarning, match="ALEXNET_DATA is .*nowhere.*not a folder"):
+        with pytest.raises(DatasetError, match="not found"):
+            D.load_dataset("mnist", download=False)
+
+
+def test_alexnet_data_expands_the_home_tilde(isolated, monkeypatch):
+    write_idx_set(isolated / "home" / "data" / "mnist")
+    monkeypatch.setenv("HOME", str(isolated / "home"))
+    monkeypatch.setenv("ALEXNET_DATA", "~/data")
+    assert D.load_dataset("mnist", download=False).source == \
+        os.path.abspath(isolated / "home" / "data" / "mnist")
+
+
+def test_a_malformed_md5sums_line_names_the_file_and_line(tmp_path):
+    p = tmp_path / "MD5SUMS"
+    p.write_text("# sums\n" + "0" * 32 + "  a.gz\nnot-a-sum\n")
+    with pytest.raises(DatasetError, match=r"MD5SUMS, line 3: expected '<md5>  <file "
+                                           r"name>', got 'not-a-sum'"):
+        D.read_md5sums(str(p))
+    p.write_text("0" * 32 + "  a.gz\n" + "F" * 32 + " *b.gz\n")
+    assert D.read_md5sums(str(p)) == {"a.gz": "0" * 32, "b.gz": "f" * 32}
