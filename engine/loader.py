@@ -38,6 +38,9 @@ def _images_and_labels(x_uint8, y, who):
                          f"got {x_uint8.dtype} {x_uint8.shape}")
     if y.shape != (len(x_uint8),):
         raise ValueError(f"{who}: y must have shape ({len(x_uint8)},), got {y.shape}")
+    if y.dtype.kind not in "iu" or (len(y) and int(y.min()) < 0):
+        raise ValueError(f"{who}: y must be class indices (integers >= 0), got dtype "
+                         f"{y.dtype}" + (f", smallest {y.min()}" if len(y) else ""))
     return x_uint8, y
 
 

@@ -22,15 +22,30 @@ def topk_correct(scores, labels, k: int):
     """
     xp = get_array_module(scores)
     s = scores if xp is not np else np.asarray(scores)
-    y = (xp.asarray(labels) if xp is not np else to_numpy(labels)).astype(xp.int64)
+    y = xp.asarray(labels) if xp is not np else to_numpy(labels)
     if s.ndim != 2 or tuple(y.shape) != (s.shape[0],):
         raise ValueError(f"topk_correct: scores must be (N, K) and labels (N,), got "
                          f"{tuple(s.shape)} and {tuple(y.shape)}")
     if not 1 <= k <= s.shape[1]:
         raise ValueError(f"topk_correct: k must be in [1, {s.shape[1]}], got {k}")
+    # on the GPU the range is not checked: that would wait for the GPU at every step
+    y = check_labels_in_range(y, s.shape[1], "topk_correct", values=xp is np)
     true = s[xp.arange(len(y)), y][:, None]
     others_at_least = (s >= true).sum(axis=1) - 1   # classes other than y scoring >= y's
     return (others_at_least < k) & ~xp.isnan(s).any(axis=1)
+
+
+def check_labels_in_range(y, num_classes: int, who: str, values: bool = True):
+    """``y`` as int64, once it is known to be integer class indices in [0, num_classes)
+    (``values`` False: the dtype only). A label of -1 would index the last class and
+    2.7 would become 2: wrong numbers, silently."""
+    xp = get_array_module(y)
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{who}: labels must be integers, got dtype {y.dtype}")
+    if values and y.size and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        bad = y[(y < 0) | (y >= num_classes)]
+        raise ValueError(f"{who}: labels must be in [0, {num_classes}), got {int(bad[0])}")
+    return y.astype(xp.int64, copy=False)
 
 
 def topk_error(scores, labels, k: int = 1) -> float:
@@ -59,8 +74,11 @@ def hardest_classes(per_class: dict, k: int) -> list:
 
 def confusion_matrix(pred, labels, num_classes: int) -> np.ndarray:
     """(K, K) counts: row = true class, column = predicted class."""
-    p = to_numpy(pred).astype(np.int64)
-    y = to_numpy(labels).astype(np.int64)
+    p = check_labels_in_range(to_numpy(pred), num_classes, "confusion_matrix (predictions)")
+    y = check_labels_in_range(to_numpy(labels), num_classes, "confusion_matrix")
+    if p.shape != y.shape:
+        raise ValueError(f"confusion_matrix: predictions {p.shape} and labels {y.shape} "
+                         f"differ in shape")
     m = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(m, (y, p), 1)  # a tiny matrix, once per evaluation: clarity over speed
     return m

@@ -231,3 +231,15 @@ def test_cuda_batches_match_cpu():
     for (xa, ya), (xg, yg) in zip(cpu, gpu):
         np.testing.assert_allclose(xa, xg, atol=1e-5)
         np.testing.assert_array_equal(ya, yg)
+
+
+@pytest.mark.parametrize("y, message", [
+    (np.array([0.9, 1.5, 2.2, 0.0]), "got dtype float64"),       # used to become 0, 1, 2, 0
+    (np.array([0, 1, -1, 2]), "smallest -1"),
+])
+def test_labels_that_are_not_class_indices_are_refused(y, message):
+    x = np.zeros((4, 1, 6, 6), np.uint8)
+    with pytest.raises(ValueError, match="BatchLoader: y must be class indices.*" + message):
+        BatchLoader(x, y, 2)
+    with pytest.raises(ValueError, match="iterate_eval: y must be class indices"):
+        next(iterate_eval(x, y, 2))

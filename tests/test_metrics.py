@@ -64,3 +64,18 @@ def test_topk_correct_stays_on_the_scores_device(xp, rng):
         assert type(g) is type(s)
         np.testing.assert_array_equal(to_numpy(g), w)
     np.testing.assert_array_equal(to_numpy(topk_correct(s, labels, 1)), want[0])  # host labels
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([-1, 0], r"labels must be in \[0, 3\), got -1"),     # would be the last class
+    ([0, 3], r"labels must be in \[0, 3\), got 3"),
+    ([0.0, 2.7], "labels must be integers, got dtype float64"),   # 2.7 would be 2
+])
+def test_labels_that_are_not_class_indices_are_refused(labels, message):
+    scores = np.array([[0.1, 0.2, 0.9], [0.5, 0.3, 0.2]])
+    with pytest.raises(ValueError, match=message):
+        topk_correct(scores, labels, 1)
+    with pytest.raises(ValueError, match=message):
+        confusion_matrix([2, 0], labels, 3)
+    with pytest.raises(ValueError, match=r"predictions\): labels must be in \[0, 3\)"):
+        confusion_matrix([2, 5], [0, 1], 3)
