@@ -231,9 +231,13 @@ def device_of(x) -> str:
 
 
 def synchronize(xp=None):
-    """Wait for queued GPU work (for timing); a no-op on NumPy."""
+    """Wait for queued GPU work (for timing); a no-op on NumPy, and where CuPy is
+    installed without a usable GPU. A CUDA error of the queued work is raised here."""
     if _cupy is not None and (xp is None or xp is _cupy):
-        try:
-            _cupy.cuda.Stream.null.synchronize()
-        except Exception:
-            pass
+        if xp is None:
+            try:
+                if _cupy.cuda.runtime.getDeviceCount() == 0:
+                    return
+            except Exception:     # no driver or no device: nothing can be queued
+                return
+        _cupy.cuda.Stream.null.synchronize()

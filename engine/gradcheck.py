@@ -192,7 +192,8 @@ def main(argv=None) -> int:
         from engine.backend import GPUUnavailableError, gpu_routes, gpu_status, require_gpu
         try:
             require_gpu()
-        except GPUUnavailableError as e:
+            gpu_routes()              # an unknown ALEXNET_GPU_ROUTES: one line, below
+        except (GPUUnavailableError, ValueError) as e:
             print(f"error: --device cuda: {e}", file=sys.stderr)
             return 2
         print(f"device: cuda ({gpu_status()[1]}; the ops' GPU routes: {gpu_routes()})\n")

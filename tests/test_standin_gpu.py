@@ -124,6 +124,16 @@ def test_gradcheck_command_on_the_standin_gpu():
     assert re.search(r"\b[1-9]\d* passed, 0 failed", r.stdout), r.stdout[-300:]
 
 
+def test_gradcheck_names_an_unknown_gpu_route_in_one_line():
+    r = subprocess.run([sys.executable, "-m", "engine.gradcheck", "--device", "cuda",
+                        "--only", "relu"], env=standin_env(ALEXNET_GPU_ROUTES="bogus"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stderr.strip() == ("error: --device cuda: GPU routes must be one of few, "
+                                "loops, kernels, got 'bogus' (from set_gpu_routes or "
+                                "ALEXNET_GPU_ROUTES)"), r.stderr
+
+
 def test_gpu_lease_script_on_the_standin(tmp_path):
     """scripts/gpu_lease.sh: two groups at once (the second with random erasing), each
     run under its time limit with its fixed schedule, the ensemble of all, the ensemble
