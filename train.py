@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -55,8 +56,16 @@ def test_prep(kind, args, mean, crop) -> dict:
     whether the test crops include mirrors: only where it was trained on them (a
     mirrored digit is another digit; a net trained with --no-flip never saw one)."""
     dflt = DATA_DEFAULTS.get(kind, DATA_DEFAULTS["folder"])
-    return dict(mean=mean, pad=dflt["pad"], crop=crop, scale=1.0 / 255.0,
+    return dict(mean=mean, pad=dflt["pad"], crop=crop, scale=pixel_scale(args),
                 mirrors=bool(dflt["flip"] and not args.get("no_flip")))
+
+
+def pixel_scale(args) -> float:
+    """What a uint8 pixel is multiplied by before the mean image is subtracted: 1/255
+    (pixels in [0, 1], this project's default), or 1 with --raw-pixels (0 to 255, the
+    paper's units: its N(0, 0.01) weights, biases of 1 and LRN constants were chosen
+    for them)."""
+    return 1.0 if args.get("raw_pixels") else 1.0 / 255.0
 
 
 def crops_name(prep) -> str:
@@ -136,8 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random erasing (Zhong et al. 2020; not in the AlexNet paper): with "
                         "probability P a random rectangle of each training image is set to "
                         "the mean")
+    d.add_argument("--raw-pixels", action="store_true",
+                   help="feed pixel values 0-255 minus the mean image, as the paper did, "
+                        "instead of 0-1 minus the mean (the paper's initialization and LRN "
+                        "constants were chosen for those units)")
     d.add_argument("--ten-crop", dest="ten_crop", action="store_true", default=True,
-                   help="also evaluate on ten crops (corners, centre, mirrors; softmax "
+                   help="evaluate on ten crops too, as by default (corners, centre, "
+                        "mirrors; softmax "
                         "averaged); a net trained without reflections (mnist, --no-flip) "
                         "gets the five without mirrors")
     d.add_argument("--no-ten-crop", dest="ten_crop", action="store_false",
@@ -236,6 +250,11 @@ def parse_fractions(text):
 
 
 def validate_args(a):
+    for k in ("val_fraction", "erase", "dropout", "width", "lr", "momentum", "weight_decay",
+              "swa", "time_limit"):
+        v = getattr(a, k)
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
     if not (a.dataset in DATASETS or a.dataset.startswith("folder:")):
         raise ValueError(f"--dataset: unknown dataset {a.dataset!r}; choose one of "
                          f"{', '.join(DATASETS)} or folder:PATH")
@@ -296,8 +315,11 @@ def load_data(a):
     if a.dataset.startswith("folder:"):
         ds = load_image_folder(a.dataset[len("folder:"):])
     else:
+        # never the bundled subset in place of the data a checkpoint was trained or is
+        # to be tested on: a resumed run would go on training on other images
         ds = load_dataset(a.dataset, data_dir=a.data_dir, download=not a.no_download,
-                          fallback=not a.no_fallback)
+                          fallback=not (a.no_fallback or getattr(a, "resume", None)
+                                        or getattr(a, "eval_only", None)))
     return ds
 
 
@@ -569,10 +591,10 @@ def explicit_flags(parser, argv) -> set:
 # (--epochs, the schedule, --swa, the augmentation switches and the like may change.)
 FIXED_ON_RESUME = ("dataset", "model", "groups", "init", "activation", "no_lrn", "pool",
                    "dropout", "width", "seed", "val_fraction", "train_limit",
-                   "batch_size", "no_pca", "lr")
+                   "batch_size", "no_pca", "lr", "raw_pixels")
 # With --eval-only, the network's settings are the checkpoint's (the dataset may differ).
 FIXED_ON_EVAL = ("model", "groups", "init", "activation", "no_lrn", "pool", "dropout",
-                 "width")
+                 "width", "raw_pixels")
 
 
 def apply_checkpoint_args(a, path, explicit):
@@ -592,6 +614,13 @@ def apply_checkpoint_args(a, path, explicit):
                          f"{how}; drop the flag, or start a new run without --resume")
     for k, v in saved.items():
         if k not in explicit and k not in PER_INVOCATION and hasattr(a, k):
+            if k == "data_dir" and v is not None and not os.path.isdir(v):
+                # saved as given, perhaps relative to another folder or machine: search
+                # the usual places instead (the dataset is checked wherever it is found)
+                if not a.predict:
+                    print(f"note: the checkpoint's --data-dir {v!r} is not a folder here; "
+                          f"looking for the data in the usual places", file=sys.stderr)
+                continue
             setattr(a, k, v)
 
 
@@ -655,8 +684,10 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
             if not math.isfinite(lv):
                 raise DivergedError(
                     f"the loss became {lv} at epoch {epoch}, step {step} (lr "
-                    f"{state['lr']:g}); stopped without saving. The last good checkpoint "
-                    f"is {last_path}. Try a smaller --lr or --init he.")
+                    f"{state['lr']:g}); stopped without saving. "
+                    + (f"The last good checkpoint is {last_path}. "
+                       if os.path.isfile(last_path) else "")
+                    + "Try a smaller --lr or --init he.")
             part["seen"] += n
             part["loss_sum"] += lv * n
             part["correct"] += int(ok)
@@ -694,6 +725,13 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     # the newest "best", so best.npz is the last epoch
     val = (evaluate(model, va_x, va_y, prep, a.eval_batch_size, device) if len(va_y)
            else dict(loss=None, top1_error=None, top5_error=None))
+    if not len(va_y):      # no validation pass to find non-finite outputs: the weights
+        bad = [k for k, w in model.params.items()
+               if not bool(get_array_module(w).isfinite(w).all())]
+        if bad:
+            raise DivergedError(f"the weights became non-finite in epoch {epoch} (first: "
+                                f"{bad[0]}; lr {state['lr']:g}); stopped without saving "
+                                f"this epoch. Try a smaller --lr.")
     entry = dict(epoch=epoch, train_loss=part["loss_sum"] / part["seen"],
                  train_top1_error=1 - part["correct"] / part["seen"], val_loss=val["loss"],
                  val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
@@ -756,7 +794,7 @@ def train(a) -> dict:
                                              a.train_limit)
     c, h, w = tr_x.shape[1:]
     crop = min(dflt["crop"], h, w)
-    scale = 1.0 / 255.0
+    scale = pixel_scale(vars(a))
     if resume is not None:
         mean = resume["mean"]
         pca = ((resume["pca_eigvals"], resume["pca_eigvecs"])
@@ -796,8 +834,14 @@ def train(a) -> dict:
         if bool(swa) != bool(state["swa_count"]):
             raise TrainingError(f"--resume {a.resume}: the checkpoint's weight average "
                                 f"does not match its count ({state['swa_count']} epochs)")
-    out_dir = a.out or os.path.join("runs", f"{kind}-{model.config['preset']}")
+    # a resumed run goes on in its checkpoint's folder, where its best.npz is, unless
+    # --out says otherwise (then that best.npz comes along: the test needs it)
+    out_dir = a.out or (os.path.dirname(a.resume) or "." if a.resume else
+                        os.path.join("runs", f"{kind}-{model.config['preset']}"))
     os.makedirs(out_dir, exist_ok=True)
+    if resume is not None and state["best_epoch"] is not None:
+        carry_best(os.path.join(os.path.dirname(a.resume) or ".", "best.npz"),
+                   os.path.join(out_dir, "best.npz"), state)
     print(model.summary() if not a.quiet else repr(model))
     if device == "cuda" and tf32_on():
         print("matrix products in TF32 on the tensor cores (CUPY_TF32 is set): faster, "
@@ -870,11 +914,19 @@ def train(a) -> dict:
         return {"interrupted": True, "epoch": state["epoch"], "step": state["step"]}
 
     # Final report on the test set, with the best checkpoint (lowest validation error):
-    # this run's, which best_epoch says it wrote; a best.npz that an earlier run left in
+    # this run's, which best_epoch says it wrote; a best.npz that another run left in
     # the same folder is never tested in its place.
-    if state["best_epoch"] is not None and os.path.exists(best_path):
-        best = load_checkpoint(best_path)
-        model.load_state_dict({k[6:]: v for k, v in best.items() if k.startswith("param/")})
+    tested_last = False
+    if state["best_epoch"] is not None:
+        if is_runs_best(best_path, state):
+            best = load_checkpoint(best_path)
+            model.load_state_dict({k[6:]: v for k, v in best.items()
+                                   if k.startswith("param/")})
+        elif state["best_epoch"] != state["epoch"]:
+            tested_last = True
+            print(f"warning: {best_path} is not this run's best checkpoint (epoch "
+                  f"{state['best_epoch']}); testing the last epoch's weights instead",
+                  file=sys.stderr)
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop,
                     confusion=True)
     save_plots(out_dir, state["history"], model)        # the best checkpoint's kernels
@@ -883,7 +935,39 @@ def train(a) -> dict:
         swa_result = test_average(a, model, swa, state, ds, va_x, va_y, prep, device,
                                   out_dir, ck_prep)
     return report(test, state, ds, out_dir, model, a, time_limited=time_limited,
-                  swa=swa_result)
+                  swa=swa_result, tested_last=tested_last)
+
+
+def run_fingerprint(state) -> list:
+    """What identifies a run's epochs: each one's number and training loss."""
+    return [(h["epoch"], h["train_loss"]) for h in state.get("history", [])]
+
+
+def is_runs_best(path, state) -> bool:
+    """Whether ``path`` is the best.npz this run (``state``) wrote: the epoch it names,
+    with the same history up to it; not a best.npz that another run left there."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        saved = load_checkpoint(path)["train_state"]
+    except TrainingError:
+        return False
+    return (saved.get("epoch") == state["best_epoch"]
+            and run_fingerprint(saved) == run_fingerprint(state)[:saved.get("epoch", 0)])
+
+
+def carry_best(src, dst, state):
+    """A run resumed into another folder (--out) brings its best.npz along, so that its
+    final test is of the best epoch, whichever folder it was written in."""
+    if os.path.abspath(src) == os.path.abspath(dst) or is_runs_best(dst, state):
+        return
+    if not is_runs_best(src, state):
+        print(f"warning: {src} is not this run's best checkpoint (epoch "
+              f"{state['best_epoch']}); unless a later epoch does better, the final test "
+              f"will be of the last epoch's weights", file=sys.stderr)
+        return
+    shutil.copyfile(src, dst + ".part")
+    os.replace(dst + ".part", dst)
 
 
 def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, ck_prep):
@@ -903,7 +987,7 @@ def test_average(a, model, swa, state, ds, va_x, va_y, prep, device, out_dir, ck
 
 
 def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
-           metrics_name=None) -> dict:
+           metrics_name=None, tested_last=False) -> dict:
     """Test errors to the console and to out_dir/metrics.json (or ``metrics_name``, for
     --eval-only, which writes nothing else)."""
     primary = "tencrop_" if a.ten_crop else ""
@@ -917,6 +1001,8 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
         best_epoch=state.get("best_epoch"), best_val_top1_error=state.get("best_val"),
         epochs=state["epoch"], history=state["history"], config=model.config,
         args=saved_args(a))
+    if tested_last:           # the best epoch's checkpoint was not found
+        metrics["tested_epoch"] = state["epoch"]
     if time_limited:          # tested before the planned epochs were done
         metrics.update(stopped_by_time_limit=True, epochs_planned=a.epochs)
     if a.device == "cuda":    # float32 matrix products on the tensor cores (CuPy's switch)
@@ -936,7 +1022,8 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
     with open(path + ".part", "w") as f:     # a stop mid-write leaves the old file whole
         json.dump(metrics, f, indent=2)
     os.replace(path + ".part", path)
-    which = (f"best epoch {state.get('best_epoch')}" if state.get("best_val") is not None
+    which = (f"epoch {state['epoch']}, the last: best.npz was not this run's" if tested_last
+             else f"best epoch {state.get('best_epoch')}" if state.get("best_val") is not None
              else f"epoch {state.get('best_epoch')}, the last: no validation set")
     print(f"test ({len(ds.test_x)} images, {which}): "
           f"centre crop top-1 error {100 * test['top1_error']:.2f}%, "

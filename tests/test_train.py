@@ -4,6 +4,7 @@ a checkpoint, and one-line errors for bad input."""
 import argparse
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -517,6 +518,10 @@ def test_class_errors_by_true_class():
                                                       "give one"),
     (["--val-fraction", "0"], "error: --val-fraction 0 leaves no validation set, and the "
                               "default schedule"),
+    (["--lr", "nan"], "error: --lr must be a finite number, got nan"),
+    (["--weight-decay", "nan"], "error: --weight-decay must be a finite number, got nan"),
+    (["--width", "inf"], "error: --width must be a finite number, got inf"),
+    (["--momentum=-inf"], "error: --momentum must be a finite number, got -inf"),
 ])
 def test_bad_flags_give_one_line_errors(argv, message, capsys):
     rc = train.main(argv + ["--quiet"])
@@ -610,3 +615,156 @@ def test_a_net_trained_without_reflections_is_tested_on_five_crops_not_ten(tmp_p
     # a net trained with flips keeps all ten
     assert train.test_prep("fashion-mnist", {}, ck["mean"], 28)["mirrors"] is True
     assert train.test_prep("mnist", {}, ck["mean"], 28)["mirrors"] is False
+
+
+def fake_validation(monkeypatch, errors):
+    """Validation top-1 errors in the order given, one per epoch across the runs of a
+    test (the test set is still evaluated for real)."""
+    real, it = train.evaluate, iter(errors)
+
+    def evaluate(*args, **kw):
+        out = real(*args, **kw)
+        if len(args) == 6 and not kw:      # run_epoch's evaluate(model, va_x, va_y, ...)
+            out = dict(out, top1_error=next(it))
+        return out
+
+    monkeypatch.setattr(train, "evaluate", evaluate)
+
+
+def test_a_resumed_run_goes_on_in_its_checkpoints_folder(tmp_path, monkeypatch, capsys):
+    # It used to go to the default folder, over another run's files there, and test
+    # that run's best.npz as its own.
+    monkeypatch.chdir(tmp_path)
+    a = tmp_path / "a"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(a)]) == 0
+    assert train.main(QUICK + ["--epochs", "1", "--seed", "5"]) == 0     # default folder
+    other = tmp_path / "runs" / "fashion-mnist-subset-tiny"
+    before = {f: (other / f).read_bytes() for f in ("metrics.json", "best.npz", "last.npz")}
+    capsys.readouterr()
+    assert train.main(["--resume", str(a / "last.npz"), "--epochs", "2"]) == 0
+    assert f"output in {a}\n" in capsys.readouterr().out
+    assert json.loads((a / "metrics.json").read_text())["epochs"] == 2
+    assert {f: (other / f).read_bytes() for f in before} == before
+
+
+def test_a_run_resumed_into_another_folder_tests_its_own_best_epoch(tmp_path, monkeypatch):
+    fake_validation(monkeypatch, [0.5, 0.5, 0.6])    # a's epoch 2 is worse than its 1st
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(a)]) == 0
+    assert train.main(QUICK + ["--epochs", "1", "--seed", "5", "--out", str(b)]) == 0
+    assert train.main(["--resume", str(a / "last.npz"), "--epochs", "2", "--out", str(b)]) == 0
+    m = json.loads((b / "metrics.json").read_text())
+    assert m["best_epoch"] == 1 and m["epochs"] == 2 and "tested_epoch" not in m
+    best_a, best_b = params_of(a / "best.npz"), params_of(b / "best.npz")
+    for k in best_a:                       # b's best.npz is now a's, not the seed-5 run's
+        np.testing.assert_array_equal(best_a[k], best_b[k], err_msg=k)
+    assert train.main(["--eval-only", str(a / "best.npz"), "--out", str(tmp_path / "ev")]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["test_top1_error"] \
+        == m["test_top1_error"]
+
+
+def test_a_run_whose_best_npz_is_gone_tests_its_last_epoch_and_says_so(
+        tmp_path, monkeypatch, capsys):
+    fake_validation(monkeypatch, [0.5, 0.6])
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    os.remove(out / "best.npz")
+    capsys.readouterr()
+    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "2"]) == 0
+    printed = capsys.readouterr()
+    assert "best.npz is not this run's best checkpoint (epoch 1)" in printed.err
+    assert "(1000 images, epoch 2, the last: best.npz was not this run's)" in printed.out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["tested_epoch"] == 2 and m["best_epoch"] == 1
+    assert train.main(["--eval-only", str(out / "last.npz"), "--out", str(tmp_path / "ev")]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["test_top1_error"] \
+        == m["test_top1_error"]
+
+
+def test_resume_and_eval_only_never_fall_back_to_the_subset(tmp_path, monkeypatch):
+    # A resumed full-data run used to go on training on the bundled subset where the
+    # full data could not be found, and an --eval-only to test on it.
+    from engine import datasets as D
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    asked, real = [], D.load_dataset
+
+    def spy(name, **kw):
+        asked.append(kw["fallback"])
+        return real(name, **kw)
+
+    monkeypatch.setattr(D, "load_dataset", spy)
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path / "new")]) == 0
+    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "2"]) == 0
+    assert train.main(["--eval-only", str(out / "best.npz"), "--out", str(tmp_path / "e")]) == 0
+    assert asked == [True, False, False]
+
+
+def test_a_checkpoints_data_dir_that_is_gone_is_not_required(tmp_path, capsys):
+    # Lease checkpoints saved --data-dir runs/data: from any other folder they failed
+    # with "--data-dir: folder 'runs/data' does not exist", even for --predict.
+    d, out = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(SUBSET, d)
+    assert train.main(QUICK + ["--epochs", "1", "--data-dir", str(d), "--out", str(out)]) == 0
+    shutil.rmtree(d)
+    capsys.readouterr()
+    assert train.main(["--eval-only", str(out / "best.npz"), "--out", str(tmp_path / "e")]) == 0
+    assert f"--data-dir {str(d)!r} is not a folder here" in capsys.readouterr().err
+
+
+def test_raw_pixels_feed_the_papers_units_and_stay_with_the_checkpoint(tmp_path, capsys):
+    out, unit = tmp_path / "raw", tmp_path / "unit"
+    assert train.main(QUICK + ["--epochs", "1", "--raw-pixels", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    with np.load(out / "best.npz") as f:
+        mean = f["mean"]
+    assert 50 < mean.max() <= 255          # the mean image in 0-255 units, not 0-1
+    assert train.test_prep("fashion-mnist", m["args"], mean, 28)["scale"] == 1.0
+    assert train.test_prep("fashion-mnist", {}, mean, 28)["scale"] == 1 / 255
+    assert train.main(["--eval-only", str(out / "best.npz"), "--out", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["test_top1_error"] \
+        == m["test_top1_error"]
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(unit)]) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(unit / "last.npz"), "--epochs", "2",
+                       "--raw-pixels"]) == 2
+    assert "--raw-pixels True (the checkpoint's: False)" in capsys.readouterr().err
+
+
+def test_without_validation_non_finite_weights_are_caught_before_saving(
+        tmp_path, monkeypatch, capsys):
+    # No validation pass finds them: NaN weights from an epoch's last update used to be
+    # saved as last.npz and best.npz.
+    from engine.optim import SGD
+    real_step, calls = SGD.step, {"n": 0}
+
+    def poisoning_step(self, grads):
+        real_step(self, grads)
+        calls["n"] += 1
+        if calls["n"] == 6:                # the last of 384 / 64 steps
+            for p in self.params.values():
+                p[...] = np.nan
+
+    monkeypatch.setattr(SGD, "step", poisoning_step)
+    out = tmp_path / "run"
+    rc = train.main(QUICK + ["--val-fraction", "0", "--lr-drops", "0.5", "--epochs", "1",
+                             "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "the weights became non-finite in epoch 1 (first: conv1.w" in err
+    assert not (out / "last.npz").exists() and not (out / "best.npz").exists()
+
+
+def test_a_divergence_before_any_checkpoint_names_none(tmp_path, monkeypatch, capsys):
+    real, calls = train.softmax_cross_entropy, {"n": 0}
+
+    def exploding(logits, labels, **kw):
+        loss, d = real(logits, labels, **kw)
+        calls["n"] += 1
+        return (loss * np.nan if calls["n"] == 2 else loss), d
+
+    monkeypatch.setattr(train, "softmax_cross_entropy", exploding)
+    rc = train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 3 and "the loss became nan at epoch 1, step 2" in err
+    assert "checkpoint" not in err and "Try a smaller --lr" in err
