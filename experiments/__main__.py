@@ -578,8 +578,12 @@ def write_results_md():
             st = next(iter(s["stats"].values()))
             ours = (f"ten-crop minus centre-crop top-1 error: {fmt(st[s['metric']], 'err')}"
                     f" (test top-1 {fmt(st['test_top1_error'], 'err')})")
+        judged = s["verdict"]
+        if len(s["stats"]) > 2:        # the rule judges the first two arms; say which
+            first, second = list(s["stats"])[:2]
+            judged += f" ({first} against {second})"
         lines.append(
-            f"| {s['title']} | {s['paper']} | {ours} | {s['verdict']} | {s['scale_desc']}"
+            f"| {s['title']} | {s['paper']} | {ours} | {judged} | {s['scale_desc']}"
             f"{'; this claim: ' + s['setting'] if s.get('setting') else ''}; "
             f"{s['seeds']} seeds | {s['seconds'] / 60:.0f} min of training ({s['seconds_per_epoch']:.0f} "
             f"s/epoch, {s['device']}) | `{s['command']}` |")

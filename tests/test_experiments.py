@@ -76,6 +76,14 @@ def test_results_table_shows_the_overfitting_gap(tmp_path, monkeypatch):
     assert "dropout 0.5: 10.00 ± 1.00%, test − train gap 2.00 ± 0.50%" in row
     assert "no dropout: 14.00 ± 1.00%, test − train gap 9.00 ± 1.00%" in row
     assert "| reproduced |" in row and "2 min of training" in row
+    # a third arm is shown, and the verdict says which two it judged
+    summary["stats"]["dropout 0.8"] = summary["stats"]["no dropout"]
+    (tmp_path / "results" / "small" / "dropout.json").write_text(json.dumps(summary))
+    runner.write_results_md()
+    row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
+               if line.startswith("| Dropout"))
+    assert "<br>dropout 0.8: 14.00 ± 1.00%" in row
+    assert "| reproduced (dropout 0.5 against no dropout) |" in row
 
 
 def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, monkeypatch,
