@@ -687,7 +687,9 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
                     f"{state['lr']:g}); stopped without saving. "
                     + (f"The last good checkpoint is {last_path}. "
                        if os.path.isfile(last_path) else "")
-                    + "Try a smaller --lr or --init he.")
+                    + "Try a smaller --lr" + (" or --init he." if a.init != "he" else
+                                              " or 0-1 pixels (no --raw-pixels)."
+                                              if a.raw_pixels else "."))
             part["seen"] += n
             part["loss_sum"] += lv * n
             part["correct"] += int(ok)

@@ -767,4 +767,9 @@ def test_a_divergence_before_any_checkpoint_names_none(tmp_path, monkeypatch, ca
     rc = train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert rc == 3 and "the loss became nan at epoch 1, step 2" in err
-    assert "checkpoint" not in err and "Try a smaller --lr" in err
+    assert "checkpoint" not in err and err.rstrip().endswith("Try a smaller --lr.")
+    calls["n"] = 0                         # a run in 0-255 units is told of 0-1 ones
+    rc = train.main(QUICK + ["--epochs", "1", "--raw-pixels", "--out", str(tmp_path / "r")])
+    assert rc == 3
+    assert capsys.readouterr().err.rstrip().endswith(
+        "Try a smaller --lr or 0-1 pixels (no --raw-pixels).")
