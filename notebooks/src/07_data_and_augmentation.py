@@ -59,6 +59,12 @@ print("small mode" if SMALL else "normal size")
 #
 # $$x \leftarrow \frac{x_\text{uint8}}{255} - \mu, \qquad
 #   \mu = \frac{1}{N}\sum_{n=1}^{N} \frac{x_n}{255}.$$
+#
+# That scaling is this project's choice, not the paper's: the paper subtracted the mean
+# from pixel values of 0 to 255, and its N(0, 0.01) weights, biases of 1 and LRN
+# constants were picked for those units. `train.py --raw-pixels` trains in them
+# (`scale=1` here); He initialization, which most runs here use, expects inputs of
+# about unit size instead.
 
 # %%
 ds = load_dataset("fashion-mnist-subset")
