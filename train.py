@@ -604,10 +604,13 @@ def apply_checkpoint_args(a, path, explicit):
     FIXED_ON_EVAL for --eval-only) is an error that names it."""
     saved = load_checkpoint(path)["train_state"].get("args", {})
     fixed = FIXED_ON_EVAL if a.eval_only else FIXED_ON_RESUME
-    clash = [k for k in fixed if k in explicit and k in saved and getattr(a, k) != saved[k]]
+    # a setting the checkpoint lacks (a flag added since it was written) had its default
+    parser = build_parser()
+    had = {k: saved.get(k, parser.get_default(k)) for k in fixed}
+    clash = [k for k in fixed if k in explicit and getattr(a, k) != had[k]]
     if clash:
         said = ", ".join(f"--{k.replace('_', '-')} {getattr(a, k)!r} (the checkpoint's: "
-                         f"{saved[k]!r})" for k in clash)
+                         f"{had[k]!r})" for k in clash)
         how = ("--eval-only tests the network as it was trained" if a.eval_only else
                "a resumed run keeps its network, data split, batch size and learning rate")
         raise ValueError(f"{'--eval-only' if a.eval_only else '--resume'} {path}: {said}: "
@@ -924,10 +927,10 @@ def train(a) -> dict:
             best = load_checkpoint(best_path)
             model.load_state_dict({k[6:]: v for k, v in best.items()
                                    if k.startswith("param/")})
-        elif state["best_epoch"] != state["epoch"]:
+        elif state["best_epoch"] != state["epoch"] or state["step"]:
             tested_last = True
             print(f"warning: {best_path} is not this run's best checkpoint (epoch "
-                  f"{state['best_epoch']}); testing the last epoch's weights instead",
+                  f"{state['best_epoch']}); testing the weights as the run stopped instead",
                   file=sys.stderr)
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop,
                     confusion=True)
@@ -1005,6 +1008,8 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
         args=saved_args(a))
     if tested_last:           # the best epoch's checkpoint was not found
         metrics["tested_epoch"] = state["epoch"]
+        if state.get("step"):
+            metrics["tested_step"] = state["step"]
     if time_limited:          # tested before the planned epochs were done
         metrics.update(stopped_by_time_limit=True, epochs_planned=a.epochs)
     if a.device == "cuda":    # float32 matrix products on the tensor cores (CuPy's switch)
@@ -1024,7 +1029,9 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
     with open(path + ".part", "w") as f:     # a stop mid-write leaves the old file whole
         json.dump(metrics, f, indent=2)
     os.replace(path + ".part", path)
-    which = (f"epoch {state['epoch']}, the last: best.npz was not this run's" if tested_last
+    stopped = (f"epoch {state['epoch']}, the last" if not state.get("step") else
+               f"{state['epoch']} epoch(s) and {state['step']} step(s), where it stopped")
+    which = (f"{stopped}: best.npz was not this run's" if tested_last
              else f"best epoch {state.get('best_epoch')}" if state.get("best_val") is not None
              else f"epoch {state.get('best_epoch')}, the last: no validation set")
     print(f"test ({len(ds.test_x)} images, {which}): "

@@ -916,13 +916,22 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | None = None,
 
     dirs = _search_dirs(name, data_dir, cache_dir)
     named = _named_dirs(name, data_dir)
+    env_itself = os.path.expanduser(os.environ.get(ENV_DATA) or "") or None
     for d in dirs:
         gone = missing_files(name, d) if d in named else []
         if gone:    # a folder the user named holds part of the files: say which are not
             raise DatasetError(f"{d}: holds some of the {name} files but not "
                                + ", ".join(os.path.basename(g) for g in gone))
         if os.path.isdir(d):
-            ds = _load_found(name, d)
+            try:
+                ds = _load_found(name, d)
+            except DatasetError as e:
+                if d != env_itself or d in dirs[:2] and data_dir is not None:
+                    raise
+                # $ALEXNET_DATA may be the folder of another dataset (it holds the
+                # Fashion-MNIST files, and MNIST is asked for): look on elsewhere
+                warnings.warn(f"${ENV_DATA} ({d}) skipped for {name}: {e}", stacklevel=2)
+                continue
             if ds is not None:
                 log.info("loaded %s from %s", name, ds.source)
                 return ds

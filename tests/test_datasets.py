@@ -668,3 +668,15 @@ def test_a_malformed_md5sums_line_names_the_file_and_line(tmp_path):
         D.read_md5sums(str(p))
     p.write_text("0" * 32 + "  a.gz\n" + "F" * 32 + " *b.gz\n")
     assert D.read_md5sums(str(p)) == {"a.gz": "0" * 32, "b.gz": "f" * 32}
+
+
+def test_alexnet_data_set_to_another_datasets_folder_is_skipped(isolated, monkeypatch):
+    # $ALEXNET_DATA at the Fashion-MNIST files (here the bundled subset's) must not stop
+    # MNIST from loading from the cache
+    monkeypatch.setenv("ALEXNET_DATA", D.SUBSET_DIR)
+    write_idx_set(isolated / "xdg" / "alexnet-from-scratch" / "mnist")
+    with pytest.warns(UserWarning, match="ALEXNET_DATA .* skipped for mnist: .*not MNIST"):
+        ds = D.load_dataset("mnist", download=False)
+    assert ds.source == os.path.abspath(isolated / "xdg" / "alexnet-from-scratch" / "mnist")
+    with pytest.raises(DatasetError, match="not MNIST"):     # a folder passed as such: said
+        D.load_dataset("mnist", data_dir=D.SUBSET_DIR, download=False)

@@ -681,23 +681,31 @@ def test_a_run_whose_best_npz_is_gone_tests_its_last_epoch_and_says_so(
         == m["test_top1_error"]
 
 
-def test_resume_and_eval_only_never_fall_back_to_the_subset(tmp_path, monkeypatch):
+def test_resume_and_eval_only_never_fall_back_to_the_subset(tmp_path, monkeypatch, capsys):
     # A resumed full-data run used to go on training on the bundled subset where the
     # full data could not be found, and an --eval-only to test on it.
+    import urllib.error
+
     from engine import datasets as D
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("ALEXNET_DATA", raising=False)
+    monkeypatch.setattr(D, "SYSTEM_DIRS", {})
+
+    def no_network(url, timeout):
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(D, "_open_url", no_network)
+    full = [f if f != "fashion-mnist-subset" else "fashion-mnist" for f in QUICK]
     out = tmp_path / "run"
-    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
-    asked, real = [], D.load_dataset
-
-    def spy(name, **kw):
-        asked.append(kw["fallback"])
-        return real(name, **kw)
-
-    monkeypatch.setattr(D, "load_dataset", spy)
-    assert train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path / "new")]) == 0
-    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "2"]) == 0
-    assert train.main(["--eval-only", str(out / "best.npz"), "--out", str(tmp_path / "e")]) == 0
-    assert asked == [True, False, False]
+    with pytest.warns(D.SubsetFallbackWarning):                            # a new run may
+        assert train.main(full + ["--epochs", "1", "--out", str(out)]) == 0
+    assert "FALLBACK to the committed subset" in capsys.readouterr().out
+    for argv in (["--resume", str(out / "last.npz"), "--epochs", "2"],
+                 ["--eval-only", str(out / "best.npz")]):
+        assert train.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "network disabled in tests" in err, err
+        assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
 
 
 def test_a_checkpoints_data_dir_that_is_gone_is_not_required(tmp_path, capsys):
@@ -773,3 +781,39 @@ def test_a_divergence_before_any_checkpoint_names_none(tmp_path, monkeypatch, ca
     assert rc == 3
     assert capsys.readouterr().err.rstrip().endswith(
         "Try a smaller --lr or 0-1 pixels (no --raw-pixels).")
+
+
+def test_a_flag_added_since_a_checkpoint_was_written_counts_as_its_default(tmp_path, capsys):
+    # A checkpoint from before --raw-pixels has no raw_pixels: resuming it with the flag
+    # used to train 0-255 pixels against its 0-1 mean image (the loss went to 64).
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    with np.load(out / "last.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    ts = json.loads(str(arrays["train_state"]))
+    del ts["args"]["raw_pixels"]
+    arrays["train_state"] = np.array(json.dumps(ts))
+    np.savez(out / "old.npz", **arrays)
+    capsys.readouterr()
+    assert train.main(["--resume", str(out / "old.npz"), "--epochs", "2", "--raw-pixels"]) == 2
+    assert "--raw-pixels True (the checkpoint's: False)" in capsys.readouterr().err
+    assert train.main(["--eval-only", str(out / "old.npz"), "--raw-pixels"]) == 2
+    assert "--raw-pixels True (the checkpoint's: False)" in capsys.readouterr().err
+
+
+def test_a_run_stopped_mid_epoch_without_its_best_npz_says_what_was_tested(
+        tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    os.remove(out / "best.npz")
+    StepClock(monkeypatch)
+    capsys.readouterr()
+    # no epoch time is known after a resume, so the limit stops epoch 2 at its 4th step
+    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "3",
+                       "--time-limit", "3.5"]) == 0
+    printed = capsys.readouterr()
+    assert "testing the weights as the run stopped instead" in printed.err
+    assert ("(1000 images, 1 epoch(s) and 4 step(s), where it stopped: best.npz was not "
+            "this run's)") in printed.out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["tested_epoch"] == 1 and m["tested_step"] == 4
