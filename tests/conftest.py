@@ -45,3 +45,21 @@ def pytest_report_header(config):
     if _GPU_OK:
         return f"CuPy backend: tested ({_GPU_REASON})"
     return (f"CuPy backend: NOT tested, its cases are skipped: {_GPU_REASON}")
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """The datasets with no real cache, no ALEXNET_DATA, no system folder and no
+    network: only what a test writes (or the bundled subset) can be found."""
+    import urllib.error
+
+    from engine import datasets as D
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("ALEXNET_DATA", raising=False)
+    monkeypatch.setattr(D, "SYSTEM_DIRS", {})
+
+    def no_network(url, timeout):
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(D, "_open_url", no_network)
+    return tmp_path

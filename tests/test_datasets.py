@@ -54,20 +54,6 @@ def md5(data):
     return hashlib.md5(data).hexdigest()
 
 
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No real cache, no ALEXNET_DATA, no system folder, and no network."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("ALEXNET_DATA", raising=False)
-    monkeypatch.setattr(D, "SYSTEM_DIRS", {})
-
-    def no_network(url, timeout):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(D, "_open_url", no_network)
-    return tmp_path
-
-
 def serve(monkeypatch, files):
     """Make _open_url serve {basename: bytes}; record the URLs asked for."""
     asked = []

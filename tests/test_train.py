@@ -681,20 +681,11 @@ def test_a_run_whose_best_npz_is_gone_tests_its_last_epoch_and_says_so(
         == m["test_top1_error"]
 
 
-def test_resume_and_eval_only_never_fall_back_to_the_subset(tmp_path, monkeypatch, capsys):
+def test_resume_and_eval_only_never_fall_back_to_the_subset(isolated, capsys):
     # A resumed full-data run used to go on training on the bundled subset where the
     # full data could not be found, and an --eval-only to test on it.
-    import urllib.error
-
     from engine import datasets as D
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("ALEXNET_DATA", raising=False)
-    monkeypatch.setattr(D, "SYSTEM_DIRS", {})
-
-    def no_network(url, timeout):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(D, "_open_url", no_network)
+    tmp_path = isolated
     full = [f if f != "fashion-mnist-subset" else "fashion-mnist" for f in QUICK]
     out = tmp_path / "run"
     with pytest.warns(D.SubsetFallbackWarning):                            # a new run may
