@@ -151,9 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "constants were chosen for those units)")
     d.add_argument("--ten-crop", dest="ten_crop", action="store_true", default=True,
                    help="evaluate on ten crops too, as by default (corners, centre, "
-                        "mirrors; softmax "
-                        "averaged); a net trained without reflections (mnist, --no-flip) "
-                        "gets the five without mirrors")
+                        "mirrors; softmax averaged); a net trained without reflections "
+                        "(mnist, --no-flip) gets the five without mirrors")
     d.add_argument("--no-ten-crop", dest="ten_crop", action="store_false",
                    help="evaluate on the centre crop only")
     d.add_argument("--no-prefetch", action="store_true",
@@ -841,12 +840,12 @@ def train(a) -> dict:
                                 f"does not match its count ({state['swa_count']} epochs)")
     # a resumed run goes on in its checkpoint's folder, where its best.npz is, unless
     # --out says otherwise (then that best.npz comes along: the test needs it)
-    out_dir = a.out or (os.path.dirname(a.resume) or "." if a.resume else
-                        os.path.join("runs", f"{kind}-{model.config['preset']}"))
+    resume_dir = os.path.dirname(a.resume) or "." if a.resume else None
+    out_dir = a.out or resume_dir or os.path.join("runs", f"{kind}-{model.config['preset']}")
     os.makedirs(out_dir, exist_ok=True)
     if resume is not None and state["best_epoch"] is not None:
-        carry_best(os.path.join(os.path.dirname(a.resume) or ".", "best.npz"),
-                   os.path.join(out_dir, "best.npz"), state)
+        carry_best(os.path.join(resume_dir, "best.npz"), os.path.join(out_dir, "best.npz"),
+                   state)
     print(model.summary() if not a.quiet else repr(model))
     if device == "cuda" and tf32_on():
         print("matrix products in TF32 on the tensor cores (CUPY_TF32 is set): faster, "

@@ -915,8 +915,8 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | None = None,
         return load_fashion_subset(SUBSET_DIR)
 
     dirs = _search_dirs(name, data_dir, cache_dir)
-    named = _named_dirs(name, data_dir)
-    env_itself = os.path.expanduser(os.environ.get(ENV_DATA) or "") or None
+    named = _named_dirs(name, data_dir)      # [data_dir/name, data_dir, env/name, env]
+    env_itself = named[-1] if os.environ.get(ENV_DATA) else None
     for d in dirs:
         gone = missing_files(name, d) if d in named else []
         if gone:    # a folder the user named holds part of the files: say which are not
@@ -926,7 +926,7 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | None = None,
             try:
                 ds = _load_found(name, d)
             except DatasetError as e:
-                if d != env_itself or d in dirs[:2] and data_dir is not None:
+                if d != env_itself or d in named[:-1]:    # (env is also data_dir)
                     raise
                 # $ALEXNET_DATA may be the folder of another dataset (it holds the
                 # Fashion-MNIST files, and MNIST is asked for): look on elsewhere
