@@ -60,6 +60,19 @@ def test_prep(kind, args, mean, crop) -> dict:
                 mirrors=bool(dflt["flip"] and not args.get("no_flip")))
 
 
+def lighting_pca(train_x, scale: float):
+    """The PCA lighting's (eigenvalues, eigenvectors) for pixels at ``scale``: the
+    eigenvalues of 0-1 pixels times ``scale * 255``, so that the colour shift is the
+    same fraction of the pixel range in either unit. The paper's formula adds
+    alpha * lambda, a variance, which in 0-255 units (``--raw-pixels``) would shift the
+    pixels 255 times further than in 0-1 units (by hundreds), where its ImageNet
+    eigenvalues give the few percent it describes."""
+    from engine.augment import PIXEL_SCALE, rgb_pca
+
+    vals, vecs = rgb_pca(train_x, scale=PIXEL_SCALE)
+    return vals * np.float32(scale / PIXEL_SCALE), vecs
+
+
 def pixel_scale(args) -> float:
     """What a uint8 pixel is multiplied by before the mean image is subtracted: 1/255
     (pixels in [0, 1], this project's default), or 1 with --raw-pixels (0 to 255, the
@@ -776,7 +789,7 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
 
 
 def train(a) -> dict:
-    from engine.augment import mean_image, rgb_pca
+    from engine.augment import mean_image
     from engine.loader import BatchLoader
 
     device = check_device(a.device)
@@ -805,7 +818,7 @@ def train(a) -> dict:
                if "pca_eigvals" in resume else None)
     else:
         mean = mean_image(tr_x, scale=scale)
-        pca = rgb_pca(tr_x, scale=scale) if (c == 3 and not a.no_pca) else None
+        pca = lighting_pca(tr_x, scale) if (c == 3 and not a.no_pca) else None
     prep = test_prep(kind, vars(a), mean, crop)
 
     if resume is not None:
@@ -863,7 +876,8 @@ def train(a) -> dict:
     best_path = os.path.join(out_dir, "best.npz")
     train_prep = dict({k: v for k, v in prep.items() if k != "mirrors"},
                       pad=0 if a.no_crop else dflt["pad"],
-                      flip=dflt["flip"] and not a.no_flip, pca=pca, erase=a.erase)
+                      flip=dflt["flip"] and not a.no_flip, pca=pca, erase=a.erase,
+                      random_crop=not a.no_crop)
     loader = BatchLoader(tr_x, tr_y, a.batch_size, shuffle=True, seed=a.seed, device=device,
                          drop_last=False, prefetch=not a.no_prefetch, **train_prep)
     ck_prep = dict(prep, pca=pca, classes=list(ds.classes))

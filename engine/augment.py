@@ -16,7 +16,9 @@ lighting: the paper adds ``alpha * lambda`` where lambda is an eigenvalue of the
 covariance, i.e. a variance, so the shift grows with scale**2. In [0, 1] units the
 ImageNet eigenvalues are about (0.2175, 0.0188, 0.0045) and the shifts are a few
 percent of the range, as intended; in [0, 255] units the same formula would shift
-pixels by hundreds. Compute ``rgb_pca`` with the same ``scale`` the loader uses.
+pixels by hundreds. Compute ``rgb_pca`` at the default scale; for pixels at another
+scale multiply its eigenvalues by ``scale * 255`` (train.py's ``lighting_pca``), so
+that the shift is the same fraction of the range.
 
 Geometry at small scale: 28x28 images are zero-padded by 2 (after mean subtraction,
 so the padding is the mean image's value) and randomly cropped back to 28x28, the

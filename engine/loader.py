@@ -53,7 +53,10 @@ class BatchLoader:
     seed      -- int; or ``rng``, a numpy Generator a seed is drawn from; neither: a
         random seed (then fixed for the loader's life).
     mean      -- float32 (C, H, W) to subtract (at ``scale``), or None.
-    pad, crop, flip -- zero-pad, random crop size (None: no crop), random mirror.
+    pad, crop, flip -- zero-pad, crop size (None: no crop), random mirror.
+    random_crop -- True: a random ``crop`` patch of each (padded) image; False: the
+        centre patch every time (train.py --no-crop; images larger than ``crop``, such
+        as an image folder's 256x256, are still cut to the network's input).
     pca       -- ``(eigvals, eigvecs)`` from ``rgb_pca`` (same scale), or None;
         ``pca_std`` is the std of the alphas (paper: 0.1).
     erase     -- probability of random erasing per image (engine.augment.random_erasing;
@@ -73,7 +76,7 @@ class BatchLoader:
                  flip: bool = False, pca=None, scale: float = PIXEL_SCALE,
                  device: str = "cpu", drop_last: bool = False, prefetch: bool = True,
                  rng: np.random.Generator | None = None, pca_std: float = 0.1,
-                 erase: float = 0.0):
+                 erase: float = 0.0, random_crop: bool = True):
         x_uint8, y = _images_and_labels(x_uint8, y, "BatchLoader")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -95,6 +98,7 @@ class BatchLoader:
         self.x, self.y = x_uint8, y.astype(np.int64)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.pad, self.crop, self.flip = int(seed), pad, crop, flip
+        self.random_crop = bool(random_crop)
         self.scale, self.device, self.prefetch, self.pca_std = scale, device, prefetch, pca_std
         self.pca = None if pca is None else (np.asarray(pca[0], np.float32),
                                              np.asarray(pca[1], np.float32))
@@ -123,10 +127,13 @@ class BatchLoader:
         xb = to_device(self.x[idx], self.device)  # uint8 on the wire: 4x less than float32
         xb = to_float(xb, self.mean, self.scale)
         xb = pad_images(xb, self.pad)
-        if self.crop is not None:
+        if self.crop is not None and self.random_crop:
             xb = random_crops(xb, self.crop, rng, flip=self.flip)
-        elif self.flip:
-            xb = random_flips(xb, rng)
+        else:
+            if self.crop is not None and xb.shape[2:] != (self.crop, self.crop):
+                xb = center_crop(xb, self.crop).copy()     # contiguous, as the ops want
+            if self.flip:
+                xb = random_flips(xb, rng)
         if self.pca is not None:
             xb = pca_lighting(xb, self.pca[0], self.pca[1], rng, std=self.pca_std)
         if self.erase > 0:

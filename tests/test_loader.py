@@ -243,3 +243,28 @@ def test_labels_that_are_not_class_indices_are_refused(y, message):
         BatchLoader(x, y, 2)
     with pytest.raises(ValueError, match="iterate_eval: y must be class indices"):
         next(iterate_eval(x, y, 2))
+
+
+def test_random_crop_false_gives_the_centre_patch_every_epoch():
+    # train.py --no-crop on 256x256 folder images: the 227 input must be the centre
+    # patch, not a random one (it used to be random whatever --no-crop said)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(6, 3, 12, 12), dtype=np.uint8)
+    y = np.arange(6) % 3
+    mean = A.mean_image(x)
+    want = A.center_crop(A.to_float(x, mean), 9)
+    for flip in (False, True):
+        loader = BatchLoader(x, y, batch_size=6, shuffle=False, seed=1, mean=mean, crop=9,
+                             flip=flip, random_crop=False, prefetch=False)
+        for _ in range(3):
+            (xb, _), = list(loader)
+            assert xb.shape == (6, 3, 9, 9) and xb.flags.c_contiguous
+            for n in range(6):           # the centre patch, or (flip) its mirror image
+                same = np.array_equal(xb[n], want[n])
+                mirrored = np.array_equal(xb[n], want[n][..., ::-1])
+                assert same or (flip and mirrored), n
+    # the default is still the paper's random crops
+    loader = BatchLoader(x, y, batch_size=6, shuffle=False, seed=1, mean=mean, crop=9,
+                         prefetch=False)
+    (xb, _), = list(loader)
+    assert not all(np.array_equal(xb[n], want[n]) for n in range(6))

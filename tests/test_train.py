@@ -808,3 +808,65 @@ def test_a_run_stopped_mid_epoch_without_its_best_npz_says_what_was_tested(
             "this run's)") in printed.out
     m = json.loads((out / "metrics.json").read_text())
     assert m["tested_epoch"] == 1 and m["tested_step"] == 4
+
+
+def _photo_folder(root, n_per_class=3):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c in ("cats", "dogs"):
+        os.makedirs(root / c)
+        for i in range(n_per_class):
+            base = rng.integers(0, 256, size=(1, 1, 3))      # correlated colour channels
+            img = np.clip(base + rng.integers(-40, 40, size=(40, 48, 1)), 0, 255)
+            Image.fromarray(img.astype(np.uint8)).save(root / c / f"{i}.png")
+    return f"folder:{root}"
+
+
+class _LoaderMade(Exception):
+    pass
+
+
+def _training_loader_args(monkeypatch, argv):
+    """The arguments train.py gives the training BatchLoader, without training."""
+    import engine.loader
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(args=args, kwargs=kwargs)
+        raise _LoaderMade
+    monkeypatch.setattr(engine.loader, "BatchLoader", record)
+    with pytest.raises(_LoaderMade):
+        train.main(argv)
+    return seen["args"], seen["kwargs"]
+
+
+def test_no_crop_trains_image_folders_on_the_centre_crop(tmp_path, monkeypatch):
+    # Folder images are 256x256 and the net sees 227: --no-crop used to keep the random
+    # 227 crops (only the padding went), so a no-augmentation run was not one.
+    from engine.augment import center_crop, to_float
+    from engine.loader import BatchLoader
+    ds = _photo_folder(tmp_path / "photos")
+    args, kwargs = _training_loader_args(monkeypatch, [
+        "--dataset", ds, "--model", "tiny", "--no-crop", "--no-flip", "--no-pca",
+        "--val-fraction", "0", "--lr-drops", "0.5", "--out", str(tmp_path / "out")])
+    x, y = args[0], args[1]
+    assert x.shape[1:] == (3, 256, 256) and kwargs["crop"] == 227
+    loader = BatchLoader(*args, **dict(kwargs, prefetch=False))
+    want = center_crop(to_float(x, kwargs["mean"], kwargs["scale"]), 227)
+    for _ in range(2):                                 # every epoch, the same patches
+        got = np.concatenate([xb for xb, _ in loader])
+        np.testing.assert_array_equal(got[np.argsort(np.concatenate(loader.batch_indices(
+            loader.epoch - 1)))], want)
+
+
+def test_raw_pixels_keep_the_pca_lightings_share_of_the_pixel_range(tmp_path, monkeypatch):
+    # The paper's shift, alpha * eigenvalue, is a variance: computed in 0-255 units it
+    # moved pixels 255 times further than in 0-1 units (by hundreds).
+    ds = _photo_folder(tmp_path / "photos")
+    common = ["--dataset", ds, "--model", "tiny", "--out", str(tmp_path / "out")]
+    _, unit = _training_loader_args(monkeypatch, common)
+    _, raw = _training_loader_args(monkeypatch, common + ["--raw-pixels"])
+    assert raw["scale"] == 1.0 and unit["scale"] == pytest.approx(1 / 255)
+    np.testing.assert_allclose(raw["pca"][0], 255 * unit["pca"][0], rtol=1e-5)
+    np.testing.assert_array_equal(raw["pca"][1], unit["pca"][1])
+    assert unit["pca"][0][0] > 0.005                # a real colour spread to scale
