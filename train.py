@@ -31,6 +31,7 @@ import numpy as np
 from alexnet import PRESETS, AlexNet, atomic_savez
 from engine.backend import (GPUUnavailableError, check_device, get_array_module, gpu_routes,
                             gpu_status, to_device, to_numpy)
+from engine.environment import environment
 from engine.metrics import class_errors, hardest_classes, topk_correct
 from engine.optim import sgd_for
 from engine.progress import ProgressBar
@@ -1018,7 +1019,7 @@ def report(test, state, ds, out_dir, model, a, time_limited=False, swa=None,
         test_center_top1_error=test["top1_error"], test_center_top5_error=test["top5_error"],
         best_epoch=state.get("best_epoch"), best_val_top1_error=state.get("best_val"),
         epochs=state["epoch"], history=state["history"], config=model.config,
-        args=saved_args(a))
+        args=saved_args(a), environment=environment(a.device))
     if tested_last:           # the best epoch's checkpoint was not found
         metrics["tested_epoch"] = state["epoch"]
         if state.get("step"):

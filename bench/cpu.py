@@ -44,7 +44,6 @@ import datetime
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,7 @@ import numpy as np  # noqa: E402
 
 from alexnet import AlexNet  # noqa: E402
 from engine.backend import to_device, to_numpy  # noqa: E402
+from engine.environment import machine  # noqa: E402  (the report names it)
 from engine.optim import sgd_for  # noqa: E402
 from engine.parallel import run_parallel  # noqa: E402
 from layers.loss import softmax_cross_entropy  # noqa: E402
@@ -483,19 +483,6 @@ def measure_memory(case):
 
 
 # ---------------------------------------------------------------------- report
-
-def machine():
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
-
 
 def blas_name():
     try:

@@ -178,7 +178,18 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
         check_finished_run(m, metrics_path, wanted)
         return m
     if may_diverge and os.path.exists(diverged_path) and not force:
-        return read_json(diverged_path)
+        d = read_json(diverged_path)
+        # records written before the settings were kept hold only the command line
+        saved = d.get("args")
+        if saved is None and "--resume" not in d.get("argv", ["--resume"]):
+            saved = vars(train.build_parser().parse_args(d["argv"]))
+        diff = config_differences(saved, wanted) if saved is not None else []
+        if diff:
+            raise SystemExit(f"experiments: {diverged_path} is a diverged run of another "
+                             f"configuration ({'; '.join(diff)}); the claim or scale has "
+                             f"changed since it ran. Move it away, or pass --force to "
+                             f"train the runs again")
+        return d
     same = None if force else find_same_run(scale, wanted)
     if same is not None:
         m = read_json(same)
@@ -203,7 +214,8 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
     t0 = time.perf_counter()
     rc = train.main(argv)
     if rc == 3 and may_diverge:                 # train.py's exit code for a NaN loss
-        m = {"diverged": True, "argv": argv, "seconds": time.perf_counter() - t0}
+        m = {"diverged": True, "argv": argv, "args": wanted,
+             "seconds": time.perf_counter() - t0}
         write_json(diverged_path, m)
         print(f"[{claim.name}] {label} seed {seed}: the loss diverged", flush=True)
         return m
@@ -526,9 +538,11 @@ def write_results_md():
              "when its mean plus its standard deviation is below zero. One seed is always "
              "inconclusive. Epoch times are training only, without the validation pass. "
              "The *test − train gap* (how much a "
-             "network overfits) is the test top-1 error minus the training error of the "
-             "last epoch, which is measured during training, with dropout and augmentation "
-             "on: a negative gap means the training batches were harder than the test set.",
+             "network overfits) is the centre-crop test top-1 error (one patch per image, "
+             "as in training; not the ten-crop error shown beside it) minus the training "
+             "error of the last epoch, which is measured during training, with dropout and "
+             "augmentation on: a negative gap means the training batches were harder than "
+             "the test set.",
              ""]
     headline = os.path.join(RESULTS, "headline", "headline.json")
     from experiments.headline import results_md_lines, variant_dirs

@@ -47,7 +47,7 @@ import shutil
 import statistics
 import sys
 
-from bench.cpu import machine as bench_machine   # the CPU model and cores
+from engine.environment import machine as this_machine   # the CPU model and cores
 
 TARGET = 0.06
 # how far (as a fraction) a network's test errors in an ensemble's JSON may be from its
@@ -210,7 +210,7 @@ def record_ensemble(run_dirs, ensemble_json=None, logs=(), commands=(), note="",
         test_tencrop_top5_error=e.get("tencrop_top5_error"), networks=networks,
         seconds_total=float(sum(secs)), seconds_per_epoch_median=float(statistics.median(secs)),
         target=TARGET, target_met=bool(err <= TARGET), commands=list(commands),
-        logs=kept_logs, note=note, machine=machine or bench_machine(),
+        logs=kept_logs, note=note, machine=machine or this_machine(),
         recorded=datetime.date.today().isoformat(), change=change,
         class_top1_error=e.get("class_top1_error"))
     with open(os.path.join(dest, "headline.json"), "w") as f:
@@ -239,7 +239,7 @@ def record(run_dir, logs=(), commands=(), note="", machine=None, dest=None,
     summary.update(
         checkpoint="best.npz", checkpoint_sha256=digest,
         commands=list(commands), logs=kept_logs, note=note,
-        machine=machine or bench_machine(),
+        machine=machine or this_machine(),
         recorded=datetime.date.today().isoformat())
     if change:
         summary["change"] = change

@@ -839,3 +839,37 @@ def test_an_ensemble_written_without_ten_crops_has_its_row(tmp_path, monkeypatch
     row = [r for r in runner.ensemble_md_lines() if r.startswith("| centre-only |")]
     assert row == ["| centre-only | 2 | (not tested on ten crops) | — | 15.00% | "
                    "`python -m experiments ensemble a.npz b.npz` |"]
+
+
+@pytest.mark.parametrize("old_format", [False, True])
+def test_a_diverged_record_counts_only_for_its_own_configuration(
+        tmp_path, monkeypatch, tiny_scale, old_format):
+    """A sweep's diverged.json is reused like a finished run's metrics.json: for the same
+    settings only; one from other settings (the scale or claim changed) is an error, not
+    a learning rate silently marked as diverged. Records from before the settings were
+    kept in diverged.json are judged by their command line."""
+    runner = tiny_scale
+    calls = []
+
+    def fake_main(argv):
+        calls.append(argv)
+        return 3                                   # train.py's exit code for a NaN loss
+    monkeypatch.setattr(train, "main", fake_main)
+    claim = CLAIMS["figure1"]
+    out = str(tmp_path / "results" / "t" / "x" / "seed0")
+    flags = claim.common + ["--lr", "0.1"]
+    d = runner.run_one(claim, "relu", flags, 0, "t", "cpu", out, may_diverge=True)
+    assert d["diverged"] and len(calls) == 1
+    path = os.path.join(out, "diverged.json")
+    if old_format:
+        rec = json.load(open(path))
+        del rec["args"]
+        json.dump(rec, open(path, "w"))
+    assert runner.run_one(claim, "relu", flags, 0, "t", "cpu", out, may_diverge=True)[
+        "diverged"] and len(calls) == 1            # the same settings: reused, not rerun
+    monkeypatch.setitem(SCALES, "t", dict(SCALES["t"], flags=SCALES["t"]["flags"]
+                                          + ["--batch-size", "64"]))
+    with pytest.raises(SystemExit, match=r"diverged.json is a diverged run of another "
+                                         r"configuration \(batch_size: 128 -> 64\)"):
+        runner.run_one(claim, "relu", flags, 0, "t", "cpu", out, may_diverge=True)
+    assert len(calls) == 1

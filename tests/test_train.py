@@ -870,3 +870,21 @@ def test_raw_pixels_keep_the_pca_lightings_share_of_the_pixel_range(tmp_path, mo
     np.testing.assert_allclose(raw["pca"][0], 255 * unit["pca"][0], rtol=1e-5)
     np.testing.assert_array_equal(raw["pca"][1], unit["pca"][1])
     assert unit["pca"][0][0] > 0.005                # a real colour spread to scale
+
+
+def test_metrics_json_says_which_code_and_machine_made_the_run(tmp_path):
+    # two runs with the same settings that disagree can then be told apart
+    import platform
+    import subprocess
+    from tests.conftest import ROOT
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path)]) == 0
+    env = json.loads((tmp_path / "metrics.json").read_text())["environment"]
+    assert env["numpy"] == np.__version__ and env["python"] == platform.python_version()
+    assert f"{os.cpu_count()} logical cores" in env["machine"]
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        assert env["code"] is None                  # not a git checkout
+    else:
+        assert env["code"] in (head, head + "+changes")
