@@ -160,6 +160,17 @@ def find_same_run(scale, args: dict):
     return None
 
 
+def refresh_shared_copies(out_dir, m: dict) -> None:
+    """After a run is trained (again: --force), the other claims' copies of it
+    (metrics.json with ``shared_from`` naming it) take its new results."""
+    source = os.path.relpath(os.path.abspath(out_dir), RESULTS)
+    scale_dir = os.path.join(RESULTS, source.split(os.sep)[0])
+    for path in glob.glob(os.path.join(scale_dir, "*", "*", "seed*", "metrics.json")):
+        old = read_json(path)
+        if old.get("shared_from") == source:
+            write_json(path, dict(m, shared_from=source))
+
+
 def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
             may_diverge=False) -> dict:
     """metrics.json of one train.py run (trained now, or found finished). With
@@ -223,6 +234,7 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
         raise SystemExit(f"experiments: run failed (exit {rc}): train.py {' '.join(argv)}")
     m = read_json(metrics_path)
     check_finished_run(m, metrics_path, wanted)
+    refresh_shared_copies(out_dir, m)
     print(f"[{claim.name}] {label} seed {seed}: test top-1 error "
           f"{100 * m['test_top1_error']:.2f}% in {time.perf_counter() - t0:.0f}s", flush=True)
     return m

@@ -374,6 +374,23 @@ def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch, tiny_scale):
     summary = json.loads((tmp_path / "results" / "t" / "lrn.json").read_text())
     assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.3)
     assert summary["device"] == "cpu"
+    # the baseline trained again (--force): the other claims' copies take its results
+    # (they kept the old ones, so the two claims disagreed about one run)
+    def fake_main_again(argv):
+        a = train.build_parser().parse_args(argv)
+        write_fake_run(a, [{"epoch": 1, "train_top1_error": 0.3, "val_top1_error": 0.3,
+                            "seconds": 1.0}], test_top1_error=0.2)
+        return 0
+
+    monkeypatch.setattr(train, "main", fake_main_again)
+    runner.run_claim("relu", 1, "t", "cpu", force=True)
+    shared = json.loads((tmp_path / "results" / "t" / "lrn" / "lrn" / "seed0" /
+                         "metrics.json").read_text())
+    assert shared["test_top1_error"] == 0.2
+    assert shared["shared_from"] == os.path.join("t", "relu", "relu", "seed0")
+    runner.run_claim("lrn", 1, "t", "cpu")
+    summary = json.loads((tmp_path / "results" / "t" / "lrn.json").read_text())
+    assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.2)
 
 
 def test_a_claim_names_the_devices_its_runs_trained_on(tmp_path, monkeypatch, capsys,
