@@ -227,12 +227,16 @@ class AlexNet:
         if device_of(x) != self.device:
             raise ValueError(f"AlexNet.forward: the model is on {self.device} but the input is on "
                              f"{device_of(x)}; move one of them (model.to(...) or to_device(x, ...))")
-        for name, layer in self.layers:
+        if until is not None:
+            self.layer(until)                  # KeyError for a name that is no layer
+        for i, (name, layer) in enumerate(self.layers):
             x = layer.forward(x, train)
             if name == until:
+                # the layers after it keep no cache of an earlier batch: a backward now
+                # says it came before a training forward, instead of mixing two batches
+                for _, later in self.layers[i + 1:]:
+                    later.cache = None
                 return x
-        if until is not None:
-            raise KeyError(f"AlexNet has no layer {until!r}")
         return x
 
     def backward(self, dlogits, input_grad: bool = True):
@@ -266,7 +270,9 @@ class AlexNet:
         a few whole-array operations (``SGD(..., flat=...)``; on a GPU each array
         operation costs the host some microseconds). ``load_state_dict`` writes into
         the views, so they stay views; ``to()`` moves each parameter on its own and
-        ends the arrangement (flatten again after it).
+        ends the arrangement (flatten again after it). Build the optimizer after it
+        (``sgd_for`` does): one built before holds the old arrays, which the model no
+        longer uses, so its steps would change nothing the model computes with.
         """
         layers = [(l, k, v) for _, l in self.layers for k, v in l.params.items()]
         dtypes = {v.dtype for _, _, v in layers}
@@ -290,7 +296,11 @@ class AlexNet:
 
     def load_extra_state(self, state: dict):
         for n, calls in state.items():
-            self.layer(n).calls = int(calls)
+            layer = self.layer(n)
+            if not isinstance(layer, Dropout):
+                raise ValueError(f"AlexNet.load_extra_state: {n} is a "
+                                 f"{type(layer).__name__}, not a dropout layer")
+            layer.calls = int(calls)
 
     def state_dict(self) -> dict:
         """Host copies of the parameters (NumPy arrays), keyed as ``params``."""
@@ -307,7 +317,8 @@ class AlexNet:
             if tuple(state[k].shape) != tuple(v.shape):
                 raise ValueError(f"AlexNet.load_state_dict: {k} has shape "
                                  f"{tuple(state[k].shape)}, expected {tuple(v.shape)}")
-            v[...] = to_device(np.asarray(state[k], dtype=v.dtype), self.device)
+            # NumPy or CuPy arrays, whichever device they are on
+            v[...] = to_device(state[k], self.device).astype(v.dtype, copy=False)
 
     def save(self, path: str):
         """Write config and weights to an .npz file, atomically (temp file + rename)."""
@@ -371,6 +382,11 @@ def atomic_savez(path: str, arrays: dict):
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file readable by its owner only; give it the mode a plain
+        # open() would (0666 less the umask), so other users and containers can read it
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -12,7 +12,9 @@ weight decay "is not merely a regularizer: it reduces the model's training error
 """
 from __future__ import annotations
 
-from engine.backend import few_calls, get_array_module
+import math
+
+from engine.backend import device_of, few_calls, get_array_module, to_device, to_numpy
 from engine.parallel import run_parallel
 
 # Elements per piece of a parameter (256 KB of float32): the update makes six passes
@@ -80,16 +82,8 @@ class SGD:
 
     def __init__(self, params: dict, lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 5e-4, decay_filter=None, flat=None):
-        if lr <= 0:
-            raise ValueError(f"SGD: lr must be positive, got {lr!r}")
-        if not (0.0 <= momentum < 1.0):
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
-        if weight_decay < 0:
-            raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay!r}")
         self.params = params
-        self.lr = float(lr)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
+        self._set_hyper(lr, momentum, weight_decay)
         self.decay_filter = decay_filter or (lambda name: True)
         self.velocity = {}
         self.flat = None if flat is None else self._check_flat(flat)
@@ -110,6 +104,19 @@ class SGD:
         for k, w in params.items():
             xp = get_array_module(w)
             self.velocity[k] = xp.zeros_like(w)
+
+    def _set_hyper(self, lr, momentum, weight_decay):
+        """Check and set the hyperparameters (NaN and inf refused: they would turn
+        every weight into NaN at the first step, without a word)."""
+        if not 0 < lr < math.inf:
+            raise ValueError(f"SGD: lr must be positive and finite, got {lr!r}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
+        if not 0 <= weight_decay < math.inf:
+            raise ValueError(f"SGD: weight_decay must be >= 0 and finite, "
+                             f"got {weight_decay!r}")
+        self.lr, self.momentum = float(lr), float(momentum)
+        self.weight_decay = float(weight_decay)
 
     def _check_flat(self, flat):
         """flat, after checking that each parameter is the view of its piece of it."""
@@ -171,21 +178,28 @@ class SGD:
         w += v
 
     def state_dict(self) -> dict:
+        """The hyperparameters and host copies of the velocities (as
+        ``AlexNet.state_dict``): a snapshot that later steps leave alone."""
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
-                "velocity": dict(self.velocity)}
+                "velocity": {k: to_numpy(v).copy() for k, v in self.velocity.items()}}
 
     def load_state_dict(self, state: dict):
-        self.lr = float(state["lr"])
-        self.momentum = float(state["momentum"])
-        self.weight_decay = float(state["weight_decay"])
-        for k, v in state["velocity"].items():
-            if k not in self.velocity:
-                raise KeyError(f"SGD.load_state_dict: unknown parameter {k!r}")
+        """Velocities from NumPy or CuPy arrays, copied onto this optimizer's device.
+        Every parameter must have one: a missing one would keep this optimizer's own
+        (usually zero) momentum without a word."""
+        vel = state["velocity"]
+        unknown, missing = set(vel) - set(self.velocity), set(self.velocity) - set(vel)
+        if unknown or missing:
+            raise KeyError(f"SGD.load_state_dict: the velocities do not match the "
+                           f"parameters: unknown {sorted(unknown)}, missing {sorted(missing)}")
+        for k, v in vel.items():
             if tuple(v.shape) != tuple(self.velocity[k].shape):
                 raise ValueError(f"SGD.load_state_dict: velocity {k} has shape {tuple(v.shape)}, "
                                  f"expected {tuple(self.velocity[k].shape)}")
-            xp = get_array_module(self.velocity[k])
-            self.velocity[k][...] = xp.asarray(v, dtype=self.velocity[k].dtype)
+        self._set_hyper(state["lr"], state["momentum"], state["weight_decay"])
+        for k, v in vel.items():
+            self.velocity[k][...] = to_device(v, device_of(self.velocity[k])).astype(
+                self.velocity[k].dtype, copy=False)
 
 
 def sgd_for(model, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4):

@@ -58,9 +58,11 @@ def num_threads() -> int:
             try:
                 n = int(env)
             except ValueError:
+                n = 0
+            if n < 1:
                 raise ValueError(f"ALEXNET_NUM_THREADS must be a whole number of threads, "
-                                 f"got {env!r}") from None
-            _state["threads"] = max(1, n)
+                                 f"1 or more, got {env!r}")
+            _state["threads"] = n
         else:
             _state["threads"] = max(1, cores)
     return _state["threads"]

@@ -132,8 +132,10 @@ class Linear(Layer):
     def __init__(self, in_features, out_features, weight_std=0.01, bias_init=0.0, rng=None,
                  dtype=np.float32):
         super().__init__()
+        for v, name in ((in_features, "in_features"), (out_features, "out_features")):
+            check_positive_int(v, name, "Linear")
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.in_features, self.out_features = in_features, out_features
+        self.in_features, self.out_features = int(in_features), int(out_features)
         self.params["w"] = _normal(rng, (out_features, in_features), weight_std, dtype)
         self.params["b"] = np.full(out_features, bias_init, dtype=dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}

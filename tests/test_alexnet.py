@@ -143,14 +143,11 @@ def test_save_load_roundtrip(tmp_path):
         AlexNet.load(str(tmp_path / "bad.npz"))
 
 
-def test_model_on_both_backends_agree(xp):
+def test_model_on_both_backends_agree(cp):
     net = AlexNet("tiny", init="he", seed=2)
     x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
     ref = net.forward(x, train=False)
-    if xp is np:
-        np.testing.assert_array_equal(net.to("cpu").forward(x, train=False), ref)
-        return
-    out = net.to("cuda").forward(xp.asarray(x), train=False)
+    out = net.to("cuda").forward(cp.asarray(x), train=False)
     np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-4, atol=1e-5)
 
 
@@ -185,3 +182,51 @@ def test_flatten_params_makes_views_of_one_buffer(xp):
                                atol=1e-6)
     opt = sgd_for(net, lr=0.01)
     assert (opt.flat is not None) == few_calls(xp)
+
+
+def test_backward_after_a_forward_stopped_early_is_refused():
+    # forward(until=...) left the later layers' caches of the previous batch, and a
+    # backward then ran on gradients that mixed two batches
+    net = AlexNet("tiny", init="he", seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    logits = net.forward(x, train=True)
+    feats = net.forward(x[::-1].copy(), train=True, until="pool5")
+    assert feats.shape[0] == 2
+    with pytest.raises(RuntimeError, match="backward called before a training forward"):
+        net.backward(np.ones_like(logits))
+    with pytest.raises(KeyError, match="no layer 'pool9'"):
+        net.forward(x, until="pool9")
+
+
+def test_load_state_dict_takes_arrays_from_either_device(xp):
+    src = AlexNet("tiny", init="he", seed=1).to("cpu" if xp is np else "cuda")
+    live = dict(src.params)                         # arrays on src's device
+    for device in {"cpu", "cpu" if xp is np else "cuda"}:
+        dst = AlexNet("tiny", init="he", seed=2).to(device)
+        dst.load_state_dict(live)
+        for k, v in dst.state_dict().items():
+            np.testing.assert_array_equal(v, to_numpy(src.params[k]), err_msg=k)
+
+
+def test_load_extra_state_names_a_layer_that_is_no_dropout():
+    net = AlexNet("tiny")
+    with pytest.raises(ValueError, match="conv1 is a Conv2d, not a dropout layer"):
+        net.load_extra_state({"conv1": 5})
+
+
+def test_saved_files_have_the_mode_a_plain_open_gives(tmp_path):
+    # mkstemp's 0600 made every model and checkpoint unreadable to other users
+    import os
+    old = os.umask(0o022)
+    try:
+        AlexNet("tiny").save(str(tmp_path / "m.npz"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("args", [(0, 3), (4, 3.0), (4, True)])
+def test_linear_names_a_bad_size(args):
+    from layers.modules import Linear
+    with pytest.raises(ValueError, match="Linear: (in|out)_features must be an integer"):
+        Linear(*args)

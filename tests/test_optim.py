@@ -121,3 +121,50 @@ def test_sgd_flat_must_hold_the_parameters_as_views(xp, rng):
         SGD({"w": views["w"]}, flat=flat)
     with pytest.raises(ValueError, match="SGD: flat must be a 1-D array"):
         SGD(views, flat=flat.reshape(3, 3))
+
+
+def test_state_dict_is_a_snapshot_on_the_host(xp):
+    # it handed back the live velocities: a "best epoch" state kept in memory went on
+    # changing with every later step (on a GPU, device arrays; with flat, views)
+    params = {"w": xp.ones(2, dtype=np.float32)}
+    opt = SGD(params, lr=0.1)
+    g = {"w": xp.ones(2, dtype=np.float32)}
+    opt.step(g)
+    state = opt.state_dict()
+    assert isinstance(state["velocity"]["w"], np.ndarray)
+    before = state["velocity"]["w"].copy()
+    opt.step(g)
+    np.testing.assert_array_equal(state["velocity"]["w"], before)
+    assert not np.array_equal(to_numpy(opt.velocity["w"]), before)
+
+
+def test_load_state_dict_takes_velocities_from_either_device(xp):
+    # a state holding CuPy arrays failed with CuPy's implicit-conversion error
+    src = SGD({"w": xp.ones(3, dtype=np.float32)}, lr=0.1)
+    src.step({"w": xp.full(3, 2.0, dtype=np.float32)})
+    live = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+            "velocity": dict(src.velocity)}          # device arrays, as some callers hold
+    for dst_xp in {np, xp}:
+        dst = SGD({"w": dst_xp.zeros(3, dtype=np.float32)}, lr=0.5)
+        dst.load_state_dict(live)
+        assert type(dst.velocity["w"]) is type(dst_xp.zeros(1))
+        np.testing.assert_array_equal(to_numpy(dst.velocity["w"]),
+                                      to_numpy(src.velocity["w"]))
+
+
+def test_load_state_dict_refuses_missing_velocities_and_bad_hyperparameters():
+    opt = SGD({"a": np.ones(2, np.float32), "b": np.ones(2, np.float32)}, lr=0.1)
+    good = opt.state_dict()
+    with pytest.raises(KeyError, match=r"missing \['b'\]"):
+        opt.load_state_dict(dict(good, velocity={"a": np.ones(2, np.float32)}))
+    with pytest.raises(ValueError, match="lr must be positive and finite"):
+        opt.load_state_dict(dict(good, lr=float("nan")))
+    assert opt.lr == 0.1                         # nothing changed by a refused state
+
+
+@pytest.mark.parametrize("bad", [dict(lr=float("nan")), dict(lr=float("inf")),
+                                 dict(weight_decay=float("nan")),
+                                 dict(weight_decay=float("inf"))])
+def test_sgd_refuses_nan_and_inf_hyperparameters(bad):
+    with pytest.raises(ValueError, match=f"SGD: {next(iter(bad))} must be"):
+        SGD({"w": np.ones(2, np.float32)}, **bad)

@@ -77,11 +77,12 @@ def test_set_num_threads_validates_and_restores():
 
 
 def test_a_bad_thread_count_in_the_environment_is_named(monkeypatch):
-    monkeypatch.setenv("ALEXNET_NUM_THREADS", "abc")
-    monkeypatch.setitem(parallel._state, "threads", None)   # read the environment again
-    with pytest.raises(ValueError, match="ALEXNET_NUM_THREADS must be a whole number of "
-                                         "threads, got 'abc'"):
-        parallel.num_threads()
+    for bad in ("abc", "0", "-2"):          # 0 used to become 1 without a word
+        monkeypatch.setenv("ALEXNET_NUM_THREADS", bad)
+        monkeypatch.setitem(parallel._state, "threads", None)   # read the environment again
+        with pytest.raises(ValueError, match=f"ALEXNET_NUM_THREADS must be a whole number "
+                                             f"of threads, 1 or more, got '{bad}'"):
+            parallel.num_threads()
     monkeypatch.setenv("ALEXNET_NUM_THREADS", "3")
     assert parallel.num_threads() == 3
 
