@@ -1,6 +1,6 @@
 """AlexNet on the CPU: our NumPy engine against PyTorch, in the same process.
 
-    python -m bench.cpu                          # every case (about ten minutes)
+    python -m bench.cpu                          # every case (about 22 minutes with --layer-repeats 7)
     python -m bench.cpu --quick                  # the mini preset only
     python -m bench.cpu --case paper-g2-b32 --repeats 7
     python bench/cpu.py --list
@@ -43,6 +43,7 @@ import argparse
 import datetime
 import gc
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -222,6 +223,8 @@ def check_agreement(net, tmodel, torch, n=CHECK_BATCH, seed=1, device="cpu",
         tg = tparams[f"{layer}.{'weight' if p == 'w' else 'bias'}"].grad
         errs[k] = rel_err(to_numpy(g), tg.cpu().numpy())
     tmodel.zero_grad(set_to_none=True)
+    # a NaN compares False with everything, so max() would pass over it: rank it worst
+    errs = {k: v if math.isfinite(v) else math.inf for k, v in errs.items()}
     worst = max((v, k) for k, v in errs.items() if k != "logits")
     ok = errs["logits"] < logit_tol and worst[0] < grad_tol
     line = (f"check vs PyTorch (batch {n}, dropout off): logits rel err {errs['logits']:.1e} "

@@ -61,7 +61,11 @@ import traceback
 CASES_GPU = ["mini-b128", "paper-g2-b128", "paper-g1-b128"]
 QUICK = ["mini-b128"]
 # With TF32 the products round their inputs to 10 mantissa bits (relative 5e-4 each).
-TF32_LOGIT_TOL, TF32_GRAD_TOL = 1e-2, 5e-2
+# conv1.w's gradient, a sum over every position of the largest maps, differed from
+# PyTorch's (TF32 too) by 4.0e-2 and 4.9e-2 on an H200 (docs/bench-gpu-h200.txt), too
+# close to 5e-2 for a check that drops a route when it fails; a wrong backward is off
+# by the order of 1.
+TF32_LOGIT_TOL, TF32_GRAD_TOL = 1e-2, 1e-1
 
 
 def parse(argv):

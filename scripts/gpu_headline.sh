@@ -17,7 +17,8 @@
 #      that gives back a few files, not folders of them).
 #
 #   OUT=runs/gpu bash scripts/gpu_headline.sh
-#   SEEDS="0 1 2" EPOCHS=40 TRAIN_SECONDS=420 PACK=$OUT/gpu.tar.gz bash scripts/gpu_headline.sh
+#   OUT=runs/gpu SEEDS="0 1 2" EPOCHS=40 TRAIN_SECONDS=420 PACK=runs/gpu.tar.gz \
+#     bash scripts/gpu_headline.sh
 #
 # Then, where the results came back (FOLDER holds seed0/, seed1/, ... and ensemble.json):
 #

@@ -128,9 +128,11 @@ plt.show()
 # With 2x2 windows each output picks one of its own 4 pixels, so 196 pixels get a
 # gradient of exactly 1 and the other 588 get nothing. With overlapping 3x3 windows, a
 # bright pixel on a shared row or column can win 2, 3 or 4 windows and collects the
-# sum of their gradients, while fewer pixels get anything at all. The backward adds
-# these contributions one window offset at a time (no `np.add.at` needed: within one
-# offset, no two windows reach the same pixel).
+# sum of their gradients, while fewer pixels get anything at all. The backward must
+# add these contributions, not overwrite them: on NumPy it does so in one `np.add.at`
+# (a scatter-add that sums repeated indices) at each window's maximum; its "masks"
+# method, CuPy's default, adds them one window offset at a time instead (within one
+# offset, no two windows reach the same pixel, so a plain `+=` is safe).
 #
 # A tiny example makes the sum visible: one peak in the middle of a 5x5 map is in all
 # four 3x3 windows and wins each of them.

@@ -247,7 +247,7 @@ plt.show()
 # per call, however small the arrays. For the paper's big layers it hardly matters;
 # the `mini` net at batch 128 gives each kernel so little work that a training step
 # waits on the host. On an NVIDIA H200 (2026-11-27) one `train.py` run trained about
-# 4,800 images/s; six at once on the same GPU trained 13,000 together, so one process
+# 4,700 images/s; six at once on the same GPU trained 13,000 together, so one process
 # had left the GPU idle most of the time.
 #
 # The remedy is fewer calls. Notebook 1's im2col copies one slice per kernel offset:
@@ -267,9 +267,10 @@ plt.show()
 # pooling's backward took 1.39 ms of GPU time as a strided sum against 0.64 ms as the
 # CPU's loop over the 9 window offsets, and LRN's channel window was slower as one
 # strided sum than as 4 shifted adds. With two runs sharing the GPU, the GPU's time is
-# what counts, so those two keep their loops on CuPy. `python -m bench.calls` counts
-# the calls of one `mini` training step on CuPy (through a NumPy stand-in, on any
-# machine): 1,604 with the CPU's loops everywhere, 754 with the routes as they are
+# what counts, so those two keep their loops on CuPy. `PYTHONPATH=tests/fake_cupy
+# python -m bench.calls` counts the calls of one `mini` training step on CuPy (through
+# a NumPy stand-in, on any machine): 1,613 with the CPU's loops everywhere
+# (`ALEXNET_GPU_ROUTES=loops`), 754 with the routes as they are
 # (the SGD update among them, one pass over all the parameters kept in one buffer).
 #
 # Below, the two ways side by side on each backend: the same numbers to the last bit,
