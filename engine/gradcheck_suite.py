@@ -92,7 +92,13 @@ def model_check(model, x, y, max_checks=20, seed=0, tol=1e-5, h=1e-6):
     push one of them across its kink; h = 1e-6 makes that ten times less likely than
     1e-5 while float64 round-off stays far below the tolerance. Keep the logits
     of order 1 (small inputs): a saturated softmax has gradients near 1e-8 whose
-    relative error is all round-off."""
+    relative error is all round-off.
+
+    Round-off in a centered difference of a loss L is about eps * |L| / h, some 3e-10
+    here, so a correct entry smaller than about 3e-5 could not be judged to 1e-5
+    relative (seeds 11, 29 and 36 failed that way): entries with |a| + |n|
+    below 1e-4 are judged by their difference over 1e-4 instead (``rel_error``'s
+    floor). A 1% error in a gradient still fails by far."""
     from layers.loss import softmax_cross_entropy
 
     rng = np.random.default_rng(seed)
@@ -115,7 +121,7 @@ def model_check(model, x, y, max_checks=20, seed=0, tol=1e-5, h=1e-6):
         num = numerical_gradient(loss, p, idx, h)
         ana = np.asarray(grads[name].reshape(-1)[idx].tolist())
         results.append(GradCheckResult("AlexNet tiny (whole network)", name,
-                                       rel_error(ana, num), len(idx), n, tol))
+                                       rel_error(ana, num, floor=1e-4), len(idx), n, tol))
     return results
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 from engine.backend import get_array_module
 from engine.im2col import col2im_into, conv_output_size, im2col_into
 from engine.parallel import run_parallel
-from layers._checks import (check_float_array, check_positive_int, check_same_backend,
-                            check_same_dtype, pair)
+from layers._checks import (check_dout, check_float_array, check_positive_int,
+                            check_same_backend, check_same_dtype, pair)
 
 
 def _check_conv_args(x, w, b, stride, pad, groups, op):
@@ -174,12 +174,7 @@ def conv2d_backward(dout, cache, need_dx=True):
     N, C, H, W = x_shape
     F, Cg, KH, KW = w.shape
     Fg, K, P = F // groups, Cg * KH * KW, OH * OW
-    if tuple(dout.shape) != (N, F, OH, OW):
-        raise ValueError(f"conv2d_backward: dout must have the forward output's shape "
-                         f"{(N, F, OH, OW)}, got {tuple(dout.shape)}")
-    if dout.dtype != w.dtype:
-        raise TypeError(f"conv2d_backward: dout must have the forward's dtype {w.dtype}, "
-                        f"got {dout.dtype}")
+    check_dout("conv2d_backward", dout, w, shape=(N, F, OH, OW))
     redo_im2col = False
     if workspace is not None:
         redo_im2col = workspace.get("owner") is not token   # another call used the buffer

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -110,15 +111,18 @@ def dropout_forward(x, p=0.5, train=True, mode="inverted", seed=None, rng=None):
     """
     op = "dropout_forward"
     check_float_array(x, "x", op)
-    if not (0.0 <= p < 1.0):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
         raise ValueError(f"{op}: p must be in [0, 1), got {p!r}")
     if mode not in MODES:
         raise ValueError(f"{op}: mode must be one of {MODES}, got {mode!r}")
     xp = get_array_module(x)
     if not train:
+        # the test-time cache keeps an empty array of x's shape and dtype (a view, no
+        # memory), so the backward can check dout as it does after training
+        like = xp.broadcast_to(xp.zeros((), dtype=x.dtype), x.shape)
         if mode == "paper":
-            return x * x.dtype.type(1 - p), ("test", x.dtype.type(1 - p))
-        return x, ("test", None)
+            return x * x.dtype.type(1 - p), ("test", x.dtype.type(1 - p), like)
+        return x, ("test", None, like)
     scale = 1.0 / (1.0 - p) if mode == "inverted" else 1.0
     seed = np.random.SeedSequence().entropy if seed is None else seed
     if rng is None and gpu_kernels(xp):
@@ -140,9 +144,10 @@ def dropout_forward(x, p=0.5, train=True, mode="inverted", seed=None, rng=None):
 
 def dropout_backward(dout, cache):
     """dx = dout * mask (training), or dout times the test-time scale."""
-    kind, mask = cache
-    if mask is None:
-        return dout
-    if kind == "train":
-        check_dout("dropout_backward", dout, mask)
+    if cache[0] == "test":
+        _, scale, like = cache
+        check_dout("dropout_backward", dout, like)
+        return dout if scale is None else dout * scale
+    _, mask = cache
+    check_dout("dropout_backward", dout, mask)
     return dout * mask

@@ -6,6 +6,7 @@ import pytest
 from engine.backend import to_numpy
 from engine.gradcheck import check_loss, check_op
 from layers.activations import relu_backward, relu_forward, tanh_backward, tanh_forward
+from layers.conv import conv2d_backward, conv2d_forward
 from layers.dropout import counter_bits, dropout_backward, dropout_forward, keep_mask
 from layers.linear import linear_backward, linear_forward
 from layers.loss import softmax, softmax_cross_entropy
@@ -198,6 +199,8 @@ def test_dropout_gradcheck_fixed_mask(xp, rng):
 def test_dropout_bad_p():
     with pytest.raises(ValueError, match=r"dropout_forward: p must be in \[0, 1\), got 1.0"):
         dropout_forward(np.ones(3, np.float32), p=1.0)
+    with pytest.raises(ValueError, match=r"dropout_forward: p must be in \[0, 1\), got '0.5'"):
+        dropout_forward(np.ones(3, np.float32), p="0.5")
     with pytest.raises(ValueError, match="dropout_forward: mode"):
         dropout_forward(np.ones(3, np.float32), mode="bogus")
 
@@ -257,10 +260,19 @@ def _forwards_float32(rng):
     rel, rc = relu_forward(x.copy())
     th, tc = tanh_forward(x)
     dr, dc = dropout_forward(x, 0.5, seed=1)
+    # at test time too (it returned any dout unchecked), in both modes
+    dt, dtc = dropout_forward(x, 0.5, train=False)
+    dp, dpc = dropout_forward(x, 0.5, train=False, mode="paper")
+    xc = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    cv, cc = conv2d_forward(xc, rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+                            np.zeros(4, np.float32), stride=2)
     return [("linear_backward", lambda d: linear_backward(d, lc), lin),
             ("relu_backward", lambda d: relu_backward(d, rc), rel),
             ("tanh_backward", lambda d: tanh_backward(d, tc), th),
-            ("dropout_backward", lambda d: dropout_backward(d, dc), dr)]
+            ("dropout_backward", lambda d: dropout_backward(d, dc), dr),
+            ("dropout_backward", lambda d: dropout_backward(d, dtc), dt),
+            ("dropout_backward", lambda d: dropout_backward(d, dpc), dp),
+            ("conv2d_backward", lambda d: conv2d_backward(d, cc), cv)]
 
 
 def test_backwards_refuse_a_dout_of_another_dtype_or_shape(rng):
@@ -274,6 +286,9 @@ def test_backwards_refuse_a_dout_of_another_dtype_or_shape(rng):
             backward(np.ones((2, 9), np.float32))
         with pytest.raises(TypeError, match=rf"{name}: dout must be a float32 or float64"):
             backward(np.ones(out.shape, np.int32))
+        with pytest.raises(TypeError, match=rf"{name}: dout must be a NumPy or CuPy array, "
+                                            r"got list"):
+            backward(np.ones(out.shape, np.float32).tolist())
         g = backward(np.ones_like(out))          # the right dout still works
         for a in (g if isinstance(g, tuple) else (g,)):
             assert a.dtype == np.float32
