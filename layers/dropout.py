@@ -117,8 +117,9 @@ def dropout_forward(x, p=0.5, train=True, mode="inverted", seed=None, rng=None):
         raise ValueError(f"{op}: mode must be one of {MODES}, got {mode!r}")
     xp = get_array_module(x)
     if not train:
-        # the test-time cache keeps an empty array of x's shape and dtype (a view, no
-        # memory), so the backward can check dout as it does after training
+        # the test-time cache keeps a stand-in of x's shape and dtype (one zero seen
+        # through a broadcast view: no memory), so the backward can check dout as it
+        # does after training
         like = xp.broadcast_to(xp.zeros((), dtype=x.dtype), x.shape)
         if mode == "paper":
             return x * x.dtype.type(1 - p), ("test", x.dtype.type(1 - p), like)
