@@ -61,19 +61,6 @@ def test_prep(kind, args, mean, crop) -> dict:
                 mirrors=bool(dflt["flip"] and not args.get("no_flip")))
 
 
-def lighting_pca(train_x, scale: float):
-    """The PCA lighting's (eigenvalues, eigenvectors) for pixels at ``scale``: the
-    eigenvalues of 0-1 pixels times ``scale * 255``, so that the colour shift is the
-    same fraction of the pixel range in either unit. The paper's formula adds
-    alpha * lambda, a variance, which in 0-255 units (``--raw-pixels``) would shift the
-    pixels 255 times further than in 0-1 units (by hundreds), where its ImageNet
-    eigenvalues give the few percent it describes."""
-    from engine.augment import PIXEL_SCALE, rgb_pca
-
-    vals, vecs = rgb_pca(train_x, scale=PIXEL_SCALE)
-    return vals * np.float32(scale / PIXEL_SCALE), vecs
-
-
 def pixel_scale(args) -> float:
     """What a uint8 pixel is multiplied by before the mean image is subtracted: 1/255
     (pixels in [0, 1], this project's default), or 1 with --raw-pixels (0 to 255, the
@@ -610,7 +597,7 @@ FIXED_ON_EVAL = ("model", "groups", "init", "activation", "no_lrn", "pool", "dro
                  "width", "raw_pixels")
 
 
-def apply_checkpoint_args(a, path, explicit):
+def apply_checkpoint_args(a, path, explicit, parser):
     """Take the run's settings from the checkpoint at ``path``, except flags given
     explicitly now (e.g. --epochs to train longer) and per-invocation ones. A flag
     given now that would change what the checkpoint fixes (FIXED_ON_RESUME, or
@@ -618,7 +605,6 @@ def apply_checkpoint_args(a, path, explicit):
     saved = load_checkpoint(path)["train_state"].get("args", {})
     fixed = FIXED_ON_EVAL if a.eval_only else FIXED_ON_RESUME
     # a setting the checkpoint lacks (a flag added since it was written) had its default
-    parser = build_parser()
     had = {k: saved.get(k, parser.get_default(k)) for k in fixed}
     clash = [k for k in fixed if k in explicit and getattr(a, k) != had[k]]
     if clash:
@@ -790,7 +776,7 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
 
 
 def train(a) -> dict:
-    from engine.augment import mean_image
+    from engine.augment import lighting_pca, mean_image
     from engine.loader import BatchLoader
 
     device = check_device(a.device)
@@ -1193,7 +1179,7 @@ def main(argv=None) -> int:
             if not os.path.isfile(ck):
                 raise FileNotFoundError(f"{'--resume' if a.resume else '--eval-only'}: "
                                         f"checkpoint {ck!r} does not exist")
-            apply_checkpoint_args(a, ck, explicit_flags(parser, argv))
+            apply_checkpoint_args(a, ck, explicit_flags(parser, argv), parser)
         validate_args(a)
         metrics = (predict_images(a) if a.predict else eval_only(a) if a.eval_only
                    else train(a))

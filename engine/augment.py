@@ -17,8 +17,8 @@ covariance, i.e. a variance, so the shift grows with scale**2. In [0, 1] units t
 ImageNet eigenvalues are about (0.2175, 0.0188, 0.0045) and the shifts are a few
 percent of the range, as intended; in [0, 255] units the same formula would shift
 pixels by hundreds. Compute ``rgb_pca`` at the default scale; for pixels at another
-scale multiply its eigenvalues by ``scale * 255`` (train.py's ``lighting_pca``), so
-that the shift is the same fraction of the range.
+scale multiply its eigenvalues by ``scale * 255`` (``lighting_pca`` does), so that
+the shift is the same fraction of the range.
 
 Geometry at small scale: 28x28 images are zero-padded by 2 (after mean subtraction,
 so the padding is the mean image's value) and randomly cropped back to 28x28, the
@@ -270,6 +270,17 @@ def rgb_pca(train_x, scale: float = PIXEL_SCALE, max_pixels: int = 1_000_000, se
     signs = np.sign(vecs[np.abs(vecs).argmax(axis=0), np.arange(3)])
     vecs = vecs * np.where(signs == 0, 1.0, signs)
     return np.clip(vals, 0.0, None).astype(np.float32), vecs.astype(np.float32)
+
+
+def lighting_pca(train_x, scale: float = PIXEL_SCALE):
+    """The PCA lighting's (eigenvalues, eigenvectors) for pixels at ``scale``: those of
+    0-1 pixels (``rgb_pca``), the eigenvalues times ``scale * 255``, so that the colour
+    shift is the same fraction of the pixel range in either unit. The paper's formula
+    adds alpha * lambda, a variance, which in 0-255 units (train.py --raw-pixels) would
+    shift the pixels 255 times further than in 0-1 units (by hundreds), where its
+    ImageNet eigenvalues give the few percent it describes."""
+    vals, vecs = rgb_pca(train_x, scale=PIXEL_SCALE)
+    return vals * np.float32(scale / PIXEL_SCALE), vecs
 
 
 def pca_lighting(x, eigvals, eigvecs, rng: np.random.Generator | None = None,

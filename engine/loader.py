@@ -57,7 +57,7 @@ class BatchLoader:
     random_crop -- True: a random ``crop`` patch of each (padded) image; False: the
         centre patch every time (train.py --no-crop; images larger than ``crop``, such
         as an image folder's 256x256, are still cut to the network's input).
-    pca       -- ``(eigvals, eigvecs)`` from ``rgb_pca`` (same scale), or None;
+    pca       -- ``(eigvals, eigvecs)`` from ``lighting_pca`` (at ``scale``), or None;
         ``pca_std`` is the std of the alphas (paper: 0.1).
     erase     -- probability of random erasing per image (engine.augment.random_erasing;
         0, the default, draws nothing, so the other augmentations are unchanged).
