@@ -22,7 +22,7 @@ _spec.loader.exec_module(bn)
 NOTEBOOKS = ["01_convolution_im2col", "02_activations_and_loss",
              "03_local_response_normalization", "04_overlapping_max_pooling", "05_dropout",
              "06_alexnet_end_to_end", "07_data_and_augmentation", "08_training_fashion_mnist",
-             "09_gpu", "10_the_papers_claims"]
+             "09_gpu", "10_the_papers_claims", "11_sgd_and_initialization"]
 
 
 def test_the_series_is_complete():
