@@ -6,8 +6,10 @@ notebook, so a failure names the notebook and shows the failing cell. A separate
 test runs ``scripts/build_notebooks.py --check`` against the committed .ipynb files:
 their cells must equal the sources and every code cell must have run without error.
 """
+import glob
 import importlib.util
 import os
+import tempfile
 
 import pytest
 
@@ -38,6 +40,8 @@ def test_notebook_runs_in_small_mode(name, tmp_path):
     path = str(tmp_path / f"{name}.ipynb")
     bn.write(bn.build_notebook(os.path.join(bn.SRC_DIR, name + ".py")), path)
     nb = nbformat.read(path, as_version=4)
+    scratch = os.path.join(tempfile.gettempdir(), "alexnet-nb*")
+    before = set(glob.glob(scratch))
     try:
         bn.execute_notebook(nb, small=True, timeout=600)
     except CellExecutionError as e:
@@ -49,6 +53,9 @@ def test_notebook_runs_in_small_mode(name, tmp_path):
     assert all(c.execution_count is not None for c in code), f"{name}: a cell did not run"
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, f"{name}: error outputs {[(o.ename, o.evalue) for o in errors]}"
+    # a notebook's temporary folders (training runs' checkpoints) go with its kernel
+    left = set(glob.glob(scratch)) - before
+    assert not left, f"{name} left temporary folders behind: {sorted(left)}"
 
 
 def test_committed_notebooks_are_up_to_date():

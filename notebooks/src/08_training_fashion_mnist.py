@@ -72,7 +72,9 @@ print("small mode" if SMALL else "normal size")
 
 # %%
 EPOCHS = 1 if SMALL else 15
-OUT = tempfile.mkdtemp(prefix="alexnet-nb08-")        # checkpoints, metrics.json, plots
+# checkpoints, metrics.json, plots: a temporary folder, deleted when the kernel stops
+OUT_DIR = tempfile.TemporaryDirectory(prefix="alexnet-nb08-")
+OUT = OUT_DIR.name
 argv = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he", "--lr", "0.02",
         "--epochs", str(EPOCHS), "--out", OUT, "--quiet"]
 if SMALL:

@@ -307,7 +307,8 @@ for path in sorted(glob.glob(os.path.join(RESULTS, "*", "ensemble.json"))):
 # measured for `docs/RESULTS.md`).
 
 # %%
-runner.RESULTS = tempfile.mkdtemp(prefix="alexnet-nb10-")
+RESULTS_DIR = tempfile.TemporaryDirectory(prefix="alexnet-nb10-")  # gone when the kernel stops
+runner.RESULTS = RESULTS_DIR.name
 SCALES["notebook"] = dict(
     flags=["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
            "--lr", "0.02", "--quiet", "--no-ten-crop",
