@@ -33,8 +33,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 PLACEHOLDERS = {"T": ("float32", "float64"), "S": ("int8", "int16")}
-HEADER = ("#include <cupy/complex.cuh>\n#include <cupy/carray.cuh>\n"
-          "#include <cupy/atomics.cuh>\n")
+# The headers CuPy puts before every kernel (cupy._core.core._cupy_header_list in
+# CuPy 14.2; the script asks the installed CuPy, and falls back to this list)
+HEADERS = ("cupy/complex.cuh", "cupy/carray.cuh", "cupy/atomics.cuh", "cupy/math_constants.h")
+# CuPy compiles every kernel with -ftz=true (cupy/cuda/compiler.py): float32 values
+# below about 1.2e-38 count as 0. The stand-in's g++ build does not flush them.
+NVCC_FLAGS = ("-ftz=true",)
+
+
+def header(cupy) -> str:
+    try:
+        from cupy._core import core
+        names = tuple(core._cupy_header_list)
+    except (ImportError, AttributeError):
+        names = HEADERS
+    return "".join(f"#include <{n}>\n" for n in names)
 
 
 def kernel_sources(cupy, kernel):
@@ -49,8 +62,9 @@ def kernel_sources(cupy, kernel):
     unknown = [n for n in names if n not in PLACEHOLDERS]
     if unknown:
         raise SystemExit(f"{kernel.name}: type placeholder(s) {unknown} not in PLACEHOLDERS")
-    # CuPy indexes small arrays with 32-bit integers (then i is an int), big ones with
-    # 64-bit: both are compiled
+    # CuPy indexes small arrays with 32-bit integers, big ones with 64-bit (its arrays'
+    # and indexer's template arguments; i itself is a ptrdiff_t either way): both are
+    # compiled
     for idx32, combo in itertools.product((False, True),
                                           itertools.product(*(PLACEHOLDERS[n] for n in names))):
         types = dict(zip(names, (np.dtype(t) for t in combo)))
@@ -69,7 +83,7 @@ def kernel_sources(cupy, kernel):
         code = K._get_elementwise_kernel_code(tuple(infos), K._TypeMap(tuple(types.items())),
                                               params, ek.operation, ek.name, kernel.preamble)
         yield dict({n: str(d) for n, d in types.items()},
-                   index="32-bit" if idx32 else "64-bit"), HEADER + code
+                   index="32-bit" if idx32 else "64-bit"), header(cupy) + code
 
 
 def main(argv=None) -> int:
@@ -118,7 +132,8 @@ def main(argv=None) -> int:
                 with open(src, "w") as f:
                     f.write(code)
                 r = subprocess.run([a.nvcc, "-ptx", f"-arch={a.arch}", "-std=c++17",
-                                    "-I", include, src, "-o", os.path.join(tmp, tag + ".ptx")],
+                                    *NVCC_FLAGS, "-I", include, src,
+                                    "-o", os.path.join(tmp, tag + ".ptx")],
                                    capture_output=True, text=True)
                 ok = r.returncode == 0
                 failed += not ok

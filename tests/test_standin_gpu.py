@@ -124,6 +124,41 @@ def test_gradcheck_command_on_the_standin_gpu():
     assert re.search(r"\b[1-9]\d* passed, 0 failed", r.stdout), r.stdout[-300:]
 
 
+_KERNEL_RULES = """
+import numpy as np, cupy
+x = cupy.asarray(np.arange(6, dtype=np.float32))
+rev = cupy.ElementwiseKernel("raw T x", "T y", "y = x[5 - i]", "rev")
+print("read", cupy.asnumpy(rev(x, cupy.empty(6, dtype=np.float32))).tolist())
+write = cupy.ElementwiseKernel("raw T x", "T y", "x[i] = 0; y = 1", "write")
+try:
+    write(x, cupy.empty(6, dtype=np.float32))
+    print("wrote into a raw input")
+except RuntimeError as e:
+    print("refused a write into a raw input:", "read-only" in str(e))
+dbl = cupy.ElementwiseKernel("float x", "float y", "y = x * 2", "dbl")
+print("float is", dbl(cupy.ones(3), cupy.empty(3)).dtype)
+try:
+    cupy.ElementwiseKernel("TT x", "T y", "y = x", "k")
+except TypeError as e:
+    print("TT:", e)
+"""
+
+
+def test_standin_kernels_read_types_and_raw_inputs_as_on_a_gpu():
+    """The stand-in's ElementwiseKernel reads types and raw inputs as CuPy 14 does, so
+    a kernel that it runs also compiles under CuPy: a raw input is const (CuPy passes
+    a const CArray, so a write into it does not compile), 'float' is NumPy's float64
+    and only a one-letter name is a type placeholder."""
+    r = subprocess.run([sys.executable, "-c", _KERNEL_RULES], env=standin_env(), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stdout.splitlines() == [
+        "read [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]",
+        "refused a write into a raw input: True",
+        "float is float64",
+        "TT: data type 'TT' not understood"], r.stdout
+
+
 def test_gradcheck_names_an_unknown_gpu_route_in_one_line():
     r = subprocess.run([sys.executable, "-m", "engine.gradcheck", "--device", "cuda",
                         "--only", "relu"], env=standin_env(ALEXNET_GPU_ROUTES="bogus"),

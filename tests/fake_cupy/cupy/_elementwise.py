@@ -7,7 +7,7 @@ and compiled with the machine's C++ compiler, so the suite's CuPy cases run the 
 text of each kernel, its index arithmetic, bounds and sums, against the NumPy code on
 the CPU. CuPy's parameter rules are followed where they matter to a kernel written for
 it: ``raw`` arrays are read at any flat C-order index, other arrays are element ``i``
-(const for inputs), scalars are values, a type placeholder (``T``) takes the dtype of
+(inputs, raw or not, are const), scalars are values, a type placeholder (``T``) takes the dtype of
 the arrays given for it, and ``i`` or a name starting with ``_`` is refused.
 
 What this cannot check: that nvcc accepts the body (scripts/check_kernels.py does, with
@@ -34,7 +34,6 @@ _CTYPES = {
     np.dtype(np.bool_): "bool",
 }
 
-_NAMES = {d.name: d for d in _CTYPES}
 
 _PRELUDE = """\
 #include <algorithm>
@@ -46,6 +45,11 @@ using std::log; using std::fabs;
 template <typename X> struct _Raw {
   X* p;
   X& operator[](std::ptrdiff_t j) const { return p[j]; }
+};
+// a raw input is const in CuPy (const CArray): a kernel that writes into one fails here too
+template <typename X> struct _RawIn {
+  const X* p;
+  const X& operator[](std::ptrdiff_t j) const { return p[j]; }
 };
 """
 
@@ -67,9 +71,19 @@ class _Param:
             raise ValueError("Can not use 'i' as a parameter name")
         if self.name.startswith("_"):
             raise ValueError(f"Parameter names starting with '_' are reserved: {self.name!r}")
-        # a dtype's name, else a type placeholder such as T (np.dtype("T") would be
-        # NumPy's string type, so only the names are asked)
-        self.dtype = _NAMES.get(self.type)
+        # as CuPy: one letter is a type placeholder such as T (np.dtype("T") would be
+        # NumPy's string type, so it is not asked), anything else a dtype's name, which
+        # NumPy reads ('float' is float64), and a name it does not know is an error
+        if len(self.type) == 1:
+            self.dtype = None
+        else:
+            try:
+                self.dtype = np.dtype(self.type)
+            except TypeError:
+                raise TypeError(f"data type {self.type!r} not understood") from None
+            if self.dtype not in _CTYPES:
+                raise TypeError(f"the stand-in has no C type for {self.dtype} "
+                                f"({self.type!r})")
 
 
 def _parse(params):
@@ -161,7 +175,8 @@ class ElementwiseKernel:
             c = _CTYPES[d]
             const = "const " if p in self.in_params else ""
             if p.raw:
-                lines.append(f"  const _Raw<{c}> {p.name} = {{({c}*)_a[{k}]}};")
+                raw = "_RawIn" if p in self.in_params else "_Raw"
+                lines.append(f"  const {raw}<{c}> {p.name} = {{({c}*)_a[{k}]}};")
             elif scalars[k]:
                 lines.append(f"  const {c} {p.name} = *(const {c}*)_a[{k}];")
             else:
