@@ -162,7 +162,8 @@ for name, c in CLAIMS.items():
 #
 # Each dot is one training run; the bar is the mean of its seeds (each panel has its
 # own scale). Where the dots of the two variants overlap, one run of each could have
-# come out either way.
+# come out either way. The init claim is left out: its paper variant sits at chance
+# (90% error) for every seed and scale, and notebook 11 shows why, layer by layer.
 
 # %%
 scale = "medium" if ("medium", "lrn") in summaries else (scales[0] if scales else None)
