@@ -54,22 +54,31 @@ def test_bench_calls_says_it_needs_the_standin():
                                 "with PYTHONPATH=tests/fake_cupy"), r.stderr[-2000:]
 
 
-@pytest.mark.parametrize("standin", [False, True])
-def test_check_kernels_says_what_it_needs_or_compiles_every_kernel(standin):
-    """scripts/check_kernels.py: with CuPy and nvcc (the development machine has both,
-    without a GPU) every kernel compiles in every variant; without them, or with a
-    CuPy that lacks its code generator (the NumPy stand-in plays one), it exits 2
-    saying what is missing, not with a traceback."""
+def _check_kernels(env=None, python=None):
     import os
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "check_kernels.py")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=900,
-                       env=standin_env() if standin else None)
+    return subprocess.run([python or sys.executable,
+                           os.path.join(ROOT, "scripts", "check_kernels.py")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+
+
+def test_check_kernels_says_what_it_needs():
+    """scripts/check_kernels.py with a CuPy that lacks the code generator it asks for
+    (the NumPy stand-in plays one), or without nvcc: exit 2, saying what is missing,
+    not a traceback."""
+    r = _check_kernels(env=standin_env())
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "nvcc not found" in r.stderr or "lacks the code generator" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_check_kernels_compiles_every_kernel():
+    """With CuPy (no GPU needed) and nvcc, every kernel compiles in every variant.
+    Where either is missing this is skipped, with the script's own reason, not passed;
+    ALEXNET_CHECK_KERNELS_PYTHON names a Python that has CuPy, if this one has not."""
+    import os
+    r = _check_kernels(python=os.environ.get("ALEXNET_CHECK_KERNELS_PYTHON"))
     if r.returncode == 2:
-        said = (("nvcc not found", "lacks the code generator") if standin else
-                ("CuPy does not import here", "nvcc not found"))
-        assert any(s in r.stderr for s in said), r.stderr
-        assert "Traceback" not in r.stderr
-    else:
-        assert not standin
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-        assert "kernels: all compiled" in r.stdout and "FAIL" not in r.stdout
+        assert "Traceback" not in r.stderr, r.stderr
+        pytest.skip(f"check_kernels.py cannot compile here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "kernels: all compiled" in r.stdout and "FAIL" not in r.stdout

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from engine import augment as A
-from engine.backend import gpu_status, to_numpy
+from engine.backend import to_numpy
 from engine.loader import BatchLoader, PrefetchIterator, iterate_eval
 
-GPU_OK, GPU_REASON = gpu_status()
 
 
 def indexed_images(n, c=1, h=6, w=6):
@@ -220,14 +219,17 @@ def test_iterate_eval_center_is_original_and_ten_crops():
         next(iterate_eval(x, y, mode="five"))
 
 
-@pytest.mark.skipif(not GPU_OK, reason=f"needs a GPU: {GPU_REASON}")
-def test_cuda_batches_match_cpu():
-    import cupy
+def test_cuda_batches_match_cpu(cp):
+    """The loader's device='cuda' path: the same augmented batches as on the CPU, as
+    device arrays. Through the cp fixture its id names cupy, so the stand-in's run
+    and a GPU lease's (-k cupy) pick it up."""
     cpu = augmented_batches(prefetch=True, epochs=1)
     gpu = augmented_batches(prefetch=True, epochs=1, device="cuda")
     x = np.zeros((4, 3, 12, 12), np.uint8)
-    xb, yb = next(iter(BatchLoader(x, np.zeros(4), batch_size=4, device="cuda", seed=0)))
-    assert isinstance(xb, cupy.ndarray) and isinstance(yb, cupy.ndarray)
+    xb, yb = next(iter(BatchLoader(x, np.zeros(4, np.int64), batch_size=4, device="cuda",
+                                   seed=0)))
+    assert isinstance(xb, cp.ndarray) and isinstance(yb, cp.ndarray)
+    assert len(cpu) == len(gpu) == 5
     for (xa, ya), (xg, yg) in zip(cpu, gpu):
         np.testing.assert_allclose(xa, xg, atol=1e-5)
         np.testing.assert_array_equal(ya, yg)

@@ -80,6 +80,7 @@ def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path, monkey
     assert train.main(["--dataset", "fashion-mnist-subset", "--model", "tiny", *flags.split(),
                        "--epochs", "2", "--seed", "0", "--quiet", "--out", str(cpu_out)]) == 0
     cpu = json.loads((cpu_out / "metrics.json").read_text())
+    assert len(gpu["history"]) == len(cpu["history"]) == 2
     for hg, hc in zip(gpu["history"], cpu["history"]):
         np.testing.assert_allclose(hg["train_loss"], hc["train_loss"], rtol=1e-5)
         np.testing.assert_allclose(hg["val_loss"], hc["val_loss"], rtol=1e-5)

@@ -631,6 +631,30 @@ def fake_validation(monkeypatch, errors):
     monkeypatch.setattr(train, "evaluate", evaluate)
 
 
+@pytest.mark.parametrize("errors, max_drops, lrs", [
+    # flat: a drop after every 2 epochs without a new best, at most max_drops of them
+    ([0.5] * 6, 3, [0.01, 0.01, 0.01, 0.001, 0.001, 0.0001]),
+    ([0.5] * 6, 1, [0.01, 0.01, 0.01, 0.001, 0.001, 0.001]),
+    # a new best at epoch 3 starts the count again
+    ([0.5, 0.5, 0.4, 0.4, 0.4, 0.4], 3, [0.01] * 5 + [0.001]),
+])
+def test_the_learning_rate_drops_on_a_validation_plateau(tmp_path, monkeypatch, capsys,
+                                                         errors, max_drops, lrs):
+    """The paper's schedule, train.py's default: the learning rate divided by 10 after
+    --lr-patience epochs without a new best validation error, --max-lr-drops times."""
+    fake_validation(monkeypatch, errors)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "6", "--lr-patience", "2", "--max-lr-drops",
+                               str(max_drops), "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    np.testing.assert_allclose([h["lr"] for h in m["history"]], lrs, rtol=1e-12)
+    drops = sum(b < a for a, b in zip(lrs, lrs[1:]))
+    said = capsys.readouterr().out
+    assert said.count("validation error has not improved for 2 epochs: learning rate "
+                      "divided by 10") == drops, said
+    assert m["best_epoch"] == 1 + errors.index(min(errors))
+
+
 def test_a_resumed_run_goes_on_in_its_checkpoints_folder(tmp_path, monkeypatch, capsys):
     # It used to go to the default folder, over another run's files there, and test
     # that run's best.npz as its own.
