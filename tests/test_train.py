@@ -873,7 +873,7 @@ def test_no_crop_trains_image_folders_on_the_centre_crop(tmp_path, monkeypatch):
     args, kwargs = _training_loader_args(monkeypatch, [
         "--dataset", ds, "--model", "tiny", "--no-crop", "--no-flip", "--no-pca",
         "--val-fraction", "0", "--lr-drops", "0.5", "--out", str(tmp_path / "out")])
-    x, y = args[0], args[1]
+    x = args[0]
     assert x.shape[1:] == (3, 256, 256) and kwargs["crop"] == 227
     loader = BatchLoader(*args, **dict(kwargs, prefetch=False))
     want = center_crop(to_float(x, kwargs["mean"], kwargs["scale"]), 227)
