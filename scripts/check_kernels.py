@@ -41,7 +41,8 @@ HEADERS = ("cupy/complex.cuh", "cupy/carray.cuh", "cupy/atomics.cuh", "cupy/math
 NVCC_FLAGS = ("-ftz=true",)
 
 
-def header(cupy) -> str:
+def header() -> str:
+    """The #include lines CuPy puts before a kernel's source."""
     try:
         from cupy._core import core
         names = tuple(core._cupy_header_list)
@@ -83,7 +84,7 @@ def kernel_sources(cupy, kernel):
         code = K._get_elementwise_kernel_code(tuple(infos), K._TypeMap(tuple(types.items())),
                                               params, ek.operation, ek.name, kernel.preamble)
         yield dict({n: str(d) for n, d in types.items()},
-                   index="32-bit" if idx32 else "64-bit"), header(cupy) + code
+                   index="32-bit" if idx32 else "64-bit"), header() + code
 
 
 def main(argv=None) -> int:

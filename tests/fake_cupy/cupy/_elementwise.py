@@ -7,8 +7,9 @@ and compiled with the machine's C++ compiler, so the suite's CuPy cases run the 
 text of each kernel, its index arithmetic, bounds and sums, against the NumPy code on
 the CPU. CuPy's parameter rules are followed where they matter to a kernel written for
 it: ``raw`` arrays are read at any flat C-order index, other arrays are element ``i``
-(inputs, raw or not, are const), scalars are values, a type placeholder (``T``) takes the dtype of
-the arrays given for it, and ``i`` or a name starting with ``_`` is refused.
+(inputs, raw or not, are const), scalars are values, a one-letter type (``T``) is a
+placeholder that takes the dtype of the arrays given for it, any other type is a
+dtype's name as NumPy reads it, and ``i`` or a name starting with ``_`` is refused.
 
 What this cannot check: that nvcc accepts the body (scripts/check_kernels.py does, with
 CuPy's own code generation, where CUDA and CuPy are installed), anything about threads
