@@ -11,7 +11,6 @@ from engine.backend import to_numpy
 from engine.loader import BatchLoader, PrefetchIterator, iterate_eval
 
 
-
 def indexed_images(n, c=1, h=6, w=6):
     """Images that carry their own index: pixel (0, 0) = i // 256, pixel (0, 1) = i % 256."""
     x = np.random.default_rng(0).integers(0, 256, (n, c, h, w), dtype=np.uint8)
