@@ -89,7 +89,8 @@ for t, g in enumerate(grads, start=1):
 #
 # Unrolled, the velocity is a running sum of past gradients with weights
 # $1, 0.9, 0.81, \ldots$, whose total is $1/(1 - 0.9) = 10$. A gradient that stays the
-# same for many steps therefore moves $w$ by about $10\,\epsilon$ times that gradient per step:
+# same for many steps therefore moves $w$ by about $10\,\epsilon$ times that gradient per
+# step:
 # with momentum 0.9 the **effective learning rate** along a steady direction is ten
 # times $\epsilon$. Where the gradient keeps changing sign, the terms cancel instead.
 #
@@ -282,8 +283,9 @@ plt.show()
 # %% [markdown]
 # Read the left plot from left to right. conv1's output depends entirely on the image
 # (its bias starts at 0, and its input is the image minus the mean image), but with
-# pixels 0 to 1 the paper's weights make it small (the RMS column: about 0.01). conv2 then adds its bias of 1 to that, so its output is almost
-# all bias, the same for every image; conv4 and conv5 add more bias; by fc7 only about
+# pixels 0 to 1 the paper's weights make it small (the RMS column: about 0.01). conv2
+# then adds its bias of 1 to that, so its output is almost all bias, the same for
+# every image; conv4 and conv5 add more bias; by fc7 only about
 # $10^{-5}$ of what the network carries comes from the image. Every image gets nearly
 # the same logits, and the gradients that reach the convolutions are tiny next to
 # their weights (right plot; conv2's is smallest of all, behind that bias). At the
@@ -296,8 +298,9 @@ plt.show()
 # more, but still small next to the biases. In the paper's own network conv1 sees
 # $11 \times 11 \times 3 = 363$ inputs instead of 25, so with inputs of the same size its
 # output would start about four times larger ($\sqrt{363/25} \approx 3.8$), and that
-# network did learn from this initialization, on 0-255 pixels. He initialization (blue) keeps the image's share
-# above 20% in every layer, and its gradients from conv1 to fc7 lie within a factor
+# network did learn from this initialization, on 0-255 pixels. He initialization
+# (blue) keeps the image's share above 20% in every layer, and its gradients from
+# conv1 to fc7 lie within a factor
 # of about 15 of each other (the paper's, with pixels 0 to 1: a factor of about 5,000).
 #
 # Does it matter once training starts? A few hundred steps with each set-up, at the
