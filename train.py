@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "mean of the weights at the end of every epoch after this fraction "
                         "of the epochs (with --time-limit, of those that fit), and test it "
                         "beside the best checkpoint (swa.npz; metrics.json 'swa')")
+    o.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="label smoothing (Szegedy et al. 2016; not in the AlexNet paper): "
+                        "train towards 1 - EPS on the true class and EPS/K spread over all "
+                        "K classes instead of the one-hot target; the reported training "
+                        "loss is that smoothed loss, the validation and test loss the "
+                        "plain one")
     o.add_argument("--seed", type=int, default=0,
                    help="seeds weights, the validation split, shuffling, augmentation, dropout")
 
@@ -251,7 +257,7 @@ def parse_fractions(text):
 
 def validate_args(a):
     for k in ("val_fraction", "erase", "dropout", "width", "lr", "momentum", "weight_decay",
-              "swa", "time_limit"):
+              "swa", "time_limit", "label_smoothing"):
         v = getattr(a, k)
         if v is not None and not math.isfinite(v):
             raise ValueError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
@@ -284,6 +290,8 @@ def validate_args(a):
         raise ValueError(f"--erase must be a probability in [0, 1], got {a.erase}")
     if not 0 <= a.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {a.dropout}")
+    if not 0 <= a.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing must be in [0, 1), got {a.label_smoothing}")
     if a.swa is not None and not 0 <= a.swa < 1:
         raise ValueError(f"--swa must be a fraction of the epochs in [0, 1), got {a.swa}")
     a.pool_tuple = parse_pool(a.pool)
@@ -706,7 +714,8 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     i = start
     for xb, yb in loader.iterate(epoch, start=start):
         logits = model.forward(xb, train=True)
-        loss, dlogits = softmax_cross_entropy(logits, yb, check_labels=False)
+        loss, dlogits = softmax_cross_entropy(logits, yb, check_labels=False,
+                                              smoothing=a.label_smoothing)
         pending.append((i + 1, len(yb), loss, topk_correct(logits, yb, 1).sum()))
         if len(pending) >= read_every or i + 1 == n_batches:
             read_pending()        # before the update: a NaN loss stops the run here
@@ -854,7 +863,9 @@ def train(a) -> dict:
              f"{device} ({gpu_status()[1]}; the ops' GPU routes: {gpu_routes()})")
     print(f"device: {where}; {len(tr_x)} train / {len(va_x)} validation images; "
           f"batch {a.batch_size}, lr {state['lr']:g}, momentum {a.momentum}, "
-          f"weight decay {a.weight_decay}; output in {out_dir}")
+          f"weight decay {a.weight_decay}"
+          + (f", label smoothing {a.label_smoothing:g} (the training loss is the smoothed "
+             f"one)" if a.label_smoothing else "") + f"; output in {out_dir}")
 
     # Bad labels are silent bugs: check the whole set once instead of every batch.
     check_labels(ds, model, a.resume, ("train", ds.train_y), ("test", ds.test_y))

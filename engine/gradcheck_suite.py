@@ -81,6 +81,9 @@ def op_checks(device="cpu", seed=0, max_checks=200):
     results += check_loss("softmax_cross_entropy",
                           lambda logits: softmax_cross_entropy(logits, labels),
                           {"logits": normal(6, 5)}, "logits", max_checks=max_checks, seed=seed)
+    results += check_loss("softmax_cross_entropy (label smoothing 0.1)",
+                          lambda logits: softmax_cross_entropy(logits, labels, smoothing=0.1),
+                          {"logits": normal(6, 5)}, "logits", max_checks=max_checks, seed=seed)
     return results
 
 

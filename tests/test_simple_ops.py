@@ -238,6 +238,61 @@ def test_softmax_cross_entropy_extreme_logits(xp):
     assert loss.dtype == np.float32 and dz.dtype == np.float32
 
 
+def test_label_smoothing_matches_an_explicit_target(xp, rng):
+    # the reference: the smoothed target row written out, and log p from np.log of
+    # the softmax (not the log-sum-exp form the op uses)
+    z = rng.standard_normal((6, 5))
+    y = np.array([0, 4, 1, 1, 3, 2])
+    eps = 0.1
+    loss, dz = softmax_cross_entropy(xp.asarray(z), xp.asarray(y), smoothing=eps)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    q = np.full((6, 5), eps / 5)
+    q[np.arange(6), y] += 1 - eps
+    assert abs(float(loss) - -np.mean(np.sum(q * np.log(p), axis=1))) < 1e-12
+    np.testing.assert_allclose(to_numpy(dz), (p - q) / 6, atol=1e-14)
+    # eps = 0 is the plain loss, to the bit
+    plain = softmax_cross_entropy(xp.asarray(z), xp.asarray(y))
+    zero = softmax_cross_entropy(xp.asarray(z), xp.asarray(y), smoothing=0.0)
+    assert float(plain[0]) == float(zero[0])
+    np.testing.assert_array_equal(to_numpy(plain[1]), to_numpy(zero[1]))
+    # the smoothed gradient's rows sum to 0 too, and it no longer pushes a confident,
+    # correct row further: at p[y] = 1 - eps + eps/K the gradient is 0
+    assert np.abs(to_numpy(dz).sum(axis=1)).max() < 1e-15
+    target = np.log(q[0])                    # softmax(log q) = q
+    _, d0 = softmax_cross_entropy(xp.asarray(target[None]), xp.asarray(y[:1]),
+                                  smoothing=eps)
+    assert np.abs(to_numpy(d0)).max() < 1e-15
+
+
+def test_label_smoothing_gradcheck_and_dtype(xp, rng):
+    z = xp.asarray(rng.standard_normal((6, 5)))
+    y = xp.asarray(rng.integers(0, 5, size=6))
+    res = check_loss("softmax_cross_entropy (label smoothing 0.1)",
+                     lambda logits: softmax_cross_entropy(logits, y, smoothing=0.1),
+                     {"logits": z}, "logits")
+    assert all(r.passed for r in res), res
+    loss, dz = softmax_cross_entropy(z.astype(np.float32), y, smoothing=0.1)
+    assert loss.dtype == np.float32 and dz.dtype == np.float32
+
+
+def test_label_smoothing_matches_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    z = rng.standard_normal((8, 10))
+    y = rng.integers(0, 10, size=8)
+    zt = torch.tensor(z, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(zt, torch.tensor(y), label_smoothing=0.2)
+    ref.backward()
+    loss, dz = softmax_cross_entropy(z, y, smoothing=0.2)
+    assert abs(float(loss) - ref.item()) < 1e-12
+    np.testing.assert_allclose(dz, zt.grad.numpy(), atol=1e-14)
+
+
+@pytest.mark.parametrize("eps", [-0.1, 1.0, float("nan"), "0.1", True, None])
+def test_label_smoothing_bad_value(eps):
+    with pytest.raises(ValueError, match=r"smoothing must be a number in \[0, 1\)"):
+        softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1]), smoothing=eps)
+
+
 def test_softmax_cross_entropy_bad_labels():
     z = np.zeros((2, 3), np.float32)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\).*\[0, 3\]"):

@@ -278,6 +278,30 @@ def test_random_erasing_flag_changes_the_training_batches_only(tmp_path):
     assert ma["history"][0]["train_loss"] != mb["history"][0]["train_loss"]
 
 
+def test_label_smoothing_flag_smooths_the_training_loss_only(tmp_path, monkeypatch):
+    real = train.softmax_cross_entropy
+    calls = []
+
+    def spy(logits, labels, check_labels=True, smoothing=0.0):
+        calls.append(smoothing)
+        return real(logits, labels, check_labels=check_labels, smoothing=smoothing)
+
+    monkeypatch.setattr(train, "softmax_cross_entropy", spy)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--label-smoothing", "0.1",
+                               "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    steps = -(-345 // 64)                # 384 images less the 10% held out, batches of 64
+    # the training steps first, then the validation and test passes with the plain loss
+    assert calls[:steps] == [0.1] * steps and set(calls[steps:]) == {0.0}, calls
+    assert m["args"]["label_smoothing"] == 0.1
+    # a resumed run keeps it without the flag
+    calls.clear()
+    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "2",
+                       "--out", str(out)]) == 0
+    assert calls[:steps] == [0.1] * steps and set(calls[steps:]) == {0.0}, calls
+
+
 def test_fixed_lr_drops_come_within_the_time_limit(tmp_path, monkeypatch, capsys):
     """6 steps (seconds) per epoch and 27 seconds: 4 of the 10 epochs fit, so the drop
     at half of them comes after epoch 2, not after epoch 5."""
@@ -508,6 +532,7 @@ def test_class_errors_by_true_class():
     (["--lr-drops", "1.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--erase", "-0.1"], "error: --erase must be a probability in [0, 1], got -0.1"),
     (["--swa", "1"], "error: --swa must be a fraction of the epochs in [0, 1), got 1.0"),
+    (["--label-smoothing", "1"], "error: --label-smoothing must be in [0, 1), got 1.0"),
     (["--val-fraction", "1"], "error: --val-fraction must be in [0, 1), got 1.0"),
     (["--pool", "3,0"], "error: --pool: size and stride must be >= 1, got '3,0'"),
     (["--groups", "0"], "error: --groups must be >= 1, got 0"),
