@@ -319,6 +319,47 @@ print(format_table(results))
 assert all(r.passed for r in results)
 
 # %% [markdown]
+# ### Label smoothing (not in the paper)
+#
+# The gradient $p - \text{onehot}(y)$ is never zero for a finite logit: even an image
+# the network already gets right with $p_y = 0.999$ pulls its logits further apart, so
+# the logits (and the weights behind them) can grow for as long as training runs.
+# Label smoothing (Szegedy et al. 2016) replaces the one-hot target by
+# $q_k = (1 - \varepsilon)[k = y] + \varepsilon / K$, and the loss by the
+# cross-entropy against it:
+#
+# $$L = -\sum_k q_k \log p_k, \qquad \frac{\partial L}{\partial z_k} = p_k - q_k .$$
+#
+# The gradient keeps the form "predicted minus target", and it is zero once $p = q$:
+# with $\varepsilon = 0.1$ and 10 classes, at $p_y = 0.91$ and $0.01$ for every other
+# class, a gap of $\log 91 \approx 4.51$ between the right logit and the others.
+# Below, plain gradient descent on one row of logits, with and without it:
+
+# %%
+row, label = np.zeros((1, 10)), np.array([3])
+for eps in (0.0, 0.1):
+    z = row.copy()
+    for step in range(2000):
+        _, d = softmax_cross_entropy(z, label, smoothing=eps)
+        z -= 5.0 * d
+    gap = z[0, 3] - np.delete(z[0], 3).max()
+    print(f"smoothing {eps}: after 2000 steps p_y = {softmax(z)[0, 3]:.4f}, logit gap "
+          f"{gap:.2f}, gradient of the right logit {d[0, 3]:+.1e}")
+print(f"log 91 = {np.log(91):.2f}")
+
+# %% [markdown]
+# Without smoothing the gap is still growing (slowly: its gradient shrinks like
+# $1 - p_y$); with it the row has settled at the gap $\log 91$ and the gradient is 0.
+# `train.py --label-smoothing 0.1` trains with it. It checks like any other loss:
+
+# %%
+results = check_loss("softmax_cross_entropy (label smoothing 0.1)",
+                     lambda logits: softmax_cross_entropy(logits, labels, smoothing=0.1),
+                     {"logits": rng.standard_normal((6, 5))}, "logits")
+print(format_table(results))
+assert all(r.passed for r in results)
+
+# %% [markdown]
 # ## What to remember
 #
 # - tanh saturates: for inputs beyond about $\pm 3$ its derivative is under 0.01 and
@@ -329,3 +370,5 @@ assert all(r.passed for r in results)
 # - Softmax + cross-entropy has the gradient $p - \text{onehot}(y)$; compute it with
 #   the max subtracted and the log-sum-exp form, or large logits turn into NaN and
 #   unlikely labels into an infinite loss.
+# - Label smoothing trains towards a target $q$ that is not one-hot; the gradient is
+#   $p - q$, zero at a finite set of logits.
