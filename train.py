@@ -203,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label smoothing (Szegedy et al. 2016; not in the AlexNet paper): "
                         "train towards 1 - EPS on the true class and EPS/K spread over all "
                         "K classes instead of the one-hot target; the reported training "
-                        "loss is that smoothed loss, the validation and test loss the "
-                        "plain one")
+                        "loss is that smoothed loss (never below the target's entropy, "
+                        "0.50 for EPS 0.1 and 10 classes), the validation and test loss "
+                        "the plain one")
     o.add_argument("--seed", type=int, default=0,
                    help="seeds weights, the validation split, shuffling, augmentation, dropout")
 
@@ -465,8 +466,10 @@ def load_checkpoint(path):
 _plot_warned = []       # save_plots has said that matplotlib is missing
 
 
-def save_plots(out_dir, history, model):
+def save_plots(out_dir, history, model, smoothing=0.0):
     """curves.png (loss and error per epoch) and kernels.png (conv1, the paper's Fig. 3).
+    ``smoothing``: the run's label smoothing, named on the training loss's curve (that
+    loss is the smoothed one, never below the target's entropy; validation's is plain).
 
     Drawn on matplotlib Figure objects with the Agg canvas, not pyplot, so that calling
     train.main() from a notebook does not change the notebook's plotting backend.
@@ -491,7 +494,8 @@ def save_plots(out_dir, history, model):
         FigureCanvasAgg(fig)
         ax1, ax2 = fig.subplots(1, 2)
         validated = all(h["val_loss"] is not None for h in history)  # not --val-fraction 0
-        ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+        ax1.plot(ep, [h["train_loss"] for h in history], "o-",
+                 label=f"train (label smoothing {smoothing:g})" if smoothing else "train")
         if validated:
             ax1.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
         ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend()
@@ -599,7 +603,7 @@ def explicit_flags(parser, argv) -> set:
 # (--epochs, the schedule, --swa, the augmentation switches and the like may change.)
 FIXED_ON_RESUME = ("dataset", "model", "groups", "init", "activation", "no_lrn", "pool",
                    "dropout", "width", "seed", "val_fraction", "train_limit",
-                   "batch_size", "no_pca", "lr", "raw_pixels")
+                   "batch_size", "no_pca", "lr", "raw_pixels", "label_smoothing")
 # With --eval-only, the network's settings are the checkpoint's (the dataset may differ).
 FIXED_ON_EVAL = ("model", "groups", "init", "activation", "no_lrn", "pool", "dropout",
                  "width", "raw_pixels")
@@ -619,7 +623,8 @@ def apply_checkpoint_args(a, path, explicit, parser):
         said = ", ".join(f"--{k.replace('_', '-')} {getattr(a, k)!r} (the checkpoint's: "
                          f"{had[k]!r})" for k in clash)
         how = ("--eval-only tests the network as it was trained" if a.eval_only else
-               "a resumed run keeps its network, data split, batch size and learning rate")
+               "a resumed run keeps its network, data split, batch size, learning rate "
+               "and loss")
         raise ValueError(f"{'--eval-only' if a.eval_only else '--resume'} {path}: {said}: "
                          f"{how}; drop the flag, or start a new run without --resume")
     for k, v in saved.items():
@@ -781,7 +786,7 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     save_checkpoint(last_path, model, opt, state, ck_prep, swa)
     if improved:
         save_checkpoint(best_path, model, opt, state, ck_prep)
-    save_plots(out_dir, state["history"], model)
+    save_plots(out_dir, state["history"], model, a.label_smoothing)
 
 
 def train(a) -> dict:
@@ -945,7 +950,7 @@ def train(a) -> dict:
                   file=sys.stderr)
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop,
                     confusion=True)
-    save_plots(out_dir, state["history"], model)        # the best checkpoint's kernels
+    save_plots(out_dir, state["history"], model, a.label_smoothing)   # the best checkpoint's kernels
     swa_result = None
     if swa:
         swa_result = test_average(a, model, swa, state, ds, va_x, va_y, prep, device,

@@ -236,6 +236,12 @@ def test_softmax_cross_entropy_extreme_logits(xp):
     assert np.isfinite(float(loss)) and np.all(np.isfinite(to_numpy(dz)))
     assert abs(float(loss) - (2e4 + np.log(2)) / 2) < 1e-2
     assert loss.dtype == np.float32 and dz.dtype == np.float32
+    # smoothed: each row also pays eps/K of -log p for every class; row 0's are
+    # 0, 1e4 and 2e4, row 1's log 2, 1e4 + log 2 and log 2; the log-sum-exp form
+    # keeps them finite (a log of softmax would give inf)
+    loss, dz = softmax_cross_entropy(z, y, smoothing=0.1)
+    ref = (0.9 * 2e4 + 0.1 / 3 * 3e4 + 0.9 * np.log(2) + 0.1 / 3 * (1e4 + 3 * np.log(2))) / 2
+    assert np.all(np.isfinite(to_numpy(dz))) and abs(float(loss) - ref) < 1e-2
 
 
 def test_label_smoothing_matches_an_explicit_target(xp, rng):
@@ -250,11 +256,10 @@ def test_label_smoothing_matches_an_explicit_target(xp, rng):
     q[np.arange(6), y] += 1 - eps
     assert abs(float(loss) - -np.mean(np.sum(q * np.log(p), axis=1))) < 1e-12
     np.testing.assert_allclose(to_numpy(dz), (p - q) / 6, atol=1e-14)
-    # eps = 0 is the plain loss, to the bit
-    plain = softmax_cross_entropy(xp.asarray(z), xp.asarray(y))
-    zero = softmax_cross_entropy(xp.asarray(z), xp.asarray(y), smoothing=0.0)
-    assert float(plain[0]) == float(zero[0])
-    np.testing.assert_array_equal(to_numpy(plain[1]), to_numpy(zero[1]))
+    # eps = 0 is the plain loss against the one-hot target
+    loss0, dz0 = softmax_cross_entropy(xp.asarray(z), xp.asarray(y), smoothing=0.0)
+    assert abs(float(loss0) - -np.mean(np.log(p[np.arange(6), y]))) < 1e-12
+    np.testing.assert_allclose(to_numpy(dz0), (p - np.eye(5)[y]) / 6, atol=1e-14)
     # the smoothed gradient's rows sum to 0 too, and it no longer pushes a confident,
     # correct row further: at p[y] = 1 - eps + eps/K the gradient is 0
     assert np.abs(to_numpy(dz).sum(axis=1)).max() < 1e-15
@@ -271,8 +276,9 @@ def test_label_smoothing_gradcheck_and_dtype(xp, rng):
                      lambda logits: softmax_cross_entropy(logits, y, smoothing=0.1),
                      {"logits": z}, "logits")
     assert all(r.passed for r in res), res
-    loss, dz = softmax_cross_entropy(z.astype(np.float32), y, smoothing=0.1)
-    assert loss.dtype == np.float32 and dz.dtype == np.float32
+    for eps in (0.1, np.float64(0.1), np.float32(0.1)):    # a NumPy scalar as well
+        loss, dz = softmax_cross_entropy(z.astype(np.float32), y, smoothing=eps)
+        assert loss.dtype == np.float32 and dz.dtype == np.float32
 
 
 def test_label_smoothing_matches_pytorch(rng):
@@ -287,9 +293,11 @@ def test_label_smoothing_matches_pytorch(rng):
     np.testing.assert_allclose(dz, zt.grad.numpy(), atol=1e-14)
 
 
-@pytest.mark.parametrize("eps", [-0.1, 1.0, float("nan"), "0.1", True, None])
-def test_label_smoothing_bad_value(eps):
-    with pytest.raises(ValueError, match=r"smoothing must be a number in \[0, 1\)"):
+@pytest.mark.parametrize("eps, error", [(-0.1, ValueError), (1.0, ValueError),
+                                        (float("nan"), ValueError), ("0.1", TypeError),
+                                        (True, TypeError), (None, TypeError)])
+def test_label_smoothing_bad_value(eps, error):
+    with pytest.raises(error, match=r"smoothing must be a number in \[0, 1\)"):
         softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1]), smoothing=eps)
 
 

@@ -278,7 +278,7 @@ def test_random_erasing_flag_changes_the_training_batches_only(tmp_path):
     assert ma["history"][0]["train_loss"] != mb["history"][0]["train_loss"]
 
 
-def test_label_smoothing_flag_smooths_the_training_loss_only(tmp_path, monkeypatch):
+def test_label_smoothing_flag_smooths_the_training_loss_only(tmp_path, monkeypatch, capsys):
     real = train.softmax_cross_entropy
     calls = []
 
@@ -295,7 +295,11 @@ def test_label_smoothing_flag_smooths_the_training_loss_only(tmp_path, monkeypat
     # the training steps first, then the validation and test passes with the plain loss
     assert calls[:steps] == [0.1] * steps and set(calls[steps:]) == {0.0}, calls
     assert m["args"]["label_smoothing"] == 0.1
-    # a resumed run keeps it without the flag
+    # a resumed run keeps it without the flag, and refuses another value: the history's
+    # training losses would mix two losses
+    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "2",
+                       "--label-smoothing", "0.2", "--out", str(out)]) == 2
+    assert "--label-smoothing 0.2 (the checkpoint's: 0.1)" in capsys.readouterr().err
     calls.clear()
     assert train.main(["--resume", str(out / "last.npz"), "--epochs", "2",
                        "--out", str(out)]) == 0

@@ -323,7 +323,8 @@ assert all(r.passed for r in results)
 #
 # The gradient $p - \text{onehot}(y)$ is never zero for a finite logit: even an image
 # the network already gets right with $p_y = 0.999$ pulls its logits further apart, so
-# the logits (and the weights behind them) can grow for as long as training runs.
+# the logits (and the weights behind them) keep growing for as long as training runs,
+# held back only by the weight decay.
 # Label smoothing (Szegedy et al. 2016) replaces the one-hot target by
 # $q_k = (1 - \varepsilon)[k = y] + \varepsilon / K$, and the loss by the
 # cross-entropy against it:
@@ -349,7 +350,10 @@ print(f"log 91 = {np.log(91):.2f}")
 
 # %% [markdown]
 # Without smoothing the gap is still growing (slowly: its gradient shrinks like
-# $1 - p_y$); with it the row has settled at the gap $\log 91$ and the gradient is 0.
+# $1 - p_y$); with it the row has settled at the gap $\log 91$ and the gradient is 0
+# up to rounding. The smoothed loss cannot reach 0: its minimum is the entropy of $q$,
+# $-0.91 \log 0.91 - 9 \cdot 0.01 \log 0.01 \approx 0.50$, so a training curve of it
+# sits higher than one of the plain loss.
 # `train.py --label-smoothing 0.1` trains with it. It checks like any other loss:
 
 # %%
@@ -371,4 +375,4 @@ assert all(r.passed for r in results)
 #   the max subtracted and the log-sum-exp form, or large logits turn into NaN and
 #   unlikely labels into an infinite loss.
 # - Label smoothing trains towards a target $q$ that is not one-hot; the gradient is
-#   $p - q$, zero at a finite set of logits.
+#   $p - q$, zero at finite logits ($z = \log q$ plus any constant).
