@@ -950,7 +950,8 @@ def train(a) -> dict:
                   file=sys.stderr)
     test = evaluate(model, ds.test_x, ds.test_y, prep, a.eval_batch_size, device, a.ten_crop,
                     confusion=True)
-    save_plots(out_dir, state["history"], model, a.label_smoothing)   # the best checkpoint's kernels
+    # the best checkpoint's kernels
+    save_plots(out_dir, state["history"], model, a.label_smoothing)
     swa_result = None
     if swa:
         swa_result = test_average(a, model, swa, state, ds, va_x, va_y, prep, device,

@@ -26,8 +26,8 @@ def softmax_cross_entropy(logits, labels, check_labels=True, smoothing=0.0):
         dz[n, k] = (p[n, k] - [k == y_n]) / N
 
     With label smoothing eps (Szegedy et al. 2016, "Rethinking the Inception
-    Architecture for Computer Vision", Section 7; not in the AlexNet paper) the target is no longer the
-    one-hot row but q[n, k] = (1 - eps) [k == y_n] + eps / K, and
+    Architecture for Computer Vision", Section 7; not in the AlexNet paper) the target
+    is no longer the one-hot row but q[n, k] = (1 - eps) [k == y_n] + eps / K, and
 
         loss     = -(1/N) sum_n sum_k q[n, k] log p[n, k]
                  = -(1/N) sum_n [(1 - eps) log p[n, y_n] + (eps/K) sum_k log p[n, k]]
