@@ -85,6 +85,27 @@ def test_missing_matplotlib_costs_the_plots_not_the_run(tmp_path, monkeypatch, c
     assert "matplotlib" in err
 
 
+@pytest.mark.parametrize("smoothing, label", [(0.0, "train"),
+                                               (0.1, "train (label smoothing 0.1)")])
+def test_curves_name_a_smoothed_training_loss(tmp_path, monkeypatch, smoothing, label):
+    from matplotlib.axes import Axes
+
+    from alexnet import AlexNet
+    labels = []
+    real = Axes.plot
+
+    def spy(self, *args, **kw):
+        labels.append(kw.get("label"))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    history = [dict(epoch=1, train_loss=0.9, val_loss=0.5, train_top1_error=0.2,
+                    val_top1_error=0.15, lr=0.01)]
+    train.save_plots(str(tmp_path), history, AlexNet(preset="tiny"), smoothing)
+    assert labels == [label, "validation", "train", "validation"]
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
 class StopAfter:
     """Stands in for train.StopRequest: asks to stop once `n` steps have run, as a
     Ctrl-C would."""
