@@ -597,8 +597,9 @@ def explicit_flags(parser, argv) -> set:
 
 
 # Settings that make the run what it is: the network (rebuilt from the checkpoint), the
-# data split and the shuffling (from the seed), the step size in images, the PCA and the
-# learning rate (taken from the checkpoint's state). Given again with another value, a
+# data split and the shuffling (from the seed), the step size in images, the PCA, the
+# learning rate (taken from the checkpoint's state) and the loss (--label-smoothing: the
+# history's training losses would mix two losses). Given again with another value, a
 # resumed run would ignore them or become a different run, so that is an error.
 # (--epochs, the schedule, --swa, the augmentation switches and the like may change.)
 FIXED_ON_RESUME = ("dataset", "model", "groups", "init", "activation", "no_lrn", "pool",
