@@ -12,16 +12,20 @@
 #     group "base", the best recipe so far (lr 0.02, drops at 50% and 70%), on every
 #     training image (--val-fraction 0: no validation split, the last epoch tested), seeds
 #     BASE_SEEDS, with the CuPy cases of the tests running beside it; and, where
-#     ERASE_SEEDS names seeds, group "erase", the same with random erasing (--erase
-#     ERASE; off by default since the first lease, where it made 14-epoch runs worse);
-#   - each group's ensemble, and (with ERASE_SEEDS) the ensemble of every network of both;
+#     VARIANT_SEEDS names seeds, a second group, VARIANT_NAME ("variant"), the same
+#     with VARIANT_FLAGS after the base flags (train.py takes the last of a repeated
+#     flag, so VARIANT_FLAGS="--lr 0.04" changes the base's learning rate), to compare
+#     one change with the base on the same lease; ERASE_SEEDS is the group "erase" of
+#     the first lease, VARIANT_FLAGS="--erase ERASE" (off by default since then: it
+#     made 14-epoch runs worse);
+#   - each group's ensemble, and (with a second group) the ensemble of every network of both;
 #   - with ENSEMBLE_WITH (checkpoints of earlier leases, carried here, e.g. the weights
 #     that came back from one), the ensemble of group base's networks and those, into
 #     DEST/ensemble-with.json: networks of one recipe average best, and a lease trains
 #     only two.
 # What comes back fits in a few files in DEST (no whole checkpoints: their SHA-256s are
-# in the archives): bench-gpu.txt, base.tar.gz, erase.tar.gz (with ERASE_SEEDS),
-# ensemble-all.json (with ERASE_SEEDS), ensemble-with.json (with ENSEMBLE_WITH),
+# in the archives): bench-gpu.txt, base.tar.gz, VARIANT_NAME.tar.gz (with a second group),
+# ensemble-all.json (with a second group), ensemble-with.json (with ENSEMBLE_WITH),
 # weights.tar.part-* (the weights of the first
 # WEIGHTS_BACK networks of group base, 18 MB each for mini, in parts of 15 MB, so that
 # two networks stay within what a lent machine gives back), lease.log; where that makes
@@ -31,7 +35,7 @@
 #   mkdir -p runs/data && cp /usr/share/datasets/fashion-mnist/* runs/data/
 #   DEST=/some/folder DATA_DIR=runs/data PYTHON=python3 bash scripts/gpu_lease.sh
 #
-# Then, where DEST came back: tar -xzf DEST/base.tar.gz (and erase.tar.gz), cat
+# Then, where DEST came back: tar -xzf DEST/base.tar.gz (and VARIANT_NAME.tar.gz), cat
 # DEST/weights.tar.part-* | tar -x (weights/base-seed0.npz, ..., weights/SHA256SUMS:
 # python train.py --eval-only weights/base-seed0.npz, or python -m experiments ensemble
 # with networks of other leases), and record with `python -m experiments headline
@@ -41,7 +45,9 @@
 # second call on a still-warm machine does not count the first call's networks.
 # Settings (environment): DEST (default runs/gpu-lease-results), WORK (runs/gpu-lease),
 # BENCH (1; 0: no benchmark), BASE_SEEDS ("0 1": two networks keep an H200 busy),
-# ERASE_SEEDS (""; e.g. "10 11" for an erase group), ERASE (0.5), EPOCHS (100: the
+# VARIANT_SEEDS (""; e.g. "10 11"), VARIANT_FLAGS (needed with VARIANT_SEEDS), VARIANT_NAME
+# ("variant"; letters, digits, - and _, not "base"), ERASE_SEEDS (""; instead of
+# VARIANT_SEEDS: the group "erase"), ERASE (0.5), EPOCHS (100: the
 # time limit decides), TRAIN_SECONDS (480 at most), CALL_SECONDS (570: the whole
 # lease's wall time, within one device call's 600 s limit; the training gets what the benchmark
 # leaves of it, less FINISH_SECONDS, 90, for starting the runs and, after them, the
@@ -59,6 +65,28 @@ BENCH=${BENCH:-1}
 BASE_SEEDS=${BASE_SEEDS-"0 1"}
 ERASE_SEEDS=${ERASE_SEEDS-}
 ERASE=${ERASE:-0.5}
+VARIANT_SEEDS=${VARIANT_SEEDS-}
+VARIANT_FLAGS=${VARIANT_FLAGS-}
+VARIANT_NAME=${VARIANT_NAME:-variant}
+if [ -n "$ERASE_SEEDS" ]; then      # the first lease's second group, by its old name
+  if [ -n "$VARIANT_SEEDS" ]; then
+    echo "gpu_lease: ERASE_SEEDS and VARIANT_SEEDS both name seeds; a lease trains one" \
+      "second group: set one of them" >&2
+    exit 2
+  fi
+  VARIANT_SEEDS=$ERASE_SEEDS VARIANT_FLAGS="--erase $ERASE" VARIANT_NAME=erase
+fi
+if [ -n "$VARIANT_SEEDS" ] && [ -z "$VARIANT_FLAGS" ]; then
+  echo "gpu_lease: VARIANT_SEEDS names seeds but VARIANT_FLAGS is empty: without a" \
+    "change the group is more seeds of the base (put them in BASE_SEEDS)" >&2
+  exit 2
+fi
+case "$VARIANT_NAME" in
+  base|*[!A-Za-z0-9_-]*)
+    echo "gpu_lease: VARIANT_NAME=$VARIANT_NAME: it names a folder and an archive beside" \
+      "base's; use letters, digits, - and _, and not \"base\"" >&2
+    exit 2;;
+esac
 EPOCHS=${EPOCHS:-100}
 TRAIN_SECONDS=${TRAIN_SECONDS:-480}
 CALL_SECONDS=${CALL_SECONDS:-570}
@@ -92,7 +120,7 @@ done
 case "$DEST/" in "$WORK"/*)
   echo "gpu_lease: DEST ($DEST) is inside WORK ($WORK), which is cleared" >&2; exit 2;; esac
 rm -rf "${WORK:?}"/*
-(cd "$DEST" && rm -f bench-gpu.txt base.tar.gz erase.tar.gz ensemble-all.json \
+(cd "$DEST" && rm -f bench-gpu.txt base.tar.gz "$VARIANT_NAME.tar.gz" ensemble-all.json \
    ensemble-with.json small-files.tar weights.tar.part-*)
 exec > >(tee "$DEST/lease.log") 2>&1
 echo "gpu_lease: $(date -u +%FT%TZ) on $(hostname); work in $WORK, results in $DEST"
@@ -141,32 +169,32 @@ group() {   # group NAME SEEDS TESTS FLAGS...
 # shellcheck disable=SC2086  # the flags are lists
 group base "$BASE_SEEDS" "${TESTS:-parallel}" $BASE_FLAGS $EXTRA_FLAGS &
 base_pid=$!
-erase_pid=
-if [ -n "$ERASE_SEEDS" ]; then
+variant_pid=
+if [ -n "$VARIANT_SEEDS" ]; then
   # shellcheck disable=SC2086
-  group erase "$ERASE_SEEDS" skip $BASE_FLAGS $EXTRA_FLAGS --erase "$ERASE" &
-  erase_pid=$!
+  group "$VARIANT_NAME" "$VARIANT_SEEDS" skip $BASE_FLAGS $EXTRA_FLAGS $VARIANT_FLAGS &
+  variant_pid=$!
 fi
 wait "$base_pid"
 rc=$?
 echo "== group base (seeds $BASE_SEEDS): exit $rc"
 cat "$WORK/base.out"
-if [ -n "$erase_pid" ]; then
-  wait "$erase_pid"
-  erc=$?
-  echo "== group erase (seeds $ERASE_SEEDS, --erase $ERASE): exit $erc"
-  cat "$WORK/erase.out"
-  [ $erc -ne 0 ] && rc=1
+if [ -n "$variant_pid" ]; then
+  wait "$variant_pid"
+  vrc=$?
+  echo "== group $VARIANT_NAME (seeds $VARIANT_SEEDS, $VARIANT_FLAGS): exit $vrc"
+  cat "$WORK/$VARIANT_NAME.out"
+  [ $vrc -ne 0 ] && rc=1
 fi
 
 data=()
 [ -n "${DATA_DIR:-}" ] && data=(--data-dir "$DATA_DIR")
 tested=()
-for ck in "$WORK"/base/seed*/best.npz "$WORK"/erase/seed*/best.npz; do
+for ck in "$WORK"/base/seed*/best.npz "$WORK/$VARIANT_NAME"/seed*/best.npz; do
   [ -f "$ck" ] && grep -q '"test_center_top1_error"' "$(dirname "$ck")/metrics.json" \
     2>/dev/null && tested+=("$ck")
 done
-if [ -n "$ERASE_SEEDS" ] && [ ${#tested[@]} -ge 2 ]; then   # base alone: its own
+if [ -n "$VARIANT_SEEDS" ] && [ ${#tested[@]} -ge 2 ]; then   # base alone: its own
   echo "== the ensemble of all ${#tested[@]} tested networks"
   "$PYTHON" -m experiments ensemble "${tested[@]}" --device "$DEVICE" "${data[@]}" \
     --out "$DEST/ensemble-all.json" || rc=1

@@ -256,6 +256,60 @@ def test_gpu_lease_refuses_a_missing_ensemble_with_before_training(tmp_path):
     assert not (tmp_path / "work").exists()
 
 
+@pytest.mark.parametrize("settings, said", [
+    (dict(ERASE_SEEDS="2", VARIANT_SEEDS="3", VARIANT_FLAGS="--lr 0.04"),
+     "ERASE_SEEDS and VARIANT_SEEDS both name seeds"),
+    (dict(VARIANT_SEEDS="3"), "VARIANT_SEEDS names seeds but VARIANT_FLAGS is empty"),
+    (dict(VARIANT_SEEDS="3", VARIANT_FLAGS="--lr 0.04", VARIANT_NAME="base"),
+     "VARIANT_NAME=base: it names a folder"),
+    (dict(VARIANT_SEEDS="3", VARIANT_FLAGS="--lr 0.04", VARIANT_NAME="../up"),
+     "VARIANT_NAME=../up: it names a folder"),
+])
+def test_gpu_lease_refuses_a_second_group_it_cannot_train(tmp_path, settings, said):
+    """A second group asked for wrongly is refused before anything is cleared or
+    trained: two names for it, no change from the base, a name that is base's or a path."""
+    env = standin_env(DEST=str(tmp_path / "dest"), WORK=str(tmp_path / "work"),
+                      PYTHON=sys.executable, **settings)
+    for k in ("ERASE_SEEDS", "VARIANT_SEEDS", "VARIANT_FLAGS", "VARIANT_NAME"):
+        if k not in settings:
+            env.pop(k, None)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_lease.sh")], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and said in r.stderr, r.stderr
+    assert not (tmp_path / "work").exists()
+
+
+def test_gpu_lease_trains_a_variant_group_beside_the_base(tmp_path):
+    """VARIANT_SEEDS, VARIANT_FLAGS and VARIANT_NAME: a second group whose flags come
+    after the base's, so that one change (here the learning rate) is compared with the
+    base on the same lease; its archive has its name, and the ensemble of all counts
+    both groups' networks."""
+    import tarfile
+    dest, work = tmp_path / "dest", tmp_path / "work"
+    env = standin_env(DEST=str(dest), WORK=str(work), MODEL="tiny", EPOCHS="1", BENCH="0",
+                      DATASET="fashion-mnist-subset", BASE_SEEDS="0", VARIANT_SEEDS="1",
+                      VARIANT_NAME="lr04", VARIANT_FLAGS="--lr 0.04", WEIGHTS_BACK="0",
+                      TESTS="skip", CALL_SECONDS="0", PYTHON=sys.executable,
+                      EXTRA_FLAGS="--train-limit 256 --batch-size 64 --no-prefetch")
+    env.pop("ERASE_SEEDS", None)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_lease.sh")], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(os.listdir(dest)) == ["base.tar.gz", "ensemble-all.json", "lease.log",
+                                        "lr04.tar.gz"]
+    lrs = {}
+    for name, seed in (("base", 0), ("lr04", 1)):
+        with tarfile.open(dest / f"{name}.tar.gz") as tar:
+            m = json.load(tar.extractfile(f"{name}/seed{seed}/metrics.json"))
+        assert m["args"]["seed"] == seed and m["args"]["erase"] == 0.0
+        lrs[name] = m["args"]["lr"]
+    assert lrs == {"base": 0.02, "lr04": 0.04}
+    assert "== group lr04 (seeds 1, --lr 0.04): exit 0" in (dest / "lease.log").read_text()
+    ens = json.loads((dest / "ensemble-all.json").read_text())
+    assert [n["checkpoint"] for n in ens["networks"]] == [
+        str(work / "base" / "seed0" / "best.npz"), str(work / "lr04" / "seed1" / "best.npz")]
+
+
 @pytest.mark.parametrize("preset", ["", "few"])
 def test_gpu_lease_trains_on_the_fastest_route_that_passed(tmp_path, preset):
     """If bench.gpu finds the few-call GPU routes and the kernels failing and the CPU's
