@@ -33,7 +33,7 @@ from engine.backend import (GPUUnavailableError, check_device, get_array_module,
                             gpu_status, to_device, to_numpy)
 from engine.environment import environment
 from engine.metrics import class_errors, hardest_classes, topk_correct
-from engine.optim import sgd_for
+from engine.optim import cosine_lr, sgd_for
 from engine.progress import ProgressBar
 from layers.loss import softmax, softmax_cross_entropy
 
@@ -194,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(with --epochs 40: after epochs 20 and 28). With --time-limit, the "
                         "epochs are those that fit in it (estimated from the epochs' time), "
                         "so the drops come in time")
+    o.add_argument("--cosine", action="store_true",
+                   help="cosine annealing instead of the drops (Loshchilov & Hutter 2017; "
+                        "not in the AlexNet paper): epoch e of E trains at "
+                        "lr (1 + cos(pi (e-1) / E)) / 2, from --lr down towards 0. With "
+                        "--time-limit, E is the epochs that fit (estimated from the "
+                        "epochs' time); on --resume with other --epochs, the curve "
+                        "stretches from the next epoch on")
     o.add_argument("--swa", type=float, default=None, metavar="FRACTION",
                    help="stochastic weight averaging (Izmailov et al. 2018): also keep the "
                         "mean of the weights at the end of every epoch after this fraction "
@@ -299,10 +306,14 @@ def validate_args(a):
     if min(a.pool_tuple) < 1:
         raise ValueError(f"--pool: size and stride must be >= 1, got {a.pool!r}")
     a.lr_drop_fractions = parse_fractions(a.lr_drops)
-    if a.val_fraction == 0 and not a.lr_drop_fractions and not a.eval_only:
+    if a.cosine and a.lr_drop_fractions:
+        raise ValueError(f"--cosine and --lr-drops {a.lr_drops}: two schedules for the "
+                         f"learning rate; give one")
+    if a.val_fraction == 0 and not (a.lr_drop_fractions or a.cosine) and not a.eval_only:
         raise ValueError("--val-fraction 0 leaves no validation set, and the default "
                          "schedule divides the learning rate when the validation error "
-                         "stops improving: add a fixed schedule, e.g. --lr-drops 0.5,0.7")
+                         "stops improving: add a fixed schedule, e.g. --lr-drops 0.5,0.7 "
+                         "or --cosine")
     if a.data_dir is not None:     # --data-dir=~/x reaches us unexpanded
         a.data_dir = os.path.expanduser(a.data_dir)
     if a.data_dir is not None and not os.path.isdir(a.data_dir):
@@ -505,7 +516,7 @@ def save_plots(out_dir, history, model, smoothing=0.0):
                      label="validation")
         ax2.set_xlabel("epoch"), ax2.set_ylabel("top-1 error (%)"), ax2.legend()
         for prev, h in zip(history, history[1:]):
-            if h["lr"] != prev["lr"]:          # mark each learning-rate drop
+            if h["lr"] < prev["lr"] / 5:       # mark each drop by 10 (not --cosine's steps)
                 ax2.axvline(h["epoch"] - 0.5, color="gray", ls=":", lw=1)
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
@@ -774,7 +785,11 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     # before it (and, once it started, every epoch does)
     if swa is not None and (state["swa_count"] or epoch > a.swa * planned + 1e-9):
         average_weights(swa, model, state)
-    if a.lr_drop_fractions:            # the fixed schedule: drops at fractions of the epochs
+    if a.cosine:                       # the next epoch's rate on the cosine of the plan
+        if epoch < planned:            # (after the last planned one the rate stays)
+            state["lr"] = cosine_lr(a.lr, epoch, planned)
+            opt.lr = state["lr"]
+    elif a.lr_drop_fractions:          # the fixed schedule: drops at fractions of the epochs
         due = sum(epoch >= f * planned - 1e-9 for f in a.lr_drop_fractions)
         while state["lr_drops"] < due:
             drop_lr(state, opt, f"{epoch} of {planned} epochs done")

@@ -213,3 +213,23 @@ def sgd_for(model, lr: float = 0.01, momentum: float = 0.9, weight_decay: float 
     xp = get_array_module(next(iter(model.params.values())))
     flat = model.flatten_params() if few_calls(xp) else None
     return SGD(model.params, lr=lr, momentum=momentum, weight_decay=weight_decay, flat=flat)
+
+
+def cosine_lr(lr0: float, done: int, total: int) -> float:
+    """Cosine annealing of the learning rate (Loshchilov & Hutter 2017, SGDR, here
+    without restarts; not in the AlexNet paper, which divided it by 10 by hand): the
+    rate once ``done`` of ``total`` epochs are done,
+
+        lr0 * (1 + cos(pi * done / total)) / 2,
+
+    lr0 at the start, lr0 / 2 halfway, falling towards 0 at the end: it falls slowly
+    at first and last and fastest in the middle, where the step schedule's drops come
+    at once. ``train.py --cosine`` sets the rate of each epoch from it (``done`` = the
+    epochs before it), so the last epoch of ``total`` trains at lr0 (1 - cos(pi/total)) / 2.
+    """
+    if not (isinstance(total, int) and total >= 1):
+        raise ValueError(f"cosine_lr: total must be a whole number of epochs >= 1, got {total!r}")
+    if not (isinstance(done, int) and 0 <= done <= total):
+        raise ValueError(f"cosine_lr: done must be a whole number of epochs in [0, {total}], "
+                         f"got {done!r}")
+    return float(lr0) * (1.0 + math.cos(math.pi * done / total)) / 2.0

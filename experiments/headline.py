@@ -67,7 +67,9 @@ def summarize_run(metrics: dict) -> dict:
     """The numbers of a finished run, from its metrics.json."""
     hist = metrics["history"]
     secs = [h["seconds"] for h in hist]
-    drops = [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] != prev["lr"]]
+    cosine = bool(metrics.get("args", {}).get("cosine"))     # train.py --cosine
+    drops = ([] if cosine else
+             [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] != prev["lr"]])
     err = metrics.get("test_tencrop_top1_error", metrics["test_top1_error"])
     device = metrics["device"] + (", TF32 matrix products" if metrics.get("cupy_tf32") else "")
     return dict(
@@ -80,6 +82,7 @@ def summarize_run(metrics: dict) -> dict:
         epochs_planned=metrics.get("epochs_planned", len(hist)),
         best_val_top1_error=metrics["best_val_top1_error"],
         lr_first=hist[0]["lr"], lr_last=hist[-1]["lr"], lr_drop_epochs=drops,
+        lr_schedule="cosine" if cosine else "steps",
         seconds_total=float(sum(secs)), seconds_per_epoch_median=float(statistics.median(secs)),
         seconds_per_epoch_min=float(min(secs)), seconds_per_epoch_max=float(max(secs)),
         target=TARGET, target_met=bool(err <= TARGET),
@@ -349,8 +352,9 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
         lines.append(f"| the hardest classes (test top-1 error) | {hardest_text(s)} |")
     lines += [
         f"| epochs | {epochs_text(s)} ({chosen_text(s)}) |",
-        f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, divided by 10 before "
-        f"epoch(s) {drops} |",
+        f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, "
+        + ("on a cosine over the epochs (--cosine) |" if s.get("lr_schedule") == "cosine"
+           else f"divided by 10 before epoch(s) {drops} |"),
         f"| time | {hours_or_minutes(s['seconds_total'])} of training, "
         f"{med} {unit} per epoch (median; {low} to {high}), training only, validation not "
         f"included |",

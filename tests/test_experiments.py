@@ -890,3 +890,24 @@ def test_a_diverged_record_counts_only_for_its_own_configuration(
                                          r"configuration \(batch_size: 128 -> 64\)"):
         runner.run_one(claim, "relu", flags, 0, "t", "cpu", out, may_diverge=True)
     assert len(calls) == 1
+
+
+def test_a_cosine_run_is_recorded_as_a_cosine_not_as_drops():
+    """A run of train.py --cosine changes its rate every epoch: its record says cosine
+    and lists no epochs of drops; a run of steps keeps its drop epochs."""
+    from experiments.headline import results_md_lines, summarize_run
+    hist = [{"epoch": e, "lr": lr, "seconds": 300.0} for e, lr in
+            [(1, 0.02), (2, 0.0171), (3, 0.01), (4, 0.0029)]]
+    metrics = dict(dataset="fashion-mnist", model="mini", device="cpu", history=hist,
+                   test_top1_error=0.07, test_center_top1_error=0.072, best_epoch=4,
+                   best_val_top1_error=None, args={"cosine": True})
+    s = summarize_run(metrics)
+    assert s["lr_schedule"] == "cosine" and s["lr_drop_epochs"] == []
+    s.update(machine="test box", checkpoint="best.npz", checkpoint_sha256="0" * 64,
+             logs=["train.log"], recorded="2026-11-28", commands=["python train.py"],
+             change="cosine")
+    md = "\n".join(results_md_lines(s))
+    assert "| learning rate | 0.02 to 0.0029, on a cosine over the epochs (--cosine) |" in md
+    metrics["args"] = {"cosine": False, "lr_drops": "0.5"}
+    s = summarize_run(metrics)
+    assert s["lr_schedule"] == "steps" and s["lr_drop_epochs"] == [2, 3, 4]

@@ -168,3 +168,47 @@ def test_load_state_dict_refuses_missing_velocities_and_bad_hyperparameters():
 def test_sgd_refuses_nan_and_inf_hyperparameters(bad):
     with pytest.raises(ValueError, match=f"SGD: {next(iter(bad))} must be"):
         SGD({"w": np.ones(2, np.float32)}, **bad)
+
+
+def test_cosine_lr_is_the_half_cosine_from_lr0_to_zero():
+    """The closed form at the points where it is known by hand: lr0 at the start,
+    lr0/2 halfway, 0 at the end, (1 + 1/sqrt 2)/2 a quarter of the way; and falling."""
+    from engine.optim import cosine_lr
+    assert cosine_lr(0.02, 0, 8) == 0.02
+    assert cosine_lr(0.02, 4, 8) == pytest.approx(0.01, rel=1e-15)
+    assert cosine_lr(0.02, 8, 8) == pytest.approx(0.0, abs=1e-18)
+    assert cosine_lr(0.02, 2, 8) == pytest.approx(0.01 * (1 + 2 ** -0.5), rel=1e-15)
+    rates = [cosine_lr(0.02, e, 8) for e in range(9)]
+    assert all(b < a for a, b in zip(rates, rates[1:]))
+    # symmetric about halfway: lr(e) + lr(E - e) = lr0
+    assert all(abs(rates[e] + rates[8 - e] - 0.02) < 1e-17 for e in range(9))
+
+
+@pytest.mark.parametrize("done, total, message", [
+    (0, 0, "total must be a whole number of epochs >= 1, got 0"),
+    (0, 2.0, "total must be a whole number of epochs >= 1, got 2.0"),
+    (3, 2, "done must be a whole number of epochs in [0, 2], got 3"),
+    (-1, 2, "done must be a whole number of epochs in [0, 2], got -1"),
+])
+def test_cosine_lr_names_a_bad_epoch_count(done, total, message):
+    from engine.optim import cosine_lr
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        cosine_lr(0.01, done, total)
+
+
+def test_cosine_lr_matches_pytorchs_scheduler_stepped_per_epoch():
+    """Against PyTorch's CosineAnnealingLR (eta_min 0, T_max = the epochs), stepped once
+    per epoch: it computes each rate from the last one (a recurrence), ours from the
+    closed form, so they agree to rounding."""
+    torch = pytest.importorskip("torch")
+    from engine.optim import cosine_lr
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.02, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=13, eta_min=0.0)
+    theirs = []
+    for _ in range(13):
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose([cosine_lr(0.02, e, 13) for e in range(13)], theirs,
+                               rtol=1e-12)

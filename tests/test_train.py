@@ -3,6 +3,7 @@ must learn, exact resume (after an epoch and mid-epoch), NaN handling, evaluatio
 a checkpoint, and one-line errors for bad input."""
 import argparse
 import json
+import math
 import os
 import shutil
 
@@ -340,6 +341,44 @@ def test_fixed_lr_drops_come_within_the_time_limit(tmp_path, monkeypatch, capsys
     assert "2 of 4 epochs done: learning rate divided by 10" in capsys.readouterr().out
 
 
+def cosine_by_hand(lr0, epochs):
+    return [lr0 * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
+
+
+def test_cosine_schedule_sets_each_epochs_rate_and_needs_no_validation(tmp_path, capsys):
+    """--cosine: epoch e of E trains at lr (1 + cos(pi (e-1) / E)) / 2; it is a fixed
+    schedule, so --val-fraction 0 may go with it; the curves mark no drop for its
+    steps; a resumed run with more --epochs stretches the curve from the next epoch
+    (after the last planned epoch the rate stays)."""
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "4", "--cosine", "--val-fraction", "0",
+                               "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 4),
+                               rtol=1e-12)
+    assert m["args"]["cosine"] is True and "divided by 10" not in capsys.readouterr().out
+    short = tmp_path / "short"
+    assert train.main(QUICK + ["--epochs", "2", "--cosine", "--out", str(short)]) == 0
+    assert train.main(["--resume", str(short / "last.npz"), "--epochs", "4",
+                       "--out", str(short)]) == 0
+    m = json.loads((short / "metrics.json").read_text())
+    np.testing.assert_allclose([h["lr"] for h in m["history"]],
+                               [0.01, 0.005, 0.005, cosine_by_hand(0.01, 4)[3]], rtol=1e-12)
+
+
+def test_cosine_schedule_spans_the_epochs_that_fit_in_the_time_limit(tmp_path, monkeypatch):
+    """6 steps (seconds) per epoch and 27 seconds: 4 of the 10 epochs fit, and the
+    cosine runs over those 4, not over 10."""
+    StepClock(monkeypatch)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "10", "--cosine", "--time-limit", "27",
+                               "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["stopped_by_time_limit"] is True
+    np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 4),
+                               rtol=1e-12)
+
+
 def test_time_limit_inside_the_first_epoch_saves_the_steps_and_says_none_finished(
         tmp_path, monkeypatch, capsys):
     StepClock(monkeypatch)
@@ -555,6 +594,7 @@ def test_class_errors_by_true_class():
     (["--time-limit", "0"], "error: --time-limit must be a positive number of seconds, got 0"),
     (["--lr-drops", "0.7,0.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--lr-drops", "1.5"], "error: --lr-drops must be increasing fractions of the epochs"),
+    (["--cosine", "--lr-drops", "0.5"], "error: --cosine and --lr-drops 0.5: two schedules"),
     (["--erase", "-0.1"], "error: --erase must be a probability in [0, 1], got -0.1"),
     (["--swa", "1"], "error: --swa must be a fraction of the epochs in [0, 1), got 1.0"),
     (["--label-smoothing", "1"], "error: --label-smoothing must be in [0, 1), got 1.0"),
