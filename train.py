@@ -651,6 +651,19 @@ def apply_checkpoint_args(a, path, explicit, parser):
             setattr(a, k, v)
 
 
+def schedule_text(a) -> str:
+    """The learning-rate schedule of a run, in words, for the line that starts it."""
+    over = (f"the epochs that fit in {a.time_limit:g} s (at most {a.epochs})"
+            if a.time_limit is not None else f"{a.epochs} epoch{'s' * (a.epochs != 1)}")
+    if a.cosine:
+        return f"lr {a.lr:g} falling on a cosine towards 0 over {over} (--cosine)"
+    if a.lr_drop_fractions:
+        at = ", ".join(f"{100 * f:g}%" for f in a.lr_drop_fractions)
+        return f"lr {a.lr:g}, divided by 10 after {at} of {over} (--lr-drops)"
+    return (f"lr {a.lr:g}, divided by 10 after {a.lr_patience} epochs without a new best "
+            f"validation error, at most {a.max_lr_drops} times")
+
+
 def drop_lr(state, opt, why: str):
     """Divide the learning rate by 10 (the paper's only change to it), and say why."""
     state["lr"] /= 10
@@ -887,6 +900,7 @@ def train(a) -> dict:
           f"weight decay {a.weight_decay}"
           + (f", label smoothing {a.label_smoothing:g} (the training loss is the smoothed "
              f"one)" if a.label_smoothing else "") + f"; output in {out_dir}")
+    print(f"schedule: {schedule_text(a)}")
 
     # Bad labels are silent bugs: check the whole set once instead of every batch.
     check_labels(ds, model, a.resume, ("train", ds.train_y), ("test", ds.test_y))

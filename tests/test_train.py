@@ -1002,3 +1002,17 @@ def test_metrics_json_says_which_code_and_machine_made_the_run(tmp_path):
         assert env["code"] is None                  # not a git checkout
     else:
         assert env["code"] in (head, head + "+changes")
+
+
+@pytest.mark.parametrize("flags, said", [
+    ([], "schedule: lr 0.01, divided by 10 after 2 epochs without a new best validation "
+         "error, at most 3 times"),
+    (["--lr-drops", "0.5,0.75", "--time-limit", "100"],
+     "schedule: lr 0.01, divided by 10 after 50%, 75% of the epochs that fit in 100 s "
+     "(at most 1) (--lr-drops)"),
+    (["--cosine", "--lr", "0.02"],
+     "schedule: lr 0.02 falling on a cosine towards 0 over 1 epoch (--cosine)"),
+])
+def test_the_run_says_its_learning_rate_schedule(tmp_path, capsys, flags, said):
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path / "run")] + flags) == 0
+    assert said + "\n" in capsys.readouterr().out
