@@ -193,14 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "by 10 once these fractions of the epochs are done, e.g. 0.5,0.7 "
                         "(with --epochs 40: after epochs 20 and 28). With --time-limit, the "
                         "epochs are those that fit in it (estimated from the epochs' time), "
-                        "so the drops come in time")
-    o.add_argument("--cosine", action="store_true",
+                        "so the drops come in time. 'none': no fixed drops (to undo the "
+                        "flag given earlier on the same command line)")
+    o.add_argument("--cosine", action=argparse.BooleanOptionalAction, default=False,
                    help="cosine annealing instead of the drops (Loshchilov & Hutter 2017; "
                         "not in the AlexNet paper): epoch e of E trains at "
                         "lr (1 + cos(pi (e-1) / E)) / 2, from --lr down towards 0. With "
                         "--time-limit, E is the epochs that fit (estimated from the "
                         "epochs' time); on --resume with other --epochs, the curve "
-                        "stretches from the next epoch on")
+                        "stretches from the resumed epoch on. --no-cosine undoes it")
     o.add_argument("--swa", type=float, default=None, metavar="FRACTION",
                    help="stochastic weight averaging (Izmailov et al. 2018): also keep the "
                         "mean of the weights at the end of every epoch after this fraction "
@@ -250,8 +251,8 @@ def parse_pool(text: str):
 
 
 def parse_fractions(text):
-    """'0.5,0.7' -> [0.5, 0.7]: increasing fractions in (0, 1); None -> []."""
-    if text is None:
+    """'0.5,0.7' -> [0.5, 0.7]: increasing fractions in (0, 1); None or 'none' -> []."""
+    if text is None or str(text).strip().lower() == "none":
         return []
     try:
         fr = [float(t) for t in str(text).split(",")]
@@ -649,6 +650,11 @@ def apply_checkpoint_args(a, path, explicit, parser):
                           f"looking for the data in the usual places", file=sys.stderr)
                 continue
             setattr(a, k, v)
+    # one schedule given now replaces the checkpoint's other one
+    if "cosine" in explicit and a.cosine and "lr_drops" not in explicit:
+        a.lr_drops = None
+    if "lr_drops" in explicit and a.lr_drops is not None and "cosine" not in explicit:
+        a.cosine = False
 
 
 def schedule_text(a) -> str:
@@ -660,6 +666,8 @@ def schedule_text(a) -> str:
     if a.lr_drop_fractions:
         at = ", ".join(f"{100 * f:g}%" for f in a.lr_drop_fractions)
         return f"lr {a.lr:g}, divided by 10 after {at} of {over} (--lr-drops)"
+    if a.max_lr_drops == 0:
+        return f"lr {a.lr:g} throughout (--max-lr-drops 0)"
     return (f"lr {a.lr:g}, divided by 10 after {a.lr_patience} epochs without a new best "
             f"validation error, at most {a.max_lr_drops} times")
 
@@ -918,6 +926,7 @@ def train(a) -> dict:
     epoch_wall = None           # the last whole epoch's time, validation and saving included
     current = {}                # when the epoch under way started, if from its first step
     time_limited = False
+    resumed_lr_set = False
 
     def planned_epochs():
         """The epochs this run will have done when it ends: --epochs, or fewer where
@@ -925,7 +934,11 @@ def train(a) -> dict:
         if stop.deadline is None:
             return a.epochs
         now = time.monotonic()
-        wall = now - current["start"] if "start" in current else epoch_wall
+        wall = now - current["start"] if "start" in current else None
+        if epoch_wall:      # the last whole epoch's time counts its checkpoints and plots,
+            wall = max(wall or 0.0, epoch_wall)     # as the loop's test before an epoch does
+        if not wall and state["history"]:   # resumed mid-epoch: the last epoch's training
+            wall = state["history"][-1]["seconds"]
         if not wall:
             return a.epochs
         # asked after the epoch now ending was validated: state["epoch"] counts it
@@ -939,6 +952,14 @@ def train(a) -> dict:
                 time_limited = True      # the next epoch would end after the time limit
                 break
             whole = state["step"] == 0
+            if a.cosine and whole and resume is not None and not resumed_lr_set:
+                # a resumed run's next epoch on the curve of its plan now (another
+                # --epochs stretches it from here; the same plan gives the same rate)
+                resumed_lr_set = True
+                planned = planned_epochs()
+                if state["epoch"] < planned:
+                    state["lr"] = cosine_lr(a.lr, state["epoch"], planned)
+                    opt.lr = state["lr"]
             t0 = time.monotonic()
             current.clear()
             if whole:

@@ -14,10 +14,11 @@
 #     BASE_SEEDS, with the CuPy cases of the tests running beside it; and, where
 #     VARIANT_SEEDS names seeds, a second group, VARIANT_NAME ("variant"), the same
 #     with VARIANT_FLAGS after the base flags (train.py takes the last of a repeated
-#     flag, so VARIANT_FLAGS="--lr 0.04" changes the base's learning rate), to compare
-#     one change with the base on the same lease; ERASE_SEEDS is the group "erase" of
-#     the first lease, VARIANT_FLAGS="--erase ERASE" (off by default since then: it
-#     made 14-epoch runs worse);
+#     flag that takes a value, so VARIANT_FLAGS="--lr 0.04" changes the base's learning
+#     rate, and "--lr-drops none --cosine" its schedule; the flags are split at
+#     spaces), to compare one change with the base on the same lease; ERASE_SEEDS is
+#     the group "erase" of the first lease, VARIANT_FLAGS="--erase ERASE" (off by
+#     default since then: it made 14-epoch runs worse);
 #   - each group's ensemble, and (with a second group) the ensemble of every network of both;
 #   - with ENSEMBLE_WITH (checkpoints of earlier leases, carried here, e.g. the weights
 #     that came back from one), the ensemble of group base's networks and those, into
@@ -41,8 +42,9 @@
 # with networks of other leases), and record with `python -m experiments headline
 # --variant NAME --change ... --ensemble ... --run ...` (see scripts/gpu_headline.sh).
 #
-# WORK is emptied at the start, and this script's own files in DEST removed, so that a
-# second call on a still-warm machine does not count the first call's networks.
+# WORK is emptied at the start, and this script's own files in DEST (every .tar.gz
+# there among them) removed, so that a second call on a still-warm machine does not
+# count the first call's networks.
 # Settings (environment): DEST (default runs/gpu-lease-results), WORK (runs/gpu-lease),
 # BENCH (1; 0: no benchmark), BASE_SEEDS ("0 1": two networks keep an H200 busy),
 # VARIANT_SEEDS (""; e.g. "10 11"), VARIANT_FLAGS (needed with VARIANT_SEEDS), VARIANT_NAME
@@ -69,9 +71,9 @@ VARIANT_SEEDS=${VARIANT_SEEDS-}
 VARIANT_FLAGS=${VARIANT_FLAGS-}
 VARIANT_NAME=${VARIANT_NAME:-variant}
 if [ -n "$ERASE_SEEDS" ]; then      # the first lease's second group, by its old name
-  if [ -n "$VARIANT_SEEDS" ]; then
-    echo "gpu_lease: ERASE_SEEDS and VARIANT_SEEDS both name seeds; a lease trains one" \
-      "second group: set one of them" >&2
+  if [ -n "$VARIANT_SEEDS$VARIANT_FLAGS${VARIANT_NAME#variant}" ]; then
+    echo "gpu_lease: ERASE_SEEDS and VARIANT_SEEDS, VARIANT_FLAGS or VARIANT_NAME are" \
+      "set; a lease trains one second group: set ERASE_SEEDS alone, or the VARIANT_ ones" >&2
     exit 2
   fi
   VARIANT_SEEDS=$ERASE_SEEDS VARIANT_FLAGS="--erase $ERASE" VARIANT_NAME=erase
@@ -82,9 +84,10 @@ if [ -n "$VARIANT_SEEDS" ] && [ -z "$VARIANT_FLAGS" ]; then
   exit 2
 fi
 case "$VARIANT_NAME" in
-  base|*[!A-Za-z0-9_-]*)
+  base|[!A-Za-z0-9]*|*[!A-Za-z0-9_-]*)
     echo "gpu_lease: VARIANT_NAME=$VARIANT_NAME: it names a folder and an archive beside" \
-      "base's; use letters, digits, - and _, and not \"base\"" >&2
+      "base's; use letters, digits, - and _, starting with a letter or digit, and not" \
+      "\"base\"" >&2
     exit 2;;
 esac
 EPOCHS=${EPOCHS:-100}
@@ -101,6 +104,31 @@ DEVICE=${DEVICE:-cuda}
 TEST_ROUTES=${TEST_ROUTES:-"few kernels"}
 export DEVICE PYTHON EPOCHS TEST_ROUTES
 ENSEMBLE_WITH=${ENSEMBLE_WITH:-}
+# Each group's flags through train.py's own checks (a flag it does not know, two
+# schedules, no schedule with --val-fraction 0), before any minute goes into a group
+# that would fail at its start. (gpu_headline.sh adds --epochs, --seed, --device,
+# --time-limit, --out and the data's flags after these, and those it sets win.)
+check_flags() {   # check_flags GROUP FLAGS...
+  local name=$1
+  shift
+  if ! "$PYTHON" -c '
+import sys
+import train
+a = train.build_parser().parse_args(sys.argv[1:])
+try:
+    train.validate_args(a)
+except (ValueError, OSError) as e:
+    sys.exit(f"error: {e}")' "$@"; then
+    echo "gpu_lease: group $name: train.py refuses its flags ($*): see above" >&2
+    exit 2
+  fi
+}
+# shellcheck disable=SC2086  # the flags are lists
+check_flags base $BASE_FLAGS $EXTRA_FLAGS
+if [ -n "$VARIANT_SEEDS" ]; then
+  # shellcheck disable=SC2086
+  check_flags "$VARIANT_NAME" $BASE_FLAGS $EXTRA_FLAGS $VARIANT_FLAGS
+fi
 for ck in $ENSEMBLE_WITH; do     # checked before the lease's minutes go into training
   if [ ! -f "$ck" ]; then
     echo "gpu_lease: ENSEMBLE_WITH names $ck, which does not exist" >&2
@@ -120,7 +148,8 @@ done
 case "$DEST/" in "$WORK"/*)
   echo "gpu_lease: DEST ($DEST) is inside WORK ($WORK), which is cleared" >&2; exit 2;; esac
 rm -rf "${WORK:?}"/*
-(cd "$DEST" && rm -f bench-gpu.txt base.tar.gz "$VARIANT_NAME.tar.gz" ensemble-all.json \
+# (every .tar.gz: a first call's second group may have had another name)
+(cd "$DEST" && rm -f -- bench-gpu.txt ./*.tar.gz ensemble-all.json \
    ensemble-with.json small-files.tar weights.tar.part-*)
 exec > >(tee "$DEST/lease.log") 2>&1
 echo "gpu_lease: $(date -u +%FT%TZ) on $(hostname); work in $WORK, results in $DEST"

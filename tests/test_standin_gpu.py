@@ -258,19 +258,33 @@ def test_gpu_lease_refuses_a_missing_ensemble_with_before_training(tmp_path):
 
 @pytest.mark.parametrize("settings, said", [
     (dict(ERASE_SEEDS="2", VARIANT_SEEDS="3", VARIANT_FLAGS="--lr 0.04"),
-     "ERASE_SEEDS and VARIANT_SEEDS both name seeds"),
+     "ERASE_SEEDS and VARIANT_SEEDS, VARIANT_FLAGS or VARIANT_NAME are set"),
+    (dict(ERASE_SEEDS="2", VARIANT_NAME="lr04"),
+     "ERASE_SEEDS and VARIANT_SEEDS, VARIANT_FLAGS or VARIANT_NAME are set"),
     (dict(VARIANT_SEEDS="3"), "VARIANT_SEEDS names seeds but VARIANT_FLAGS is empty"),
     (dict(VARIANT_SEEDS="3", VARIANT_FLAGS="--lr 0.04", VARIANT_NAME="base"),
      "VARIANT_NAME=base: it names a folder"),
     (dict(VARIANT_SEEDS="3", VARIANT_FLAGS="--lr 0.04", VARIANT_NAME="../up"),
      "VARIANT_NAME=../up: it names a folder"),
+    (dict(VARIANT_SEEDS="3", VARIANT_FLAGS="--lr 0.04", VARIANT_NAME="-x"),
+     "VARIANT_NAME=-x: it names a folder"),
+    # the base's --lr-drops and a cosine: train.py's own check, before the lease's minutes
+    (dict(VARIANT_SEEDS="3", VARIANT_FLAGS="--cosine"),
+     "error: --cosine and --lr-drops 0.5,0.7: two schedules"),
+    (dict(VARIANT_SEEDS="3", VARIANT_FLAGS="--lr-drops none"),
+     "error: --val-fraction 0 leaves no validation set"),
+    (dict(VARIANT_SEEDS="3", VARIANT_FLAGS="--lr-decay 0.5"),
+     "unrecognized arguments: --lr-decay 0.5"),
+    (dict(EXTRA_FLAGS="--erase 2"), "error: --erase must be a probability in [0, 1], got 2.0"),
 ])
 def test_gpu_lease_refuses_a_second_group_it_cannot_train(tmp_path, settings, said):
     """A second group asked for wrongly is refused before anything is cleared or
-    trained: two names for it, no change from the base, a name that is base's or a path."""
+    trained: two names for it, no change from the base, a name that is base's, a path
+    or an option; and flags train.py would refuse at the group's start."""
     env = standin_env(DEST=str(tmp_path / "dest"), WORK=str(tmp_path / "work"),
                       PYTHON=sys.executable, **settings)
-    for k in ("ERASE_SEEDS", "VARIANT_SEEDS", "VARIANT_FLAGS", "VARIANT_NAME"):
+    for k in ("ERASE_SEEDS", "VARIANT_SEEDS", "VARIANT_FLAGS", "VARIANT_NAME", "EXTRA_FLAGS",
+              "BASE_FLAGS"):
         if k not in settings:
             env.pop(k, None)
     r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_lease.sh")], env=env,
@@ -281,14 +295,18 @@ def test_gpu_lease_refuses_a_second_group_it_cannot_train(tmp_path, settings, sa
 
 def test_gpu_lease_trains_a_variant_group_beside_the_base(tmp_path):
     """VARIANT_SEEDS, VARIANT_FLAGS and VARIANT_NAME: a second group whose flags come
-    after the base's, so that one change (here the learning rate) is compared with the
-    base on the same lease; its archive has its name, and the ensemble of all counts
-    both groups' networks."""
+    after the base's, so that a change (here the learning rate, and a cosine instead of
+    the base's drops) is compared with the base on the same lease; its archive has its
+    name (a first call's archive of another name is gone), and the ensemble of all
+    counts both groups' networks."""
     import tarfile
     dest, work = tmp_path / "dest", tmp_path / "work"
+    dest.mkdir()
+    (dest / "erase.tar.gz").write_bytes(b"a first call's second group")
     env = standin_env(DEST=str(dest), WORK=str(work), MODEL="tiny", EPOCHS="1", BENCH="0",
                       DATASET="fashion-mnist-subset", BASE_SEEDS="0", VARIANT_SEEDS="1",
-                      VARIANT_NAME="lr04", VARIANT_FLAGS="--lr 0.04", WEIGHTS_BACK="0",
+                      VARIANT_NAME="lr04", VARIANT_FLAGS="--lr 0.04 --lr-drops none --cosine",
+                      WEIGHTS_BACK="0",
                       TESTS="skip", CALL_SECONDS="0", PYTHON=sys.executable,
                       EXTRA_FLAGS="--train-limit 256 --batch-size 64 --no-prefetch")
     env.pop("ERASE_SEEDS", None)
@@ -297,14 +315,15 @@ def test_gpu_lease_trains_a_variant_group_beside_the_base(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(os.listdir(dest)) == ["base.tar.gz", "ensemble-all.json", "lease.log",
                                         "lr04.tar.gz"]
-    lrs = {}
+    args = {}
     for name, seed in (("base", 0), ("lr04", 1)):
         with tarfile.open(dest / f"{name}.tar.gz") as tar:
             m = json.load(tar.extractfile(f"{name}/seed{seed}/metrics.json"))
         assert m["args"]["seed"] == seed and m["args"]["erase"] == 0.0
-        lrs[name] = m["args"]["lr"]
-    assert lrs == {"base": 0.02, "lr04": 0.04}
-    assert "== group lr04 (seeds 1, --lr 0.04): exit 0" in (dest / "lease.log").read_text()
+        args[name] = (m["args"]["lr"], m["args"]["lr_drops"], m["args"]["cosine"])
+    assert args == {"base": (0.02, "0.5,0.7", False), "lr04": (0.04, "none", True)}
+    assert ("== group lr04 (seeds 1, --lr 0.04 --lr-drops none --cosine): exit 0"
+            in (dest / "lease.log").read_text())
     ens = json.loads((dest / "ensemble-all.json").read_text())
     assert [n["checkpoint"] for n in ens["networks"]] == [
         str(work / "base" / "seed0" / "best.npz"), str(work / "lr04" / "seed1" / "best.npz")]

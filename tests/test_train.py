@@ -347,9 +347,8 @@ def cosine_by_hand(lr0, epochs):
 
 def test_cosine_schedule_sets_each_epochs_rate_and_needs_no_validation(tmp_path, capsys):
     """--cosine: epoch e of E trains at lr (1 + cos(pi (e-1) / E)) / 2; it is a fixed
-    schedule, so --val-fraction 0 may go with it; the curves mark no drop for its
-    steps; a resumed run with more --epochs stretches the curve from the next epoch
-    (after the last planned epoch the rate stays)."""
+    schedule, so --val-fraction 0 may go with it; a run resumed with more --epochs
+    goes on from the resumed epoch on the curve of the new plan."""
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "4", "--cosine", "--val-fraction", "0",
                                "--out", str(out)]) == 0
@@ -358,12 +357,61 @@ def test_cosine_schedule_sets_each_epochs_rate_and_needs_no_validation(tmp_path,
                                rtol=1e-12)
     assert m["args"]["cosine"] is True and "divided by 10" not in capsys.readouterr().out
     short = tmp_path / "short"
-    assert train.main(QUICK + ["--epochs", "2", "--cosine", "--out", str(short)]) == 0
-    assert train.main(["--resume", str(short / "last.npz"), "--epochs", "4",
+    assert train.main(QUICK + ["--epochs", "3", "--cosine", "--out", str(short)]) == 0
+    assert train.main(["--resume", str(short / "last.npz"), "--epochs", "6",
                        "--out", str(short)]) == 0
     m = json.loads((short / "metrics.json").read_text())
     np.testing.assert_allclose([h["lr"] for h in m["history"]],
-                               [0.01, 0.005, 0.005, cosine_by_hand(0.01, 4)[3]], rtol=1e-12)
+                               cosine_by_hand(0.01, 3) + cosine_by_hand(0.01, 6)[3:],
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("stop_checks, where", [(2, (0, 2)), (7, (1, 0))])
+def test_a_cosine_run_stopped_and_resumed_is_the_same_run(tmp_path, monkeypatch,
+                                                          stop_checks, where):
+    """Stopped mid-epoch or between epochs (as by Ctrl-C) and resumed with the same
+    --epochs: the same rates and the same weights as a run never stopped."""
+    ref, b = tmp_path / "ref", tmp_path / "b"
+    argv = QUICK + ["--epochs", "3", "--cosine"]
+    assert train.main(argv + ["--out", str(ref)]) == 0
+    monkeypatch.setattr(train, "StopRequest", StopAfter)
+    monkeypatch.setattr(StopAfter, "n", stop_checks)
+    assert train.main(argv + ["--out", str(b)]) == 130
+    with np.load(b / "last.npz") as f:
+        state = json.loads(str(f["train_state"]))
+    assert (state["epoch"], state["step"]) == where
+    monkeypatch.undo()
+    assert train.main(["--resume", str(b / "last.npz"), "--out", str(b)]) == 0
+    ha = json.loads((ref / "metrics.json").read_text())["history"]
+    hb = json.loads((b / "metrics.json").read_text())["history"]
+    assert [h["lr"] for h in ha] == [h["lr"] for h in hb]
+    pa, pb = params_of(ref / "last.npz"), params_of(b / "last.npz")
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+
+
+def test_one_schedule_given_on_resume_replaces_the_checkpoints_other(tmp_path):
+    """A run of drops resumed with --cosine goes on with the cosine alone, and a cosine
+    run resumed with --lr-drops with the drops alone; --lr-drops none undoes drops
+    given earlier on the same command line."""
+    drops, cos = tmp_path / "drops", tmp_path / "cos"
+    assert train.main(QUICK + ["--epochs", "1", "--lr-drops", "0.5", "--out", str(drops)]) == 0
+    assert train.main(["--resume", str(drops / "last.npz"), "--epochs", "3", "--cosine",
+                       "--out", str(drops)]) == 0
+    m = json.loads((drops / "metrics.json").read_text())
+    assert m["args"]["cosine"] is True and m["args"]["lr_drops"] is None
+    np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 3),
+                               rtol=1e-12)
+    assert train.main(QUICK + ["--epochs", "1", "--cosine", "--out", str(cos)]) == 0
+    assert train.main(["--resume", str(cos / "last.npz"), "--epochs", "3", "--lr-drops",
+                       "0.6", "--out", str(cos)]) == 0
+    m = json.loads((cos / "metrics.json").read_text())
+    assert m["args"]["cosine"] is False and m["args"]["lr_drops"] == "0.6"
+    assert [h["lr"] for h in m["history"]] == [0.01, 0.01, 0.001]
+    a = train.build_parser().parse_args(QUICK + ["--lr-drops", "0.5,0.7", "--lr-drops",
+                                                 "none", "--cosine", "--val-fraction", "0"])
+    train.validate_args(a)
+    assert a.lr_drop_fractions == [] and a.cosine
 
 
 def test_cosine_schedule_spans_the_epochs_that_fit_in_the_time_limit(tmp_path, monkeypatch):
@@ -376,6 +424,30 @@ def test_cosine_schedule_spans_the_epochs_that_fit_in_the_time_limit(tmp_path, m
     m = json.loads((out / "metrics.json").read_text())
     assert m["stopped_by_time_limit"] is True
     np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 4),
+                               rtol=1e-12)
+
+
+def test_cosine_plan_counts_the_time_an_epoch_spends_saving(tmp_path, monkeypatch):
+    """6 s of steps and 2 s of checkpoints and plots per epoch, 27 s: epochs end at 8,
+    16 and 24, and a fourth would end after the limit. The first plan (after epoch 1,
+    before its saving) still counts 4, but the next one counts each epoch's 8 s, as the
+    test that starts no epoch past the limit does: the last epoch run, the third,
+    trains at the end of a 3-epoch cosine."""
+    clock = StepClock(monkeypatch)
+    plots = train.save_plots
+
+    def slow_plots(*args, **kw):
+        clock.now += 2
+        return plots(*args, **kw)
+
+    monkeypatch.setattr(train, "save_plots", slow_plots)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "10", "--cosine", "--time-limit", "27",
+                               "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs"] == 3 and m["stopped_by_time_limit"] is True
+    np.testing.assert_allclose([h["lr"] for h in m["history"]],
+                               [0.01, cosine_by_hand(0.01, 4)[1], cosine_by_hand(0.01, 3)[2]],
                                rtol=1e-12)
 
 
@@ -595,6 +667,8 @@ def test_class_errors_by_true_class():
     (["--lr-drops", "0.7,0.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--lr-drops", "1.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--cosine", "--lr-drops", "0.5"], "error: --cosine and --lr-drops 0.5: two schedules"),
+    (["--val-fraction", "0", "--lr-drops", "none"], "error: --val-fraction 0 leaves no "
+                                                    "validation set"),
     (["--erase", "-0.1"], "error: --erase must be a probability in [0, 1], got -0.1"),
     (["--swa", "1"], "error: --swa must be a fraction of the epochs in [0, 1), got 1.0"),
     (["--label-smoothing", "1"], "error: --label-smoothing must be in [0, 1), got 1.0"),
@@ -1012,6 +1086,7 @@ def test_metrics_json_says_which_code_and_machine_made_the_run(tmp_path):
      "(at most 1) (--lr-drops)"),
     (["--cosine", "--lr", "0.02"],
      "schedule: lr 0.02 falling on a cosine towards 0 over 1 epoch (--cosine)"),
+    (["--max-lr-drops", "0"], "schedule: lr 0.01 throughout (--max-lr-drops 0)"),
 ])
 def test_the_run_says_its_learning_rate_schedule(tmp_path, capsys, flags, said):
     assert train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path / "run")] + flags) == 0
