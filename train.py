@@ -926,7 +926,6 @@ def train(a) -> dict:
     epoch_wall = None           # the last whole epoch's time, validation and saving included
     current = {}                # when the epoch under way started, if from its first step
     time_limited = False
-    resumed_lr_set = False
 
     def planned_epochs():
         """The epochs this run will have done when it ends: --epochs, or fewer where
@@ -945,6 +944,13 @@ def train(a) -> dict:
         fit = state["epoch"] + int(max(0.0, stop.deadline - now) // wall)
         return min(a.epochs, fit)
 
+    if a.cosine and resume is not None and state["step"] == 0:
+        # a run resumed between epochs goes on on the curve of its plan now (another
+        # --epochs stretches it from here; the same plan gives the same rate)
+        planned = planned_epochs()
+        if state["epoch"] < planned:
+            state["lr"] = cosine_lr(a.lr, state["epoch"], planned)
+            opt.lr = state["lr"]
     with stop:
         while state["epoch"] < a.epochs and not stop.requested:
             if (stop.deadline is not None and epoch_wall is not None
@@ -952,14 +958,6 @@ def train(a) -> dict:
                 time_limited = True      # the next epoch would end after the time limit
                 break
             whole = state["step"] == 0
-            if a.cosine and whole and resume is not None and not resumed_lr_set:
-                # a resumed run's next epoch on the curve of its plan now (another
-                # --epochs stretches it from here; the same plan gives the same rate)
-                resumed_lr_set = True
-                planned = planned_epochs()
-                if state["epoch"] < planned:
-                    state["lr"] = cosine_lr(a.lr, state["epoch"], planned)
-                    opt.lr = state["lr"]
             t0 = time.monotonic()
             current.clear()
             if whole:
