@@ -350,16 +350,18 @@ class AlexNet:
         c = self.config
         lines = [f"AlexNet preset={c['preset']!r} input {c['in_channels']}x{c['input_size']}x"
                  f"{c['input_size']}, {c['num_classes']} classes, groups={c['groups']}, "
-                 f"init={c['init']!r}",
-                 f"{'layer':<10} {'kind':<40} {'output':>16} {'params':>12}",
-                 "-" * 81]
+                 f"init={c['init']!r}"]
+        # the kind column is as wide as the longest layer's description
+        w = max([40] + [len(repr(layer)) for _, layer in self.layers])
+        header = f"{'layer':<10} {'kind':<{w}} {'output':>16} {'params':>12}"
+        lines += [header, "-" * len(header)]
         shapes = dict(self.layer_shapes)
         for name, layer in self.layers:
             n = sum(int(np.prod(v.shape)) for v in layer.params.values())
             shape = "x".join(str(d) for d in shapes[name])
-            lines.append(f"{name:<10} {repr(layer):<40} {shape:>16} {n:>12,}")
-        lines.append("-" * 81)
-        lines.append(f"{'total':<10} {'':<40} {'':>16} {self.num_params():>12,}")
+            lines.append(f"{name:<10} {repr(layer):<{w}} {shape:>16} {n:>12,}")
+        lines.append("-" * len(header))
+        lines.append(f"{'total':<10} {'':<{w}} {'':>16} {self.num_params():>12,}")
         return "\n".join(lines)
 
     def __repr__(self):

@@ -43,6 +43,24 @@ def test_mini_and_tiny_presets():
     assert names[-7:] == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
 
 
+def test_summary_columns_line_up_and_sum_to_the_total():
+    net = AlexNet("mini", in_channels=1, input_size=28, num_classes=10)
+    lines = net.summary().splitlines()
+    header, rule = lines[1], lines[2]
+    rows = lines[3:3 + len(net.layers)]
+    assert lines[3 + len(net.layers)] == rule and set(rule) == {"-"}
+    # every row ends where the header ends, and its output shape ends under "output"
+    # (a description longer than the kind column once pushed both to the right)
+    assert {len(r) for r in rows + [lines[-1]]} == {len(header)}
+    out_end = header.index("output") + len("output")
+    shapes = dict(net.layer_shapes)
+    for (name, _), row in zip(net.layers, rows):
+        shape = "x".join(str(d) for d in shapes[name])
+        assert row[:out_end].endswith(" " + shape), row
+    counts = [int(r.split()[-1].replace(",", "")) for r in rows]
+    assert sum(counts) == int(lines[-1].split()[-1].replace(",", "")) == net.num_params()
+
+
 def test_paper_initialisation():
     net = AlexNet("mini", seed=1)
     p = net.params
