@@ -951,6 +951,8 @@ def train(a) -> dict:
         if state["epoch"] < planned:
             state["lr"] = cosine_lr(a.lr, state["epoch"], planned)
             opt.lr = state["lr"]
+            print(f"on the cosine of {planned} epochs: epoch {state['epoch'] + 1} trains at "
+                  f"lr {state['lr']:g}")
     with stop:
         while state["epoch"] < a.epochs and not stop.requested:
             if (stop.deadline is not None and epoch_wall is not None

@@ -390,7 +390,7 @@ def test_a_cosine_run_stopped_and_resumed_is_the_same_run(tmp_path, monkeypatch,
         np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
 
 
-def test_one_schedule_given_on_resume_replaces_the_checkpoints_other(tmp_path):
+def test_one_schedule_given_on_resume_replaces_the_checkpoints_other(tmp_path, capsys):
     """A run of drops resumed with --cosine goes on with the cosine alone, and a cosine
     run resumed with --lr-drops with the drops alone; --lr-drops none undoes drops
     given earlier on the same command line."""
@@ -398,6 +398,11 @@ def test_one_schedule_given_on_resume_replaces_the_checkpoints_other(tmp_path):
     assert train.main(QUICK + ["--epochs", "1", "--lr-drops", "0.5", "--out", str(drops)]) == 0
     assert train.main(["--resume", str(drops / "last.npz"), "--epochs", "3", "--cosine",
                        "--out", str(drops)]) == 0
+    # the start's lines give the checkpoint's rate (0.001, after the drop), then the
+    # rate the cosine sets for the next epoch
+    out = capsys.readouterr().out
+    assert "lr 0.001," in out
+    assert f"on the cosine of 3 epochs: epoch 2 trains at lr {cosine_by_hand(0.01, 3)[1]:g}" in out
     m = json.loads((drops / "metrics.json").read_text())
     assert m["args"]["cosine"] is True and m["args"]["lr_drops"] is None
     np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 3),
