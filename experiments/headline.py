@@ -68,8 +68,13 @@ def summarize_run(metrics: dict) -> dict:
     hist = metrics["history"]
     secs = [h["seconds"] for h in hist]
     cosine = bool(metrics.get("args", {}).get("cosine"))     # train.py --cosine
-    drops = ([] if cosine else
-             [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] != prev["lr"]])
+    drops = [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] != prev["lr"]]
+    cosine_from = 1
+    if cosine:      # a cosine taken up on --resume from a run of drops starts where the
+        # rate rose (a warm restart); the drops by 10 before it stay in the record
+        rises = [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] > prev["lr"]]
+        cosine_from = rises[-1] if rises else 1
+        drops = [e for e in drops if e < cosine_from]
     err = metrics.get("test_tencrop_top1_error", metrics["test_top1_error"])
     device = metrics["device"] + (", TF32 matrix products" if metrics.get("cupy_tf32") else "")
     return dict(
@@ -82,7 +87,7 @@ def summarize_run(metrics: dict) -> dict:
         epochs_planned=metrics.get("epochs_planned", len(hist)),
         best_val_top1_error=metrics["best_val_top1_error"],
         lr_first=hist[0]["lr"], lr_last=hist[-1]["lr"], lr_drop_epochs=drops,
-        lr_schedule="cosine" if cosine else "steps",
+        lr_schedule="cosine" if cosine else "steps", cosine_from=cosine_from,
         seconds_total=float(sum(secs)), seconds_per_epoch_median=float(statistics.median(secs)),
         seconds_per_epoch_min=float(min(secs)), seconds_per_epoch_max=float(max(secs)),
         target=TARGET, target_met=bool(err <= TARGET),
@@ -327,6 +332,17 @@ def in_one_unit(median: float, *others: float) -> tuple[list, str]:
     return [fmt.format(v / unit) for v in (median, *others)], name
 
 
+def cosine_text(s) -> str:
+    """The learning-rate cell of a --cosine run; one resumed from a run of drops says
+    where those came and where the cosine took over."""
+    start = s.get("cosine_from", 1)
+    if start <= 1:
+        return "on a cosine over the epochs (--cosine) |"
+    before = (f"divided by 10 before epoch(s) {', '.join(str(e) for e in s['lr_drop_epochs'])}"
+              f", then " if s["lr_drop_epochs"] else "")
+    return f"{before}on a cosine from epoch {start} on (--cosine, on --resume) |"
+
+
 def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     """The headline section of docs/RESULTS.md, or a variant's (s has a "change")."""
     if "networks" in s:
@@ -353,7 +369,7 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     lines += [
         f"| epochs | {epochs_text(s)} ({chosen_text(s)}) |",
         f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, "
-        + ("on a cosine over the epochs (--cosine) |" if s.get("lr_schedule") == "cosine"
+        + (cosine_text(s) if s.get("lr_schedule") == "cosine"
            else f"divided by 10 before epoch(s) {drops} |"),
         f"| time | {hours_or_minutes(s['seconds_total'])} of training, "
         f"{med} {unit} per epoch (median; {low} to {high}), training only, validation not "

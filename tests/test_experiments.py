@@ -911,3 +911,15 @@ def test_a_cosine_run_is_recorded_as_a_cosine_not_as_drops():
     metrics["args"] = {"cosine": False, "lr_drops": "0.5"}
     s = summarize_run(metrics)
     assert s["lr_schedule"] == "steps" and s["lr_drop_epochs"] == [2, 3, 4]
+    # a run of drops resumed on a cosine (a warm restart): the drops before it stay
+    metrics["history"] = [{"epoch": e, "lr": lr, "seconds": 300.0} for e, lr in
+                          [(1, 0.02), (2, 0.002), (3, 0.0002), (4, 0.0114), (5, 0.0029)]]
+    metrics["args"] = {"cosine": True, "lr_drops": None}
+    s = summarize_run(metrics)
+    assert s["lr_drop_epochs"] == [2, 3] and s["cosine_from"] == 4
+    s.update(machine="test box", checkpoint="best.npz", checkpoint_sha256="0" * 64,
+             logs=["train.log"], recorded="2026-11-28", commands=["python train.py"],
+             change="restart")
+    md = "\n".join(results_md_lines(s))
+    assert ("| learning rate | 0.02 to 0.0029, divided by 10 before epoch(s) 2, 3, then on "
+            "a cosine from epoch 4 on (--cosine, on --resume) |") in md
