@@ -74,7 +74,10 @@ def summarize_run(metrics: dict) -> dict:
         # rate rose (a warm restart); the drops by 10 before it stay in the record
         rises = [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] > prev["lr"]]
         cosine_from = rises[-1] if rises else 1
-        drops = [e for e in drops if e < cosine_from]
+        # (a cosine of its own before a stretched resume changes the rate every epoch:
+        # only falls by 10 count as drops)
+        drops = [h["epoch"] for prev, h in zip(hist, hist[1:])
+                 if h["lr"] < prev["lr"] / 5 and h["epoch"] < cosine_from]
     err = metrics.get("test_tencrop_top1_error", metrics["test_top1_error"])
     device = metrics["device"] + (", TF32 matrix products" if metrics.get("cupy_tf32") else "")
     return dict(

@@ -923,3 +923,9 @@ def test_a_cosine_run_is_recorded_as_a_cosine_not_as_drops():
     md = "\n".join(results_md_lines(s))
     assert ("| learning rate | 0.02 to 0.0029, divided by 10 before epoch(s) 2, 3, then on "
             "a cosine from epoch 4 on (--cosine, on --resume) |") in md
+    # a cosine run resumed with more epochs (the curve stretched, the rate up a little):
+    # its own cosine steps before are not drops
+    metrics["history"] = [{"epoch": e, "lr": lr, "seconds": 300.0} for e, lr in
+                          [(1, 0.02), (2, 0.01), (3, 0.012), (4, 0.006), (5, 0.001)]]
+    s = summarize_run(metrics)
+    assert s["lr_drop_epochs"] == [] and s["cosine_from"] == 3
