@@ -68,16 +68,14 @@ def summarize_run(metrics: dict) -> dict:
     hist = metrics["history"]
     secs = [h["seconds"] for h in hist]
     cosine = bool(metrics.get("args", {}).get("cosine"))     # train.py --cosine
-    drops = [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] != prev["lr"]]
-    cosine_from = 1
-    if cosine:      # a cosine taken up on --resume from a run of drops starts where the
-        # rate rose (a warm restart); the drops by 10 before it stay in the record
-        rises = [h["epoch"] for prev, h in zip(hist, hist[1:]) if h["lr"] > prev["lr"]]
-        cosine_from = rises[-1] if rises else 1
-        # (a cosine of its own before a stretched resume changes the rate every epoch:
-        # only falls by 10 count as drops)
-        drops = [h["epoch"] for prev, h in zip(hist, hist[1:])
-                 if h["lr"] < prev["lr"] / 5 and h["epoch"] < cosine_from]
+    pairs = list(zip(hist, hist[1:]))
+    # a cosine taken up on --resume (a warm restart) starts where the rate last rose;
+    # before it only falls by 10 are drops (a stretched cosine's own steps are not)
+    rises = [h["epoch"] for prev, h in pairs if h["lr"] > prev["lr"]] if cosine else []
+    cosine_from = rises[-1] if rises else 1
+    drops = [h["epoch"] for prev, h in pairs
+             if (h["lr"] < prev["lr"] / 5 and h["epoch"] < cosine_from if cosine
+                 else h["lr"] != prev["lr"])]
     err = metrics.get("test_tencrop_top1_error", metrics["test_top1_error"])
     device = metrics["device"] + (", TF32 matrix products" if metrics.get("cupy_tf32") else "")
     return dict(
@@ -335,14 +333,13 @@ def in_one_unit(median: float, *others: float) -> tuple[list, str]:
     return [fmt.format(v / unit) for v in (median, *others)], name
 
 
-def cosine_text(s) -> str:
+def cosine_text(s, drops: str) -> str:
     """The learning-rate cell of a --cosine run; one resumed from a run of drops says
-    where those came and where the cosine took over."""
+    where those came (``drops``, the epochs as text) and where the cosine took over."""
     start = s.get("cosine_from", 1)
     if start <= 1:
         return "on a cosine over the epochs (--cosine) |"
-    before = (f"divided by 10 before epoch(s) {', '.join(str(e) for e in s['lr_drop_epochs'])}"
-              f", then " if s["lr_drop_epochs"] else "")
+    before = f"divided by 10 before epoch(s) {drops}, then " if s["lr_drop_epochs"] else ""
     return f"{before}on a cosine from epoch {start} on (--cosine, on --resume) |"
 
 
@@ -372,7 +369,7 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     lines += [
         f"| epochs | {epochs_text(s)} ({chosen_text(s)}) |",
         f"| learning rate | {s['lr_first']:g} to {s['lr_last']:g}, "
-        + (cosine_text(s) if s.get("lr_schedule") == "cosine"
+        + (cosine_text(s, drops) if s.get("lr_schedule") == "cosine"
            else f"divided by 10 before epoch(s) {drops} |"),
         f"| time | {hours_or_minutes(s['seconds_total'])} of training, "
         f"{med} {unit} per epoch (median; {low} to {high}), training only, validation not "
