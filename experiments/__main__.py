@@ -557,15 +557,21 @@ def write_results_md():
              "the test set.",
              ""]
     headline = os.path.join(RESULTS, "headline", "headline.json")
-    from experiments.headline import results_md_lines, variant_dirs
+    from experiments.headline import overview_md_lines, results_md_lines, variant_dirs
     variants = variant_dirs(RESULTS)
+    records = []      # (anchor, name, summary): the overview links to each section
     if os.path.exists(headline):
         with open(headline) as f:
-            lines += results_md_lines(json.load(f))
+            records.append(("headline", "headline (the paper's recipe)", json.load(f)))
     for folder in variants:
         with open(os.path.join(folder, "headline.json")) as f:
-            lines += results_md_lines(
-                json.load(f), rel="../experiments/results/" + os.path.basename(folder))
+            name = os.path.basename(folder)
+            records.append((name, name[len("headline-"):], json.load(f)))
+    if records:
+        lines += overview_md_lines(records)
+    for anchor, _, s in records:
+        rel = "../experiments/results/" + ("headline" if anchor == "headline" else anchor)
+        lines += [f'<a id="{anchor}"></a>', ""] + results_md_lines(s, rel=rel)
     if os.path.exists(headline) or variants:
         lines += ["## The claims", ""]
     lines += ["| claim | paper | ours | verdict | scale | time | command |",

@@ -321,6 +321,32 @@ def ensemble_md_lines(s: dict, rel: str) -> list:
     return lines
 
 
+def overview_md_lines(records: list) -> list:
+    """The section of docs/RESULTS.md that lists every recorded attempt at the target,
+    lowest ten-crop error first, each linked to its own section. ``records`` holds
+    (anchor, name, summary) triples: the headline's, then each variant's."""
+    pct = lambda v: f"{100 * v:.2f}%"
+    ranked = sorted(records, key=lambda r: r[2]["test_tencrop_top1_error"])
+    met = [name for _, name, s in ranked if s["target_met"]]
+    lines = ["## Every attempt, lowest error first", "",
+             f"The target is a ten-crop test top-1 error of {pct(TARGET)} or less; "
+             + (f"met by {', '.join(met)}." if met else "no attempt has met it yet.")
+             + " Each row links to its record below. An ensemble's epochs are each of its "
+               "networks'; its time is all of them together.", "",
+             "| ten crops | centre crop | record | networks | epochs | training time | "
+             "machine | recorded |", "|---|---|---|---|---|---|---|---|"]
+    for anchor, name, s in ranked:
+        nets = s.get("networks") or [s]
+        epochs = sorted({n["epochs"] for n in nets})
+        ten = pct(s["test_tencrop_top1_error"])
+        lines.append(
+            f"| {f'**{ten}**' if s['target_met'] else ten} | "
+            f"{pct(s['test_center_top1_error'])} | [{name}](#{anchor}) | {len(nets)} | "
+            f"{', '.join(str(e) for e in epochs)} | {hours_or_minutes(s['seconds_total'])} | "
+            f"{s['machine'].split(',')[0]} ({s['device']}) | {s['recorded']} |")
+    return lines + [""]
+
+
 def hours_or_minutes(seconds: float) -> str:
     """A training time: hours from one hour on (a CPU run), else minutes (a GPU run)."""
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"

@@ -152,6 +152,14 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
     assert head < variant < md.index("## The claims")
     assert "**5.80%** (target 6.00%: **met**)" in md[variant:]
     assert "python train.py --lr 0.02" in md[variant:]
+    # the overview above lists both, lowest error first, each linked to its section
+    overview = md[md.index("## Every attempt"):head]
+    assert "met by lr02." in overview
+    assert "| **5.80%** | 7.40% | [lr02](#headline-lr02) | 1 | 3 | 22 min | " in overview
+    assert "| 7.10% | 7.40% | [headline (the paper's recipe)](#headline) | 1 | 3 | " in overview
+    assert overview.index("#headline-lr02") < overview.index("(#headline)")
+    assert md.index('<a id="headline-lr02"></a>') < variant
+    assert md.index('<a id="headline"></a>') < head
 
     # a run tested when --time-limit stopped it says how far it got
     metrics.update(stopped_by_time_limit=True, epochs_planned=40)
