@@ -707,6 +707,7 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
     the learning-rate schedule, the weight average (--swa) and the checkpoints."""
     epoch = state["epoch"] + 1
     start = state["step"]
+    began = time.monotonic()           # the clock of --time-limit
     part = state["partial"] or dict(seen=0, correct=0, loss_sum=0.0, seconds=0.0)
     part.setdefault("curve", [])       # [fraction of the epoch's images, error] pairs
     part.setdefault("win", [0, 0])             # images and errors since the last point
@@ -788,6 +789,8 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
                  val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
                  lr=state["lr"], seconds=part["seconds"],
                  images_per_second=part["seen"] / part["seconds"], train_curve=part["curve"])
+    if start == 0:       # a whole epoch: its time with validation, for a resumed run's plan
+        entry["wall_seconds"] = time.monotonic() - began
     state["history"].append(entry)
     state.update(epoch=epoch, step=0, partial=None)
     shown = dict(loss=f"{entry['train_loss']:.4f}", err=f"{100 * entry['train_top1_error']:.2f}%")
@@ -936,8 +939,9 @@ def train(a) -> dict:
         wall = now - current["start"] if "start" in current else None
         if epoch_wall:      # the last whole epoch's time counts its checkpoints and plots,
             wall = max(wall or 0.0, epoch_wall)     # as the loop's test before an epoch does
-        if not wall and state["history"]:   # resumed mid-epoch: the last epoch's training
-            wall = state["history"][-1]["seconds"]
+        if not wall and state["history"]:   # resumed: the last epoch's time, validation
+            last = state["history"][-1]     # included where it was recorded (whole epochs)
+            wall = last.get("wall_seconds") or last["seconds"]
         if not wall:
             return a.epochs
         # asked after the epoch now ending was validated: state["epoch"] counts it

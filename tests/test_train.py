@@ -456,6 +456,33 @@ def test_cosine_plan_counts_the_time_an_epoch_spends_saving(tmp_path, monkeypatc
                                rtol=1e-12)
 
 
+def test_a_resumed_cosine_plans_with_the_epochs_time_validation_included(
+        tmp_path, monkeypatch, capsys):
+    """6 s of steps and 3 s of validation per epoch: a run of 1 epoch resumed with
+    --epochs 10 --time-limit 27 fits 3 more epochs (9 s each), so its cosine spans 4
+    epochs from the first epoch it trains, not 5 (the steps' time alone) or 10."""
+    clock = StepClock(monkeypatch)
+    evaluate = train.evaluate
+
+    def slow_validation(*args, **kw):
+        clock.now += 3
+        return evaluate(*args, **kw)
+
+    monkeypatch.setattr(train, "evaluate", slow_validation)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--cosine", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["history"][0]["wall_seconds"] == 9.0
+    capsys.readouterr()
+    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "10",
+                       "--time-limit", "27", "--out", str(out)]) == 0
+    assert "on the cosine of 4 epochs: epoch 2 trains at" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 4),
+                               rtol=1e-12)
+    assert [h["wall_seconds"] for h in m["history"]] == [9.0] * 4
+
+
 def test_time_limit_inside_the_first_epoch_saves_the_steps_and_says_none_finished(
         tmp_path, monkeypatch, capsys):
     StepClock(monkeypatch)
