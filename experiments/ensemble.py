@@ -44,14 +44,19 @@ def predict(model, x_u8, y, prep, batch_size=256, device="cpu", mode="center"):
     return T.softmax_outputs(model, x_u8, prep, batch_size, device, mode)
 
 
+MODE_TEXT = {"center": "centre crop", "ten": "ten crops"}
+
+
 def errors(probs, y):
     """Top-1 and top-5 error of the scores ``probs`` (N, classes) against labels y."""
     k5 = min(5, probs.shape[1])
     return (1 - topk_correct(probs, y, 1).mean(), 1 - topk_correct(probs, y, k5).mean())
 
 
-def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_crop=True):
-    """Each network's and the ensemble's test errors, as a dict."""
+def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_crop=True,
+        progress=None):
+    """Each network's and the ensemble's test errors, as a dict. ``progress``, if given,
+    is called with a line of text as each network is evaluated (minutes on a CPU)."""
     nets = [load_network(p, device) for p in paths]
     trained_on = {p: args.get("dataset") for p, (_, _, args) in zip(paths, nets)}
     if len(set(trained_on.values())) > 1:
@@ -92,6 +97,10 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
                              f"{len(ds.classes)}")
         prep = T.test_prep(kind, args, mean, model.config["input_size"])
         entry = dict(checkpoint=path)
+        if progress:
+            crops = ", ".join(MODE_TEXT[m] for m in modes)
+            progress(f"network {len(result['networks']) + 1}/{len(paths)}, {path}: "
+                     f"testing on {len(ds.test_y)} images ({crops})")
         for m in modes:
             p = predict(model, ds.test_x, ds.test_y, prep, batch_size, device, m)
             sums[m] = p if sums[m] is None else sums[m] + p
@@ -175,7 +184,8 @@ def main(argv=None) -> int:
     from engine.datasets import DatasetError
     try:
         result = run(a.checkpoints, a.dataset, a.data_dir, a.device, a.batch_size,
-                     not a.no_ten_crop)
+                     not a.no_ten_crop,
+                     progress=lambda line: print(line, file=sys.stderr, flush=True))
     except (FileNotFoundError, ValueError, DatasetError, GPUUnavailableError,
             T.TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -177,7 +177,8 @@ def record_ensemble(run_dirs, ensemble_json=None, logs=(), commands=(), note="",
             ens = json.load(f)
     else:
         from experiments.ensemble import run as ensemble_run
-        ens = ensemble_run([os.path.join(d, "best.npz") for d in run_dirs])
+        ens = ensemble_run([os.path.join(d, "best.npz") for d in run_dirs],
+                           progress=lambda line: print(line, file=sys.stderr, flush=True))
     nets = ens.get("networks", [])
     if len(nets) != len(run_dirs) or "tencrop_top1_error" not in ens.get("ensemble", {}):
         raise ValueError(f"experiments headline: the ensemble ({ensemble_json}) has "

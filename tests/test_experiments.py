@@ -202,8 +202,12 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
     paths = [str(r / "best.npz") for r in runs]
     res_file = tmp_path / "ens.json"
     assert main(["ensemble", *paths, "--out", str(res_file)]) == 0
-    printed = capsys.readouterr().out
-    assert "ensemble of 2" in printed
+    printed = capsys.readouterr()
+    assert "ensemble of 2" in printed.out
+    # while it works (minutes on a CPU), it says which network it is testing
+    assert printed.err.splitlines() == [
+        f"network {i}/2, {p}: testing on 1000 images (centre crop, ten crops)"
+        for i, p in enumerate(paths, 1)]
     res = json.loads(res_file.read_text())
     assert res["test_images"] == 1000
     for run, net in zip(runs, res["networks"]):
