@@ -176,6 +176,17 @@ class StepClock:
 
         monkeypatch.setattr(train, "time", FakeTime)
         monkeypatch.setattr(engine.optim, "SGD", SteppingSGD)    # what sgd_for builds
+        self.monkeypatch = monkeypatch
+
+    def slow(self, name, seconds):
+        """Make train.NAME (a function train.py calls) take that many seconds."""
+        real = getattr(train, name)
+
+        def slowed(*args, **kw):
+            self.now += seconds
+            return real(*args, **kw)
+
+        self.monkeypatch.setattr(train, name, slowed)
 
 
 def test_time_limit_starts_no_epoch_that_would_end_after_it_and_tests_the_best(
@@ -438,14 +449,7 @@ def test_cosine_plan_counts_the_time_an_epoch_spends_saving(tmp_path, monkeypatc
     before its saving) still counts 4, but the next one counts each epoch's 8 s, as the
     test that starts no epoch past the limit does: the last epoch run, the third,
     trains at the end of a 3-epoch cosine."""
-    clock = StepClock(monkeypatch)
-    plots = train.save_plots
-
-    def slow_plots(*args, **kw):
-        clock.now += 2
-        return plots(*args, **kw)
-
-    monkeypatch.setattr(train, "save_plots", slow_plots)
+    StepClock(monkeypatch).slow("save_plots", 2)
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "10", "--cosine", "--time-limit", "27",
                                "--out", str(out)]) == 0
@@ -461,14 +465,7 @@ def test_a_resumed_cosine_plans_with_the_epochs_time_validation_included(
     """6 s of steps and 3 s of validation per epoch: a run of 1 epoch resumed with
     --epochs 10 --time-limit 27 fits 3 more epochs (9 s each), so its cosine spans 4
     epochs from the first epoch it trains, not 5 (the steps' time alone) or 10."""
-    clock = StepClock(monkeypatch)
-    evaluate = train.evaluate
-
-    def slow_validation(*args, **kw):
-        clock.now += 3
-        return evaluate(*args, **kw)
-
-    monkeypatch.setattr(train, "evaluate", slow_validation)
+    StepClock(monkeypatch).slow("evaluate", 3)
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--cosine", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
