@@ -569,9 +569,9 @@ def write_results_md():
             records.append((name, name[len("headline-"):], json.load(f)))
     if records:
         lines += overview_md_lines(records)
-    for anchor, _, s in records:
-        rel = "../experiments/results/" + ("headline" if anchor == "headline" else anchor)
-        lines += [f'<a id="{anchor}"></a>', ""] + results_md_lines(s, rel=rel)
+    for anchor, _, s in records:       # each anchor is the record's folder name
+        lines += [f'<a id="{anchor}"></a>', ""] + results_md_lines(
+            s, rel="../experiments/results/" + anchor)
     if os.path.exists(headline) or variants:
         lines += ["## The claims", ""]
     lines += ["| claim | paper | ours | verdict | scale | time | command |",

@@ -47,6 +47,11 @@ def predict(model, x_u8, y, prep, batch_size=256, device="cpu", mode="center"):
 MODE_TEXT = {"center": "centre crop", "ten": "ten crops"}
 
 
+def say(line):
+    """Where run() reports its progress from the command line: stderr, at once."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def errors(probs, y):
     """Top-1 and top-5 error of the scores ``probs`` (N, classes) against labels y."""
     k5 = min(5, probs.shape[1])
@@ -184,8 +189,7 @@ def main(argv=None) -> int:
     from engine.datasets import DatasetError
     try:
         result = run(a.checkpoints, a.dataset, a.data_dir, a.device, a.batch_size,
-                     not a.no_ten_crop,
-                     progress=lambda line: print(line, file=sys.stderr, flush=True))
+                     not a.no_ten_crop, progress=say)
     except (FileNotFoundError, ValueError, DatasetError, GPUUnavailableError,
             T.TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)

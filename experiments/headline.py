@@ -176,9 +176,8 @@ def record_ensemble(run_dirs, ensemble_json=None, logs=(), commands=(), note="",
         with open(ensemble_json) as f:
             ens = json.load(f)
     else:
-        from experiments.ensemble import run as ensemble_run
-        ens = ensemble_run([os.path.join(d, "best.npz") for d in run_dirs],
-                           progress=lambda line: print(line, file=sys.stderr, flush=True))
+        from experiments.ensemble import run as ensemble_run, say
+        ens = ensemble_run([os.path.join(d, "best.npz") for d in run_dirs], progress=say)
     nets = ens.get("networks", [])
     if len(nets) != len(run_dirs) or "tencrop_top1_error" not in ens.get("ensemble", {}):
         raise ValueError(f"experiments headline: the ensemble ({ensemble_json}) has "
@@ -264,6 +263,11 @@ def variant_dirs(results) -> list:
                   if os.path.isfile(os.path.join(d, "headline.json")))
 
 
+def pct(v: float) -> str:
+    """An error rate as a percentage, e.g. 0.0683 -> '6.83%'."""
+    return f"{100 * v:.2f}%"
+
+
 def epochs_text(n: dict) -> str:
     """'40', or '23 of 40 (stopped by --time-limit)' for a run tested before its end."""
     if n.get("stopped_by_time_limit"):
@@ -289,7 +293,6 @@ def hardest_text(s) -> str:
 
 def ensemble_md_lines(s: dict, rel: str) -> list:
     """A recorded ensemble's section of docs/RESULTS.md: each network, then the average."""
-    pct = lambda v: f"{100 * v:.2f}%"
     verdict = "**met**" if s["target_met"] else "**not met**"
     lines = [f"### A documented change: {s['change']}", "",
              "| network | seed | epochs | ten crops | centre crop | checkpoint SHA-256 | "
@@ -326,7 +329,6 @@ def overview_md_lines(records: list) -> list:
     """The section of docs/RESULTS.md that lists every recorded attempt at the target,
     lowest ten-crop error first, each linked to its own section. ``records`` holds
     (anchor, name, summary) triples: the headline's, then each variant's."""
-    pct = lambda v: f"{100 * v:.2f}%"
     ranked = sorted(records, key=lambda r: r[2]["test_tencrop_top1_error"])
     met = [name for _, name, s in ranked if s["target_met"]]
     lines = ["## Every attempt, lowest error first", "",
@@ -374,7 +376,6 @@ def results_md_lines(s: dict, rel="../experiments/results/headline") -> list:
     """The headline section of docs/RESULTS.md, or a variant's (s has a "change")."""
     if "networks" in s:
         return ensemble_md_lines(s, rel)
-    pct = lambda v: f"{100 * v:.2f}%"
     verdict = ("**met**" if s["target_met"] else "**not met**")
     drops = (", ".join(str(e) for e in s["lr_drop_epochs"]) if s["lr_drop_epochs"]
              else "none")
