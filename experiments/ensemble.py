@@ -10,6 +10,14 @@ output on the test set (the centre crop, and the average over ten crops, as in
 It prints each network's test error and the ensemble's, and ``--out FILE`` also
 writes them as JSON.
 
+With three or more networks, ``--subsets`` also reports every smaller ensemble (each
+pair, each three, ...) from the same outputs, at no extra cost: which networks add to
+the average, and which only repeat another. ``--cache DIR`` keeps each network's
+outputs in DIR, keyed by the checkpoint's SHA-256, the test set's and the crop, so a
+later ensemble with that network does not test it again (minutes a network on a CPU);
+a changed checkpoint or test set has another key, and a cached file of the wrong shape
+is refused (after a change to the evaluation code itself, delete DIR).
+
 Each checkpoint keeps its own input preparation (its mean image and crop size); the
 dataset is the one the first checkpoint was trained on unless ``--dataset`` says
 otherwise, and all of them must predict the same classes.
@@ -17,9 +25,13 @@ otherwise, and all of them must predict the same classes.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import os
 import sys
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -28,6 +40,7 @@ if ROOT not in sys.path:
 import train as T  # noqa: E402
 from engine.backend import GPUUnavailableError  # noqa: E402
 from engine.metrics import class_errors, confusion_matrix, topk_correct  # noqa: E402
+from experiments.headline import sha256  # noqa: E402
 
 
 def load_network(path, device="cpu"):
@@ -58,10 +71,70 @@ def errors(probs, y):
     return (1 - topk_correct(probs, y, 1).mean(), 1 - topk_correct(probs, y, k5).mean())
 
 
+def test_set_key(x, y) -> str:
+    """A short hash of the test images and labels, for the cache's file names."""
+    h = hashlib.sha256()
+    for a in (x, y):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+class OutputCache:
+    """Softmax outputs kept on disk: DIR/<checkpoint sha256>-<test set hash>-<mode>.npy."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def file(self, ck_hash, data_key, mode):
+        return os.path.join(self.folder, f"{ck_hash[:32]}-{data_key}-{mode}.npy")
+
+    def get(self, ck_hash, data_key, mode, shape):
+        path = self.file(ck_hash, data_key, mode)
+        if not os.path.isfile(path):
+            return None
+        try:
+            probs = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"experiments ensemble: cached outputs {path} cannot be read "
+                             f"({e}); delete the file") from None
+        if probs.shape != shape or probs.dtype != np.float64:
+            raise ValueError(f"experiments ensemble: cached outputs {path} have shape "
+                             f"{probs.shape} and dtype {probs.dtype}, expected {shape} "
+                             f"float64; delete the file")
+        return probs
+
+    def put(self, ck_hash, data_key, mode, probs):
+        os.makedirs(self.folder, exist_ok=True)
+        path = self.file(ck_hash, data_key, mode)
+        tmp = path + ".part.npy"
+        np.save(tmp, probs)
+        os.replace(tmp, path)
+
+
+def subset_errors(outputs, y, modes):
+    """Every ensemble of 2 to n-1 of the n networks: a list of dicts with the networks'
+    indices (from 0, in the order given) and the errors of their mean output."""
+    n = len(outputs[modes[0]])
+    subsets = []
+    for k in range(2, n):
+        for idx in itertools.combinations(range(n), k):
+            entry = dict(networks=list(idx))
+            for m in modes:
+                tag = "center" if m == "center" else "tencrop"
+                mean = sum(outputs[m][i] for i in idx) / k
+                entry[f"{tag}_top1_error"], entry[f"{tag}_top5_error"] = errors(mean, y)
+            subsets.append(entry)
+    return subsets
+
+
 def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_crop=True,
-        progress=None):
+        progress=None, cache_dir=None, subsets=False):
     """Each network's and the ensemble's test errors, as a dict. ``progress``, if given,
-    is called with a line of text as each network is evaluated (minutes on a CPU)."""
+    is called with a line of text as each network is evaluated (minutes on a CPU).
+    ``cache_dir`` keeps and reuses each network's outputs; ``subsets`` adds the errors of
+    every smaller ensemble of the networks (result["subsets"])."""
     nets = [load_network(p, device) for p in paths]
     trained_on = {p: args.get("dataset") for p, (_, _, args) in zip(paths, nets)}
     if len(set(trained_on.values())) > 1:
@@ -88,7 +161,10 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
                          f"{dataset} files")
     kind = T.dataset_kind(dataset)
     modes = ["center"] + (["ten"] if ten_crop else [])
-    sums = {m: None for m in modes}
+    outputs = {m: [] for m in modes}
+    cache = OutputCache(cache_dir) if cache_dir else None
+    data_key = test_set_key(ds.test_x, ds.test_y) if cache else None
+    shape = (len(ds.test_y), len(ds.classes))
     result = dict(dataset=ds.name, test_images=int(len(ds.test_y)), device=device,
                   batch_size=batch_size, networks=[])
     for path, (model, mean, args) in zip(paths, nets):
@@ -102,13 +178,23 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
                              f"{len(ds.classes)}")
         prep = T.test_prep(kind, args, mean, model.config["input_size"])
         entry = dict(checkpoint=path)
+        ck_hash = sha256(path) if cache else None
+        cached = {m: cache.get(ck_hash, data_key, m, shape) for m in modes} if cache else {}
+        todo = [m for m in modes if cached.get(m) is None]
         if progress:
-            crops = ", ".join(MODE_TEXT[m] for m in modes)
+            said = ([f"testing on {len(ds.test_y)} images ("
+                     + ", ".join(MODE_TEXT[m] for m in todo) + ")"] if todo else [])
+            said += [", ".join(MODE_TEXT[m] for m in modes if m not in todo)
+                     + " from the cache"] if len(todo) < len(modes) else []
             progress(f"network {len(result['networks']) + 1}/{len(paths)}, {path}: "
-                     f"testing on {len(ds.test_y)} images ({crops})")
+                     + "; ".join(said))
         for m in modes:
-            p = predict(model, ds.test_x, ds.test_y, prep, batch_size, device, m)
-            sums[m] = p if sums[m] is None else sums[m] + p
+            p = cached.get(m)
+            if p is None:
+                p = predict(model, ds.test_x, ds.test_y, prep, batch_size, device, m)
+                if cache:
+                    cache.put(ck_hash, data_key, m, p)
+            outputs[m].append(p)
             tag = "center" if m == "center" else "tencrop"
             entry[f"{tag}_top1_error"], entry[f"{tag}_top5_error"] = errors(p, ds.test_y)
         result["networks"].append(entry)
@@ -116,22 +202,27 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
     for m in modes:
         tag = "center" if m == "center" else "tencrop"
         ens[f"{tag}_top1_error"], ens[f"{tag}_top5_error"] = \
-            errors(sums[m] / len(paths), ds.test_y)
+            errors(sum(outputs[m]) / len(paths), ds.test_y)
     # where the ensemble's errors are, on the last mode (ten crops unless --no-ten-crop)
-    conf = confusion_matrix(sums[modes[-1]].argmax(axis=1), ds.test_y, len(ds.classes))
+    conf = confusion_matrix(sum(outputs[modes[-1]]).argmax(axis=1), ds.test_y,
+                            len(ds.classes))
     ens["class_top1_error"] = class_errors(conf, ds.classes)
     result["ensemble"] = ens
+    if subsets:
+        result["subsets"] = subset_errors(outputs, ds.test_y, modes)
     return result
 
 
 def table(result) -> str:
     pct = lambda v: f"{100 * v:6.2f}%"
     ten = "tencrop_top1_error" in result["ensemble"]
+    n = len(result["networks"])
     lines = [f"test set: {result['dataset']}, {result['test_images']} images; top-1 error",
              f"{'network':<50} {'centre':>8}" + (f" {'ten crops':>10}" if ten else "")]
-    rows = [(e["checkpoint"], e) for e in result["networks"]]
-    rows.append((f"ensemble of {len(result['networks'])} (mean of the softmax outputs)",
-                 result["ensemble"]))
+    rows = [(f"{i}. {e['checkpoint']}", e) for i, e in enumerate(result["networks"], 1)]
+    rows += [("ensemble of networks " + " + ".join(str(i + 1) for i in e["networks"]), e)
+             for e in result.get("subsets", [])]
+    rows.append((f"ensemble of {n} (mean of the softmax outputs)", result["ensemble"]))
     for name, e in rows:
         lines.append(f"{name:<50} {pct(e['center_top1_error']):>8}"
                      + (f" {pct(e['tencrop_top1_error']):>10}" if ten else ""))
@@ -181,15 +272,21 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--no-ten-crop", action="store_true", help="the centre crop only")
     p.add_argument("--out", default=None, help="also write the errors to this JSON file")
+    p.add_argument("--subsets", action="store_true",
+                   help="also every smaller ensemble of the networks (three or more)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="keep each network's test outputs in DIR and reuse them")
     a = p.parse_args(argv)
     if len(a.checkpoints) < 2:
         p.error("an ensemble needs two or more checkpoints")
+    if a.subsets and len(a.checkpoints) < 3:
+        p.error("--subsets needs three or more checkpoints (two have no smaller ensemble)")
     if a.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {a.batch_size}")
     from engine.datasets import DatasetError
     try:
         result = run(a.checkpoints, a.dataset, a.data_dir, a.device, a.batch_size,
-                     not a.no_ten_crop, progress=say)
+                     not a.no_ten_crop, progress=say, cache_dir=a.cache, subsets=a.subsets)
     except (FileNotFoundError, ValueError, DatasetError, GPUUnavailableError,
             T.TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)

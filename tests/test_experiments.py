@@ -335,6 +335,73 @@ def test_ensemble_bad_input_gives_one_line_errors(tmp_path, capsys):
     assert "not a readable train.py checkpoint" in err and len(err.splitlines()) == 1
 
 
+def test_ensemble_subsets_and_cache(tmp_path, capsys, monkeypatch):
+    """--subsets: every pair of three networks, each pair's errors those of the two
+    outputs averaged here; --cache: a second ensemble tests no network again, a changed
+    checkpoint is tested afresh, and a cached file of the wrong shape is refused."""
+    import numpy as np
+
+    from experiments import ensemble
+
+    quick = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
+             "--train-limit", "384", "--batch-size", "64", "--quiet", "--epochs", "1"]
+    assert train.main(quick + ["--out", str(tmp_path / "run")]) == 0
+    paths = [str(tmp_path / "run" / "best.npz")]
+    rng = np.random.default_rng(0)
+    with np.load(paths[0]) as f:
+        arrays = dict(f)
+    w = [k for k in arrays if k.startswith("param/") and arrays[k].ndim == 2][-1]
+    for i in (2, 3):                   # two other networks: the last layer's weights moved
+        moved = dict(arrays)
+        moved[w] = arrays[w] + rng.normal(0, 0.3 * arrays[w].std(), arrays[w].shape
+                                          ).astype(arrays[w].dtype)
+        np.savez(tmp_path / f"net{i}.npz", **moved)
+        paths.append(str(tmp_path / f"net{i}.npz"))
+    cache = tmp_path / "cache"
+    res_file = tmp_path / "ens.json"
+    assert main(["ensemble", *paths, "--subsets", "--cache", str(cache),
+                 "--out", str(res_file)]) == 0
+    printed = capsys.readouterr()
+    assert "ensemble of networks 1 + 3" in printed.out and "ensemble of 3" in printed.out
+    res = json.loads(res_file.read_text())
+    assert [s["networks"] for s in res["subsets"]] == [[0, 1], [0, 2], [1, 2]]
+    assert len(list(cache.glob("*.npy"))) == 6            # 3 networks x 2 crops
+    ds = train.load_data(train.build_parser().parse_args(quick))
+    probs = []
+    for p in paths:
+        model, mean, _ = ensemble.load_network(p)
+        prep = dict(mean=mean, pad=2, crop=28, scale=1 / 255)
+        probs.append(ensemble.predict(model, ds.test_x, ds.test_y, prep, mode="ten"))
+    assert not np.allclose(probs[0], probs[1]) and not np.allclose(probs[1], probs[2])
+    for s in res["subsets"]:
+        i, j = s["networks"]
+        expect = np.mean(((probs[i] + probs[j]) / 2).argmax(1) != ds.test_y)
+        assert abs(s["tencrop_top1_error"] - expect) < 1e-12
+    # the cached outputs are the networks' own: the same ensemble without testing again
+    monkeypatch.setattr(ensemble, "predict", lambda *a, **k: pytest.fail("tested again"))
+    assert main(["ensemble", *paths, "--subsets", "--cache", str(cache),
+                 "--out", str(tmp_path / "again.json")]) == 0
+    assert "centre crop, ten crops from the cache" in capsys.readouterr().err
+    assert json.loads((tmp_path / "again.json").read_text()) == res
+    # a checkpoint changed in place is another network: tested, not read from the cache
+    moved = dict(arrays)
+    moved[w] = arrays[w] * 0.5
+    np.savez(tmp_path / "net3.npz", **moved)
+    with pytest.raises(pytest.fail.Exception, match="tested again"):
+        main(["ensemble", *paths, "--cache", str(cache)])
+    monkeypatch.undo()
+    # a damaged cache file is named, not averaged
+    victim, = cache.glob(ensemble.sha256(paths[0])[:32] + "-*-ten.npy")
+    np.save(victim, np.zeros((3, 10)))
+    capsys.readouterr()
+    assert main(["ensemble", *paths[:2], "--cache", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert victim.name in err and "(3, 10)" in err and "delete the file" in err
+    with pytest.raises(SystemExit):                      # two networks have no subsets
+        main(["ensemble", *paths[:2], "--subsets"])
+    assert "--subsets needs three or more" in capsys.readouterr().err
+
+
 def write_fake_run(a, hist, **extra):
     """The metrics.json train.py would write for the parsed arguments ``a`` after
     ``hist`` (a test error of 30%), without training; ``extra`` adds keys."""
