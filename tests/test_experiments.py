@@ -182,6 +182,18 @@ def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, mo
             "epoch, 3, tested) |") in md[md.index("### A documented change: every training"):]
 
 
+def ten_crop_outputs(paths, ds):
+    """Each checkpoint's ten-crop softmax outputs on ds's test set, computed here with
+    the subset's preparation (pad 2, crop 28), independently of the ensemble's run()."""
+    from experiments import ensemble
+    probs = []
+    for p in paths:
+        model, mean, _ = ensemble.load_network(p)
+        prep = dict(mean=mean, pad=2, crop=28, scale=1 / 255)
+        probs.append(ensemble.predict(model, ds.test_x, ds.test_y, prep, mode="ten"))
+    return probs
+
+
 def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkeypatch):
     """Two tiny nets trained briefly on the subset: each network's errors match what
     train.py reported for it, and the ensemble's equal those of the averaged outputs."""
@@ -216,11 +228,7 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
         assert net["tencrop_top1_error"] == m["test_tencrop_top1_error"]
     # the ensemble's error, recomputed from the two networks' outputs here
     ds = train.load_data(train.build_parser().parse_args(quick))
-    probs = []
-    for p in paths:
-        model, mean, _ = ensemble.load_network(p)
-        prep = dict(mean=mean, pad=2, crop=28, scale=1 / 255)
-        probs.append(ensemble.predict(model, ds.test_x, ds.test_y, prep, mode="ten"))
+    probs = ten_crop_outputs(paths, ds)
     assert not np.allclose(probs[0], probs[1])              # two different networks
     avg = (probs[0] + probs[1]) / 2
     expect = np.mean(avg.argmax(1) != ds.test_y)
@@ -367,11 +375,7 @@ def test_ensemble_subsets_and_cache(tmp_path, capsys, monkeypatch):
     assert [s["networks"] for s in res["subsets"]] == [[0, 1], [0, 2], [1, 2]]
     assert len(list(cache.glob("*.npy"))) == 6            # 3 networks x 2 crops
     ds = train.load_data(train.build_parser().parse_args(quick))
-    probs = []
-    for p in paths:
-        model, mean, _ = ensemble.load_network(p)
-        prep = dict(mean=mean, pad=2, crop=28, scale=1 / 255)
-        probs.append(ensemble.predict(model, ds.test_x, ds.test_y, prep, mode="ten"))
+    probs = ten_crop_outputs(paths, ds)
     assert not np.allclose(probs[0], probs[1]) and not np.allclose(probs[1], probs[2])
     for s in res["subsets"]:
         i, j = s["networks"]
