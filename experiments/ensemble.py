@@ -40,7 +40,7 @@ if ROOT not in sys.path:
 import train as T  # noqa: E402
 from engine.backend import GPUUnavailableError  # noqa: E402
 from engine.metrics import class_errors, confusion_matrix, topk_correct  # noqa: E402
-from experiments.headline import sha256  # noqa: E402
+from experiments.headline import pct, sha256  # noqa: E402
 
 
 def load_network(path, device="cpu"):
@@ -58,6 +58,7 @@ def predict(model, x_u8, y, prep, batch_size=256, device="cpu", mode="center"):
 
 
 MODE_TEXT = {"center": "centre crop", "ten": "ten crops"}
+TAG = {"center": "center", "ten": "tencrop"}     # the JSON keys' prefix for each mode
 
 
 def say(line):
@@ -113,20 +114,22 @@ class OutputCache:
         os.replace(tmp, path)
 
 
-def subset_errors(outputs, y, modes):
+def mean_errors(outputs, idx, y) -> dict:
+    """The top-1 and top-5 errors, for each mode of ``outputs`` (mode -> list of the
+    networks' outputs), of the mean output of the networks at indices ``idx``."""
+    res = {}
+    for m, outs in outputs.items():
+        res[f"{TAG[m]}_top1_error"], res[f"{TAG[m]}_top5_error"] = \
+            errors(sum(outs[i] for i in idx) / len(idx), y)
+    return res
+
+
+def subset_errors(outputs, y):
     """Every ensemble of 2 to n-1 of the n networks: a list of dicts with the networks'
     indices (from 0, in the order given) and the errors of their mean output."""
-    n = len(outputs[modes[0]])
-    subsets = []
-    for k in range(2, n):
-        for idx in itertools.combinations(range(n), k):
-            entry = dict(networks=list(idx))
-            for m in modes:
-                tag = "center" if m == "center" else "tencrop"
-                mean = sum(outputs[m][i] for i in idx) / k
-                entry[f"{tag}_top1_error"], entry[f"{tag}_top5_error"] = errors(mean, y)
-            subsets.append(entry)
-    return subsets
+    n = len(next(iter(outputs.values())))
+    return [dict(networks=list(idx), **mean_errors(outputs, idx, y))
+            for k in range(2, n) for idx in itertools.combinations(range(n), k)]
 
 
 def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_crop=True,
@@ -182,10 +185,13 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
         cached = {m: cache.get(ck_hash, data_key, m, shape) for m in modes} if cache else {}
         todo = [m for m in modes if cached.get(m) is None]
         if progress:
-            said = ([f"testing on {len(ds.test_y)} images ("
-                     + ", ".join(MODE_TEXT[m] for m in todo) + ")"] if todo else [])
-            said += [", ".join(MODE_TEXT[m] for m in modes if m not in todo)
-                     + " from the cache"] if len(todo) < len(modes) else []
+            said = []
+            if todo:
+                said.append(f"testing on {len(ds.test_y)} images ("
+                            + ", ".join(MODE_TEXT[m] for m in todo) + ")")
+            if len(todo) < len(modes):
+                said.append(", ".join(MODE_TEXT[m] for m in modes if m not in todo)
+                            + " from the cache")
             progress(f"network {len(result['networks']) + 1}/{len(paths)}, {path}: "
                      + "; ".join(said))
         for m in modes:
@@ -195,34 +201,29 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
                 if cache:
                     cache.put(ck_hash, data_key, m, p)
             outputs[m].append(p)
-            tag = "center" if m == "center" else "tencrop"
-            entry[f"{tag}_top1_error"], entry[f"{tag}_top5_error"] = errors(p, ds.test_y)
+            t = TAG[m]
+            entry[f"{t}_top1_error"], entry[f"{t}_top5_error"] = errors(p, ds.test_y)
         result["networks"].append(entry)
-    ens = {}
-    for m in modes:
-        tag = "center" if m == "center" else "tencrop"
-        ens[f"{tag}_top1_error"], ens[f"{tag}_top5_error"] = \
-            errors(sum(outputs[m]) / len(paths), ds.test_y)
+    ens = mean_errors(outputs, range(len(paths)), ds.test_y)
     # where the ensemble's errors are, on the last mode (ten crops unless --no-ten-crop)
     conf = confusion_matrix(sum(outputs[modes[-1]]).argmax(axis=1), ds.test_y,
                             len(ds.classes))
     ens["class_top1_error"] = class_errors(conf, ds.classes)
     result["ensemble"] = ens
     if subsets:
-        result["subsets"] = subset_errors(outputs, ds.test_y, modes)
+        result["subsets"] = subset_errors(outputs, ds.test_y)
     return result
 
 
 def table(result) -> str:
-    pct = lambda v: f"{100 * v:6.2f}%"
     ten = "tencrop_top1_error" in result["ensemble"]
-    n = len(result["networks"])
     lines = [f"test set: {result['dataset']}, {result['test_images']} images; top-1 error",
              f"{'network':<50} {'centre':>8}" + (f" {'ten crops':>10}" if ten else "")]
     rows = [(f"{i}. {e['checkpoint']}", e) for i, e in enumerate(result["networks"], 1)]
     rows += [("ensemble of networks " + " + ".join(str(i + 1) for i in e["networks"]), e)
              for e in result.get("subsets", [])]
-    rows.append((f"ensemble of {n} (mean of the softmax outputs)", result["ensemble"]))
+    rows.append((f"ensemble of {len(result['networks'])} (mean of the softmax outputs)",
+                 result["ensemble"]))
     for name, e in rows:
         lines.append(f"{name:<50} {pct(e['center_top1_error']):>8}"
                      + (f" {pct(e['tencrop_top1_error']):>10}" if ten else ""))
