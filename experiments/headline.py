@@ -334,8 +334,8 @@ def overview_md_lines(records: list) -> list:
     lines = ["## Every attempt, lowest error first", "",
              f"The target is a ten-crop test top-1 error of {pct(TARGET)} or less; "
              + (f"met by {', '.join(met)}." if met else "no attempt has met it yet.")
-             + " Each row links to its record below. An ensemble's epochs are each of its "
-               "networks'; its time is all of them together.", "",
+             + " Each row links to its record below. An ensemble's epochs are its networks' "
+               "lengths, each length once; its time is all of them together.", "",
              "| ten crops | centre crop | record | networks | epochs | training time | "
              "machine | recorded |", "|---|---|---|---|---|---|---|---|"]
     for anchor, name, s in ranked:
