@@ -54,9 +54,9 @@ def test_gpu_headline_script_on_the_standin_trains_like_the_cpu(tmp_path, monkey
     out = tmp_path / "gpu"
     # lr 0.003, not the default 0.01: at 0.01 these 12 steps are unstable (loss 2.87
     # after epoch 1), and a float32 rounding difference between the routes (5e-7 in one
-    # step's gradients) that flips a ReLU or a pooling window's maximum grew to 1e-4 in
-    # epoch 2's loss on one machine and stayed under 1e-5 on another. At 0.003 the two
-    # runs' weights agree to 2e-7 of each tensor's largest value.
+    # step's gradients), amplified by those steps, grew to 1e-4 in epoch 2's loss on
+    # one machine and stayed under 1e-5 on another. At 0.003 the two runs' weights
+    # agree to 2e-7 of each tensor's largest value.
     flags = "--init he --lr 0.003 --train-limit 384 --batch-size 64 --no-prefetch"
     env = standin_env(OUT=str(out), DEVICE="cuda", MODEL="tiny", EPOCHS="2", SEEDS="0 1",
                       DATASET="fashion-mnist-subset", TESTS="parallel", TF32="1",
