@@ -331,7 +331,7 @@ def dataset_kind(name: str) -> str:
 
 
 def load_data(a):
-    from engine.datasets import load_dataset, load_image_folder
+    from data.datasets import load_dataset, load_image_folder
 
     if a.dataset.startswith("folder:"):
         ds = load_image_folder(a.dataset[len("folder:"):])
@@ -367,7 +367,7 @@ def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False, confusion
     mean loss on the centre crop. Returns a dict of floats; with ``confusion``, also
     each mode's confusion matrix (``confusion``, ``tencrop_confusion``: rows the true
     class, columns the predicted one, as an int array)."""
-    from engine.loader import iterate_eval
+    from data.loader import iterate_eval
     from engine.metrics import confusion_matrix
 
     num_classes = model.config["num_classes"]
@@ -830,8 +830,8 @@ def run_epoch(a, model, opt, loader, state, stop, va_x, va_y, prep, device, out_
 
 
 def train(a) -> dict:
-    from engine.augment import lighting_pca, mean_image
-    from engine.loader import BatchLoader
+    from data.augment import lighting_pca, mean_image
+    from data.loader import BatchLoader
 
     device = check_device(a.device)
     resume = load_checkpoint(a.resume) if a.resume else None
@@ -1182,7 +1182,7 @@ def eval_only(a) -> dict:
 def checkpoint_classes(ck, num_classes) -> list:
     """The class names of a checkpoint's network: saved in it, else those of the dataset
     its run names (checkpoints from before the names were saved), else the indices."""
-    from engine import datasets as D
+    from data import datasets as D
     names = ck.get("classes") or {
         "fashion-mnist": D.FASHION_MNIST_CLASSES, "fashion-mnist-subset":
         D.FASHION_MNIST_CLASSES, "mnist": D.MNIST_CLASSES, "cifar10": D.CIFAR10_CLASSES,
@@ -1194,7 +1194,7 @@ def checkpoint_classes(ck, num_classes) -> list:
 def softmax_outputs(model, x_u8, prep, batch_size=256, device="cpu", mode="center"):
     """(N, classes) float64 softmax outputs on the images x_u8, in order; mode 'ten'
     averages the ten crops' outputs, as the evaluation does."""
-    from engine.loader import iterate_eval
+    from data.loader import iterate_eval
 
     out = []
     for xb, _ in iterate_eval(x_u8, np.zeros(len(x_u8), np.int64), batch_size, mode=mode,
@@ -1207,7 +1207,7 @@ def softmax_outputs(model, x_u8, prep, batch_size=256, device="cpu", mode="cente
 
 def predict_images(a) -> dict:
     """--eval-only CHECKPOINT --predict IMAGE...: each image's most probable classes."""
-    from engine.datasets import load_image
+    from data.datasets import load_image
 
     device = check_device(a.device)
     ck, model = network_from_checkpoint(a.eval_only, device)
@@ -1235,7 +1235,7 @@ def predict_images(a) -> dict:
 def main(argv=None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    from engine.datasets import DatasetError
+    from data.datasets import DatasetError
 
     try:
         if a.resume is not None and a.eval_only is not None:

@@ -284,7 +284,7 @@ def main(argv=None) -> int:
         p.error("--subsets needs three or more checkpoints (two have no smaller ensemble)")
     if a.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {a.batch_size}")
-    from engine.datasets import DatasetError
+    from data.datasets import DatasetError
     try:
         result = run(a.checkpoints, a.dataset, a.data_dir, a.device, a.batch_size,
                      not a.no_ten_crop, progress=say, cache_dir=a.cache, subsets=a.subsets)

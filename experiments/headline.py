@@ -454,7 +454,7 @@ def main(argv=None) -> int:
                 "NAME and --change")
     if a.ensemble and len(a.run) < 2:
         p.error("--ensemble needs two or more --run")
-    from engine.datasets import DatasetError
+    from data.datasets import DatasetError
     try:
         if len(a.run) > 1:
             s = record_ensemble(a.run, a.ensemble, a.log, a.command, a.note, a.machine,

@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from engine.datasets import (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, SUBSET_DIR,  # noqa: E402
+from data.datasets import (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, SUBSET_DIR,  # noqa: E402
                              Dataset, load_dataset)
 
 

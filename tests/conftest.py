@@ -53,7 +53,7 @@ def isolated(tmp_path, monkeypatch):
     network: only what a test writes (or the bundled subset) can be found."""
     import urllib.error
 
-    from engine import datasets as D
+    from data import datasets as D
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("ALEXNET_DATA", raising=False)
     monkeypatch.setattr(D, "SYSTEM_DIRS", {})

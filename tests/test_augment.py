@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from engine import augment as A
+from data import augment as A
 from engine.backend import to_numpy
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import datasets as D
-from engine.datasets import DatasetError
+from data import datasets as D
+from data.datasets import DatasetError
 
 FASHION_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -244,7 +244,7 @@ def test_a_download_that_cannot_be_written_is_not_a_network_error(isolated, monk
 
 def test_fashion_mnist_files_are_not_taken_for_mnist(isolated):
     # same names and format: --data-dir pointed at the wrong folder must not pass
-    subset = os.path.join(D.REPO_ROOT, "data", "fashion-mnist-subset")
+    subset = D.SUBSET_DIR
     with pytest.raises(DatasetError, match="the bundled Fashion-MNIST subset, not MNIST"):
         D.load_dataset("mnist", data_dir=subset, download=False)
 
@@ -321,7 +321,7 @@ def test_modified_subset_fails_md5sums(tmp_path):
 
 
 def _load_script():
-    path = os.path.join(D.REPO_ROOT, "scripts", "make_fashion_subset.py")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "make_fashion_subset.py")
     spec = importlib.util.spec_from_file_location("make_fashion_subset", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

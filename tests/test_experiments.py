@@ -263,7 +263,7 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
     assert s["test_center_top1_error"] == res["ensemble"]["center_top1_error"]
 
     # networks of the full dataset are never tested on the subset it falls back to
-    from engine.datasets import load_fashion_subset
+    from data.datasets import load_fashion_subset
     monkeypatch.setattr(ensemble.T, "load_data", lambda a: load_fashion_subset())
     capsys.readouterr()
     assert main(["ensemble", *paths, "--dataset", "fashion-mnist"]) == 2

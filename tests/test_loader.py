@@ -6,9 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from engine import augment as A
+from data import augment as A
 from engine.backend import to_numpy
-from engine.loader import BatchLoader, PrefetchIterator, iterate_eval
+from data.loader import BatchLoader, PrefetchIterator, iterate_eval
 
 
 def indexed_images(n, c=1, h=6, w=6):

@@ -612,7 +612,7 @@ def test_predict_classifies_image_files_as_the_test_set_does(tmp_path, capsys):
     class names the checkpoint keeps; --invert undoes an inverted file."""
     from PIL import Image
 
-    from engine.loader import iterate_eval
+    from data.loader import iterate_eval
     from layers.loss import softmax
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
@@ -787,7 +787,7 @@ def test_a_net_trained_without_reflections_is_tested_on_five_crops_not_ten(tmp_p
     # Ten crops used to include five mirrored images whatever the net was trained on:
     # for MNIST (no flips; a mirrored digit is another digit) or --no-flip, images of a
     # kind it never saw.
-    from engine.loader import iterate_eval
+    from data.loader import iterate_eval
     from layers.loss import softmax
     out = tmp_path / "run"
     flags = [f for f in QUICK if f != "--no-ten-crop"]
@@ -901,7 +901,7 @@ def test_a_run_whose_best_npz_is_gone_tests_its_last_epoch_and_says_so(
 def test_resume_and_eval_only_never_fall_back_to_the_subset(isolated, capsys):
     # A resumed full-data run used to go on training on the bundled subset where the
     # full data could not be found, and an --eval-only to test on it.
-    from engine import datasets as D
+    from data import datasets as D
     tmp_path = isolated
     full = [f if f != "fashion-mnist-subset" else "fashion-mnist" for f in QUICK]
     out = tmp_path / "run"
@@ -1045,13 +1045,13 @@ class _LoaderMade(Exception):
 
 def _training_loader_args(monkeypatch, argv):
     """The arguments train.py gives the training BatchLoader, without training."""
-    import engine.loader
+    import data.loader
     seen = {}
 
     def record(*args, **kwargs):
         seen.update(args=args, kwargs=kwargs)
         raise _LoaderMade
-    monkeypatch.setattr(engine.loader, "BatchLoader", record)
+    monkeypatch.setattr(data.loader, "BatchLoader", record)
     with pytest.raises(_LoaderMade):
         train.main(argv)
     return seen["args"], seen["kwargs"]
@@ -1060,8 +1060,8 @@ def _training_loader_args(monkeypatch, argv):
 def test_no_crop_trains_image_folders_on_the_centre_crop(tmp_path, monkeypatch):
     # Folder images are 256x256 and the net sees 227: --no-crop used to keep the random
     # 227 crops (only the padding went), so a no-augmentation run was not one.
-    from engine.augment import center_crop, to_float
-    from engine.loader import BatchLoader
+    from data.augment import center_crop, to_float
+    from data.loader import BatchLoader
     ds = _photo_folder(tmp_path / "photos")
     args, kwargs = _training_loader_args(monkeypatch, [
         "--dataset", ds, "--model", "tiny", "--no-crop", "--no-flip", "--no-pca",

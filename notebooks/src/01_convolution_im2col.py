@@ -106,7 +106,7 @@ plt.show()
 # padding 2: each of the 25 rows, reshaped back to 28x28, is the image moved a little.
 
 # %%
-from engine.datasets import load_dataset
+from data.datasets import load_dataset
 
 ds = load_dataset("fashion-mnist-subset")
 shoe = ds.train_x[ds.train_y == 9][0:1].astype(np.float64) / 255   # an ankle boot

@@ -141,9 +141,9 @@ assert all(r.passed for r in results)
 
 # %%
 from alexnet import AlexNet
-from engine.augment import mean_image
-from engine.datasets import load_dataset
-from engine.loader import BatchLoader
+from data.augment import mean_image
+from data.datasets import load_dataset
+from data.loader import BatchLoader
 from engine.metrics import topk_correct
 from engine.optim import SGD
 

@@ -108,7 +108,7 @@ print(f"largest output when all 5 are equal: b = {b_together.max():.2f} at a = {
 # the size LRN was tuned for. Then `lrn_forward` normalizes them.
 
 # %%
-from engine.datasets import load_dataset
+from data.datasets import load_dataset
 
 ds = load_dataset("fashion-mnist-subset")
 mean_pixel = ds.train_x.mean()

@@ -103,7 +103,7 @@ plt.show()
 # little noise (so that no two pixels are equal):
 
 # %%
-from engine.datasets import load_dataset
+from data.datasets import load_dataset
 
 ds = load_dataset("fashion-mnist-subset")
 img = ds.train_x[ds.train_y == 7][:1].astype(np.float64) / 255    # a sneaker

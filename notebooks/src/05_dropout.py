@@ -175,9 +175,9 @@ plt.show()
 
 # %%
 from alexnet import AlexNet
-from engine.augment import mean_image
-from engine.datasets import load_dataset
-from engine.loader import BatchLoader, iterate_eval
+from data.augment import mean_image
+from data.datasets import load_dataset
+from data.loader import BatchLoader, iterate_eval
 from engine.metrics import topk_error
 from engine.optim import SGD
 from layers.loss import softmax_cross_entropy

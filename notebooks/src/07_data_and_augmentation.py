@@ -41,10 +41,10 @@ import numpy as np
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 
-from engine import augment
-from engine.augment import (TEN_CROP_ORDER, mean_image, pad_images, pca_lighting, random_crops,
+from data import augment
+from data.augment import (TEN_CROP_ORDER, mean_image, pad_images, pca_lighting, random_crops,
                             rgb_pca, ten_crop_positions, ten_crops, to_float)
-from engine.datasets import load_dataset
+from data.datasets import load_dataset
 
 rng = np.random.default_rng(0)
 print("small mode" if SMALL else "normal size")
@@ -269,7 +269,7 @@ plt.show()
 # each rescaled to $[0, 1]$ for display (the network sees them mean-subtracted):
 
 # %%
-from engine.loader import BatchLoader
+from data.loader import BatchLoader
 
 labels = np.zeros(len(rgb), dtype=np.int64)
 rgb_mean = mean_image(rgb)

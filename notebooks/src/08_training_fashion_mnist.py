@@ -44,8 +44,8 @@ np.set_printoptions(precision=3, suppress=True, linewidth=110)
 
 import train
 from alexnet import AlexNet
-from engine.datasets import load_dataset
-from engine.loader import iterate_eval
+from data.datasets import load_dataset
+from data.loader import iterate_eval
 from engine.metrics import confusion_matrix, topk_error
 
 print("small mode" if SMALL else "normal size")

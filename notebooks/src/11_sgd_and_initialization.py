@@ -48,9 +48,9 @@ plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 
 from alexnet import AlexNet
-from engine.augment import mean_image
-from engine.datasets import load_dataset
-from engine.loader import BatchLoader, iterate_eval
+from data.augment import mean_image
+from data.datasets import load_dataset
+from data.loader import BatchLoader, iterate_eval
 from engine.optim import SGD
 from layers.loss import softmax_cross_entropy
 

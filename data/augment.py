@@ -5,7 +5,7 @@ operations (no loop over images), and runs on NumPy or CuPy: the array module co
 from ``x``. Random numbers are drawn on the host from a ``numpy.random.Generator``,
 in a fixed order, so results do not depend on the backend.
 
-Pixel scale (the project's convention, shared with engine.loader):
+Pixel scale (the project's convention, shared with data.loader):
 
     image = uint8 * scale - mean        scale = PIXEL_SCALE = 1/255 by default
 

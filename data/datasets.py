@@ -2,7 +2,7 @@
 
 Everything here returns a :class:`Dataset`: uint8 images ``(N, C, H, W)`` and int64
 labels, on the host. Turning them into float32 batches (mean subtraction, crops,
-reflections, PCA lighting) is the job of ``engine.augment`` and ``engine.loader``.
+reflections, PCA lighting) is the job of ``data.augment`` and ``data.loader``.
 
 Formats read:
 
@@ -62,8 +62,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUBSET_DIR = os.path.join(REPO_ROOT, "data", "fashion-mnist-subset")
+SUBSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion-mnist-subset")
 ENV_DATA = "ALEXNET_DATA"
 CACHE_NAME = "alexnet-from-scratch"
 

@@ -1,13 +1,13 @@
 """Batches for training and evaluation, prepared on a background thread.
 
-A batch goes through the paper's pipeline (engine.augment), in this order:
+A batch goes through the paper's pipeline (data.augment), in this order:
 
     uint8 (N, C, H, W) --[to device]--> float32 x * scale - mean --> zero-pad by ``pad``
         --> random ``crop`` x ``crop`` patch, mirrored with p = 0.5 --> + PCA lighting
         [--> random erasing, off by default: not in the paper]
 
 with ``mean`` the training set's mean image at the same ``scale`` (default 1/255, see
-engine.augment). For 28x28 grayscale: pad=2, crop=28 (test: the centre crop, which is
+data.augment). For 28x28 grayscale: pad=2, crop=28 (test: the centre crop, which is
 the original image); CIFAR: pad=4, crop=32; image folders: pad=0, crop=227 from 256.
 
 Determinism: epoch ``e`` of a loader with seed ``s`` shuffles with a Generator seeded
@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from engine.augment import (PIXEL_SCALE, center_crop, pad_images, pca_lighting,
+from data.augment import (PIXEL_SCALE, center_crop, pad_images, pca_lighting,
                             random_crops, random_erasing, random_flips, ten_crops, to_float)
 from engine.backend import check_device, to_device
 
@@ -59,7 +59,7 @@ class BatchLoader:
         as an image folder's 256x256, are still cut to the network's input).
     pca       -- ``(eigvals, eigvecs)`` from ``lighting_pca`` (at ``scale``), or None;
         ``pca_std`` is the std of the alphas (paper: 0.1).
-    erase     -- probability of random erasing per image (engine.augment.random_erasing;
+    erase     -- probability of random erasing per image (data.augment.random_erasing;
         0, the default, draws nothing, so the other augmentations are unchanged).
     scale     -- pixel scale, default 1/255.
     device    -- 'cpu' or 'cuda': the uint8 batch is copied to the GPU
@@ -259,7 +259,7 @@ def iterate_eval(x_uint8, y, batch_size: int = 256, mean=None, pad: int = 0,
     mode 'center': x is the central ``crop`` patch of the padded image, (B, C, crop, crop)
         (with pad p and crop = H this is exactly the unpadded image).
     mode 'ten': x is ``ten_crops`` of the padded image, (10, B, C, crop, crop): four
-        corners, centre, and their mirrors (engine.augment.TEN_CROP_ORDER); with
+        corners, centre, and their mirrors (data.augment.TEN_CROP_ORDER); with
         mirrors=False the five without mirrors, (5, B, C, crop, crop).
     crop None: the (padded) image itself, for either mode 'center'.
     """
