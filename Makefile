@@ -30,7 +30,7 @@ train: $(VENV)/.installed
 	$(PY) train.py $(TRAIN_ARGS) $(ARGS)
 
 gradcheck: $(VENV)/.installed
-	$(PY) -m engine.gradcheck
+	$(PY) gradcheck.py
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q $(ARGS)

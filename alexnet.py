@@ -109,36 +109,40 @@ class AlexNet:
             raise ValueError(f"AlexNet: dropout_mode must be one of {DROPOUT_MODES}, "
                              f"got {dropout_mode!r}")
         try:
-            dt = np.dtype(dtype)
+            float_type = np.dtype(dtype)
         except TypeError:
-            dt = None
-        if dt not in (np.float32, np.float64):
+            float_type = None
+        if float_type not in (np.float32, np.float64):
             raise TypeError(f"AlexNet: dtype must be float32 or float64, got {dtype!r}")
-        cfg = PRESETS[preset]
+        preset_values = PRESETS[preset]
+
+        def given_or_preset(name, value):
+            return int(value if value is not None else preset_values[name])
+
         self.config = dict(
             preset=preset,
-            in_channels=int(in_channels if in_channels is not None else cfg["in_channels"]),
-            num_classes=int(num_classes if num_classes is not None else cfg["num_classes"]),
-            input_size=int(input_size if input_size is not None else cfg["input_size"]),
-            groups=int(groups if groups is not None else cfg["groups"]),
+            in_channels=given_or_preset("in_channels", in_channels),
+            num_classes=given_or_preset("num_classes", num_classes),
+            input_size=given_or_preset("input_size", input_size),
+            groups=given_or_preset("groups", groups),
             init=init, activation=activation, lrn=bool(lrn), pool=[int(pool[0]), int(pool[1])],
             dropout=float(dropout), dropout_mode=dropout_mode, seed=int(seed),
             width=float(width),
             dtype=np.dtype(dtype).name)
         self.layers: list[tuple[str, object]] = []
-        self._build(cfg)
+        self._build(preset_values)
         self.device = "cpu"
 
     # ------------------------------------------------------------------ construction
-    def _build(self, cfg):
-        c = self.config
-        rng = np.random.default_rng(c["seed"])
-        dtype = np.dtype(c["dtype"])
-        act = ReLU if c["activation"] == "relu" else Tanh
+    def _build(self, preset_values):
+        config = self.config
+        rng = np.random.default_rng(config["seed"])
+        dtype = np.dtype(config["dtype"])
+        activation_layer = ReLU if config["activation"] == "relu" else Tanh
         # Every activation follows a conv or fc layer, which keeps neither its output
         # nor the gradient it receives: ReLU may overwrite both (layers/modules.py).
-        make_act = (lambda: ReLU(inplace=True)) if act is ReLU else Tanh
-        shape = (c["in_channels"], c["input_size"], c["input_size"])
+        make_activation = (lambda: ReLU(inplace=True)) if activation_layer is ReLU else Tanh
+        shape = (config["in_channels"], config["input_size"], config["input_size"])
         self.layer_shapes = []
 
         def add(name, layer):
@@ -147,33 +151,36 @@ class AlexNet:
             shape = layer.output_shape(shape)
             if any(d < 1 for d in shape):
                 raise ValueError(
-                    f"AlexNet: input_size={c['input_size']} is too small for preset "
-                    f"{c['preset']!r}: the output of {name} would be {shape}")
+                    f"AlexNet: input_size={config['input_size']} is too small for preset "
+                    f"{config['preset']!r}: the output of {name} would be {shape}")
             self.layer_shapes.append((name, shape))
 
         def init_std(name, fan_in):
-            if c["init"] == "he":
+            if config["init"] == "he":
                 return float(np.sqrt(2.0 / fan_in))
-            return 0.005 if c["init"] == "caffe" and name in ("fc6", "fc7") else 0.01
+            return 0.005 if config["init"] == "caffe" and name in ("fc6", "fc7") else 0.01
 
         def bias(name):
             if name in BIAS_ONE:
-                return 1.0 if c["init"] == "paper" else 0.1
+                return 1.0 if config["init"] == "paper" else 0.1
             return 0.0
 
-        for i, (f, k, s, p) in enumerate(cfg["convs"], start=1):
-            f = max(c["groups"], int(round(f * c["width"] / c["groups"])) * c["groups"])
+        for i, (out_channels, kernel, stride, pad) in enumerate(preset_values["convs"], start=1):
+            # width scales the kernels, kept a multiple of groups (each GPU's half)
+            per_group = int(round(out_channels * config["width"] / config["groups"]))
+            out_channels = max(config["groups"], per_group * config["groups"])
             name = f"conv{i}"
-            g = c["groups"] if name in GROUPED else 1
-            cin = shape[0]
-            add(name, Conv2d(cin, f, k, stride=s, pad=p, groups=g,
-                             weight_std=init_std(name, cin // g * k * k), bias_init=bias(name),
-                             rng=rng, dtype=dtype))
-            add(f"{act.__name__.lower()}{i}", make_act())
-            if i in (1, 2) and c["lrn"]:
+            groups = config["groups"] if name in GROUPED else 1
+            in_channels = shape[0]
+            fan_in = in_channels // groups * kernel * kernel
+            add(name, Conv2d(in_channels, out_channels, kernel, stride=stride, pad=pad,
+                             groups=groups, weight_std=init_std(name, fan_in),
+                             bias_init=bias(name), rng=rng, dtype=dtype))
+            add(f"{activation_layer.__name__.lower()}{i}", make_activation())
+            if i in (1, 2) and config["lrn"]:
                 add(f"lrn{i}", LocalResponseNorm(5, 1e-4, 0.75, 2.0))
             if i in (1, 2, 5):
-                add(f"pool{i}", MaxPool2d(c["pool"][0], c["pool"][1]))
+                add(f"pool{i}", MaxPool2d(config["pool"][0], config["pool"][1]))
         # One im2col buffer for all the conv layers (the largest one's size), rather
         # than one per layer: see layers/conv.py, _workspace_cols.
         shared = {}
@@ -181,34 +188,36 @@ class AlexNet:
             if isinstance(layer, Conv2d):
                 layer.workspace = shared
         add("flatten", Flatten())
-        for i, width in enumerate(cfg["fc"] + [c["num_classes"]], start=6):
+        for i, width in enumerate(preset_values["fc"] + [config["num_classes"]], start=6):
             name = f"fc{i}"
             add(name, Linear(shape[0], width, weight_std=init_std(name, shape[0]),
                              bias_init=bias(name), rng=rng, dtype=dtype))
             if i < 8:
-                add(f"{act.__name__.lower()}{i}", make_act())
-                if c["dropout"] > 0:
-                    add(f"drop{i}", Dropout(c["dropout"], c["dropout_mode"],
-                                            seed=c["seed"] * 1000 + i))
+                add(f"{activation_layer.__name__.lower()}{i}", make_activation())
+                if config["dropout"] > 0:
+                    add(f"drop{i}", Dropout(config["dropout"], config["dropout_mode"],
+                                            seed=config["seed"] * 1000 + i))
 
     # ------------------------------------------------------------------ parameters
     @property
     def params(self) -> dict:
         """All parameters, ``{"conv1.w": array, "conv1.b": array, ...}`` (the live arrays)."""
-        return {f"{n}.{k}": v for n, l in self.layers for k, v in l.params.items()}
+        return {f"{name}.{key}": value for name, layer in self.layers
+                for key, value in layer.params.items()}
 
     @property
     def grads(self) -> dict:
         """Gradients from the last backward, with the same keys as ``params``."""
-        return {f"{n}.{k}": v for n, l in self.layers for k, v in l.grads.items()}
+        return {f"{name}.{key}": value for name, layer in self.layers
+                for key, value in layer.grads.items()}
 
     def num_params(self) -> int:
         return int(sum(int(np.prod(v.shape)) for v in self.params.values()))
 
     def layer(self, name):
-        for n, l in self.layers:
-            if n == name:
-                return l
+        for layer_name, layer in self.layers:
+            if layer_name == name:
+                return layer
         raise KeyError(f"AlexNet has no layer {name!r}")
 
     # ------------------------------------------------------------------ passes
@@ -219,8 +228,8 @@ class AlexNet:
         ``until`` stops after the named layer and returns its output (e.g. 'relu7' for
         the 4096-d fc7 features the paper's Figure 4 compares).
         """
-        c = self.config
-        expected = (c["in_channels"], c["input_size"], c["input_size"])
+        config = self.config
+        expected = (config["in_channels"], config["input_size"], config["input_size"])
         if getattr(x, "ndim", None) != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"AlexNet.forward: expected input of shape (N, {expected[0]}, "
                              f"{expected[1]}, {expected[2]}), got {tuple(getattr(x, 'shape', ()))}")
@@ -274,7 +283,7 @@ class AlexNet:
         (``sgd_for`` does): one built before holds the old arrays, which the model no
         longer uses, so its steps would change nothing the model computes with.
         """
-        layers = [(l, k, v) for _, l in self.layers for k, v in l.params.items()]
+        layers = [(layer, k, v) for _, layer in self.layers for k, v in layer.params.items()]
         dtypes = {v.dtype for _, _, v in layers}
         if len(dtypes) != 1:
             raise ValueError(f"AlexNet.flatten_params: the parameters have several dtypes "
@@ -292,7 +301,7 @@ class AlexNet:
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict:
         """State that is not a parameter: the dropout layers' call counters."""
-        return {n: l.calls for n, l in self.layers if isinstance(l, Dropout)}
+        return {name: layer.calls for name, layer in self.layers if isinstance(layer, Dropout)}
 
     def load_extra_state(self, state: dict):
         for n, calls in state.items():
@@ -347,10 +356,11 @@ class AlexNet:
     # ------------------------------------------------------------------ summary
     def summary(self) -> str:
         """A table: each layer, its output shape for one image, its parameter count."""
-        c = self.config
-        lines = [f"AlexNet preset={c['preset']!r} input {c['in_channels']}x{c['input_size']}x"
-                 f"{c['input_size']}, {c['num_classes']} classes, groups={c['groups']}, "
-                 f"init={c['init']!r}"]
+        config = self.config
+        size = config["input_size"]
+        lines = [f"AlexNet preset={config['preset']!r} input {config['in_channels']}x{size}x"
+                 f"{size}, {config['num_classes']} classes, groups={config['groups']}, "
+                 f"init={config['init']!r}"]
         # the kind column is as wide as the longest layer's description
         w = max([40] + [len(repr(layer)) for _, layer in self.layers])
         header = f"{'layer':<10} {'kind':<{w}} {'output':>16} {'params':>12}"
@@ -404,5 +414,5 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Print an AlexNet preset's layer table.")
     ap.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     ap.add_argument("--groups", type=int, default=None)
-    a = ap.parse_args()
-    print(AlexNet(a.preset, groups=a.groups).summary())
+    args = ap.parse_args()
+    print(AlexNet(args.preset, groups=args.groups).summary())

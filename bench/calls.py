@@ -6,9 +6,9 @@
 On a GPU every CuPy call costs the host some microseconds (Python, argument checks,
 a kernel launch), whatever the size of its arrays. A small network like ``mini``
 gives each kernel little work, so a training step can wait on the host rather than
-on the GPU: on an H200 (2026-11-27) one ``train.py`` run trained 4,700 images/s and
-six at once 13,000 together, which is what a host-bound step does. The number of
-calls per step is then the figure to bring down, and it does not need a GPU to count:
+on the GPU (then several runs side by side on one GPU train more images per second
+together than one alone). The number of calls per step is then the figure to bring
+down, and it does not need a GPU to count:
 under the NumPy stand-in for CuPy (tests/fake_cupy, which counts every function,
 method and index operation it is asked for), this runs one training step of our
 engine and prints, per layer, the calls of its forward and backward, and of the SGD

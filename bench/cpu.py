@@ -1,6 +1,6 @@
 """AlexNet on the CPU: our NumPy engine against PyTorch, in the same process.
 
-    python -m bench.cpu                          # every case (about 22 minutes with --layer-repeats 7)
+    python -m bench.cpu                          # every case (the paper net's are the slow ones)
     python -m bench.cpu --quick                  # the mini preset only
     python -m bench.cpu --case paper-g2-b32 --repeats 7
     python bench/cpu.py --list
@@ -34,8 +34,8 @@ Per case (a preset, a batch size, a groups setting):
 GFLOP/s counts 2 flops per multiply-add of the conv and fc layers (forward, dw, and
 dx except conv1's), divided by the time of those layers (the sum of their per-layer
 medians). The ceiling is a float32 product of 2048 x 2048 matrices with NumPy, timed
-once in every round of the layer timings, so under the same load as the layers (the
-machine this was written on is shared: its load changes from minute to minute).
+once in every round of the layer timings, so under the same load as the layers (on a
+shared machine the load changes from minute to minute).
 """
 from __future__ import annotations
 
@@ -59,12 +59,12 @@ import numpy as np  # noqa: E402
 
 from alexnet import AlexNet  # noqa: E402
 from engine.backend import to_device, to_numpy  # noqa: E402
-from engine.environment import machine  # noqa: E402  (the report names it)
 from engine.optim import sgd_for  # noqa: E402
 from engine.parallel import run_parallel  # noqa: E402
 from layers.loss import softmax_cross_entropy  # noqa: E402
 from layers.modules import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,  # noqa: E402
                             MaxPool2d, ReLU)
+from training.environment import machine  # noqa: E402  (the report names it)
 
 # name -> (preset, batch, groups); the paper's input is 3x227x227, mini's 1x32x32.
 CASES = OrderedDict([
@@ -76,7 +76,8 @@ CASES = OrderedDict([
 ])
 QUICK = ["mini-b128"]
 
-# The issue's targets, as ratios ours / PyTorch (time or memory) or fractions.
+# The performance targets the report checks, as ratios ours / PyTorch (time or
+# memory) or fractions.
 TARGET_STEP = {"mini": 0.9, "paper": 1.1}
 TARGET_LAYER = 1.3
 TARGET_MEMORY = {"mini": 1.0}
@@ -87,9 +88,8 @@ CHECK_BATCH = 8
 # Relative errors (norm of the difference / norm of PyTorch's). A wrong convention
 # (LRN's alpha, a flipped kernel, a missing group) gives errors near 1. float32 gives
 # about 1e-6 on the logits, but up to a few 1e-3 on some gradients: conv1.w of the
-# paper net sums 24,200 products per entry with heavy cancellation (ours in float32
-# against ours in float64: 3e-3), and PyTorch's own conv3-conv1 gradients differ
-# from a float64 computation by 2e-3 there (oneDNN's algorithms), ours by 5e-7.
+# paper net sums 24,200 products per entry with heavy cancellation, and PyTorch's
+# convolution algorithms (oneDNN) round differently from a plain product.
 LOGIT_TOL, GRAD_TOL = 1e-4, 1e-2
 
 
@@ -238,8 +238,8 @@ def check_agreement(net, tmodel, torch, n=CHECK_BATCH, seed=1, device="cpu",
 class BackgroundLoad:
     """How many cores other processes kept busy while a block ran (Linux /proc/stat).
 
-    The machine this was written on is shared; a timing taken while other jobs run
-    says less about the code than about the neighbours. Each case reports it.
+    On a shared machine a timing taken while other jobs run says less about the code
+    than about the neighbours. Each case reports it.
     """
 
     def __enter__(self):
@@ -288,11 +288,11 @@ def time_steps(ours, theirs, repeats, warmup=2):
     for _ in range(warmup):
         ours()
         theirs()
-    to, tt = [], []
+    ours_times, torch_times = [], []
     for _ in range(repeats):
-        to.append(timed(ours))
-        tt.append(timed(theirs))
-    return statistics.median(to), statistics.median(tt)
+        ours_times.append(timed(ours))
+        torch_times.append(timed(theirs))
+    return statistics.median(ours_times), statistics.median(torch_times)
 
 
 def busy_threads(torch, seconds, _buf={}):
@@ -322,16 +322,14 @@ def time_layers(net, x, tlayers, torch, repeats, seed=2, warm=0.03, only=None):
     the layers before it would leave them in a real step: busy, with that framework's
     threads running. Two things go wrong without it:
     - PyTorch's OpenMP worker threads spin for a while after each op, waiting for the
-      next; run right after a PyTorch op, ours would share the cores with them (a 1 ms
-      ReLU read 2-3 ms). During our warm-up they stop spinning and go to sleep.
-    - A pause instead (this benchmark slept 20 ms before each call until 2026-11-24)
-      skews the other way: after 10-20 ms of idle cores, our worker thread was woken
-      on the core the main thread was running on (seen with sched_getcpu), and the two
-      shared one core for the next few ms, so the fc7 of the mini net read 11 ms
-      instead of its 5.5 ms back to back (PyTorch: 8 against 5.8). With 30 ms of
-      warm-up, both read close to their back-to-back times again (6.5 and 7.0). In real
-      training steps, which run back to back, 8 of 84 threaded ops were hit, 3 ms per
-      step.
+      next; run right after a PyTorch op, ours would share the cores with them and
+      read two or three times their time. During our warm-up they stop spinning and
+      go to sleep.
+    - A pause instead skews the other way: after some milliseconds of idle cores, the
+      scheduler can wake our worker thread on the core the main thread is running on,
+      and the two then share one core for the next few ms. Training steps run back to
+      back, so a timing after a pause would not be one a real step sees; after the
+      warm-up, each layer reads close to its time in a back-to-back run.
 
     Each round also times one float32 matrix product of 2048 x 2048 matrices with
     NumPy: the ceiling that the conv and fc layers are compared with, measured under
@@ -419,15 +417,15 @@ def matmul_ceiling(torch, n=3072, repeats=5):
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     out = np.empty_like(a)
-    ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.empty(n, n)
+    torch_a, torch_b, torch_out = torch.from_numpy(a), torch.from_numpy(b), torch.empty(n, n)
     np.matmul(a, b, out=out)
-    torch.mm(ta, tb, out=tout)
-    tn, tt = [], []
+    torch.mm(torch_a, torch_b, out=torch_out)
+    numpy_times, torch_times = [], []
     for _ in range(repeats):
-        tn.append(timed(lambda: np.matmul(a, b, out=out)))
-        tt.append(timed(lambda: torch.mm(ta, tb, out=tout)))
-    f = 2 * n ** 3 / 1e9
-    return f / statistics.median(tn), f / statistics.median(tt)
+        numpy_times.append(timed(lambda: np.matmul(a, b, out=out)))
+        torch_times.append(timed(lambda: torch.mm(torch_a, torch_b, out=torch_out)))
+    gflop = 2 * n ** 3 / 1e9
+    return gflop / statistics.median(numpy_times), gflop / statistics.median(torch_times)
 
 
 # ---------------------------------------------------------------------- memory
@@ -522,36 +520,38 @@ def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, no
         if idle_wait:
             wait_idle(idle_wait)
         with BackgroundLoad() as load:
-            to, tt = time_steps(ours, theirs, repeats)
-        print(f"[{case}] training step: ours {to * 1e3:.0f} ms, torch {tt * 1e3:.0f} ms, "
-              f"ratio {to / tt:.2f} (other processes kept {load.cores:.1f} cores busy)",
-              flush=True)
+            ours_s, torch_s = time_steps(ours, theirs, repeats)
+        print(f"[{case}] training step: ours {ours_s * 1e3:.0f} ms, torch "
+              f"{torch_s * 1e3:.0f} ms, ratio {ours_s / torch_s:.2f} (other processes kept "
+              f"{load.cores:.1f} cores busy)", flush=True)
         notes.append(f"{case}: other processes kept {load.cores:.1f} of {os.cpu_count()} "
                      f"cores busy during the training steps")
-        rows.append((case, "training step", None, None, to, None, None, tt,
-                     verdict(to / tt, TARGET_STEP[preset])))
+        rows.append((case, "training step", None, None, ours_s, None, None, torch_s,
+                     verdict(ours_s / torch_s, TARGET_STEP[preset])))
         del ours, theirs
         gc.collect()
     if do_layers:
-        tlayers = list(build_torch(net, torch, inplace_relu=False))
+        torch_layers = list(build_torch(net, torch, inplace_relu=False))
         if idle_wait:
             wait_idle(idle_wait)
         with BackgroundLoad() as load:
-            lt, ceiling = time_layers(net, x, tlayers, torch, layer_repeats, only=only,
-                                      warm=warm)
+            layer_times, ceiling = time_layers(net, x, torch_layers, torch, layer_repeats,
+                                               only=only, warm=warm)
         notes.append(f"{case}: other processes kept {load.cores:.1f} cores busy during the "
                      f"layer timings")
         flops = layer_flops(net, batch)
         work = {"ours": [0.0, 0], "torch": [0.0, 0]}
         for name, _ in net.layers:
-            if name == "flatten" or name not in lt:
+            if name == "flatten" or name not in layer_times:
                 continue          # flatten: a reshape in both, nothing to time
-            (of, ob), (tf, tb) = lt[name]["ours"], lt[name]["torch"]
-            rows.append((case, f"  {name}", of, ob, of + ob, tf, tb, tf + tb,
-                         verdict((of + ob) / (tf + tb), TARGET_LAYER)))
+            ours_fwd, ours_bwd = layer_times[name]["ours"]
+            torch_fwd, torch_bwd = layer_times[name]["torch"]
+            ours_s, torch_s = ours_fwd + ours_bwd, torch_fwd + torch_bwd
+            rows.append((case, f"  {name}", ours_fwd, ours_bwd, ours_s, torch_fwd, torch_bwd,
+                         torch_s, verdict(ours_s / torch_s, TARGET_LAYER)))
             if name in flops:
-                for who, t in (("ours", of + ob), ("torch", tf + tb)):
-                    work[who][0] += t
+                for who, seconds in (("ours", ours_s), ("torch", torch_s)):
+                    work[who][0] += seconds
                     work[who][1] += sum(flops[name])
         if only is None:          # the share of the ceiling needs every conv and fc layer
             rows.append((case, "conv+fc GFLOP/s", None, None,
@@ -559,10 +559,10 @@ def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, no
                          work["torch"][1] / work["torch"][0] / 1e9, ("gflops", ceiling)))
     if do_memory:
         mem = measure_memory(case)
-        mo = (mem["ours"]["peak_kb"] - mem["ours"]["base_kb"]) / 1024
-        mt = (mem["torch"]["peak_kb"] - mem["torch"]["base_kb"]) / 1024
-        rows.append((case, "step peak MiB", None, None, mo, None, None, mt,
-                     verdict(mo / mt, TARGET_MEMORY.get(preset))))
+        ours_mib = (mem["ours"]["peak_kb"] - mem["ours"]["base_kb"]) / 1024
+        torch_mib = (mem["torch"]["peak_kb"] - mem["torch"]["base_kb"]) / 1024
+        rows.append((case, "step peak MiB", None, None, ours_mib, None, None, torch_mib,
+                     verdict(ours_mib / torch_mib, TARGET_MEMORY.get(preset))))
         notes.append(f"{case}: memory baseline RSS ours {mem['ours']['base_kb'] / 1024:.0f} MiB, "
                      f"torch {mem['torch']['base_kb'] / 1024:.0f} MiB; tracemalloc peak of "
                      f"NumPy allocations in one of our steps "
@@ -575,22 +575,26 @@ def print_table(rows):
             f"{'torch fwd':>9} {'torch bwd':>9} {'torch':>9} {'ours/torch':>10}  target")
     lines = [head, "-" * len(head)]
     prev = None
-    for case, what, of, ob, o, tf, tb, t, target in rows:
+    for (case, what, ours_fwd, ours_bwd, ours_value, torch_fwd, torch_bwd, torch_value,
+         target) in rows:
         label = case if case != prev else ""
         prev = case
         if isinstance(target, tuple):
             ceiling = target[1]
-            frac_o, frac_t = o / ceiling, t / ceiling
-            lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {o:>9.1f} {'':>9} {'':>9} "
-                         f"{t:>9.1f} {o / t:>9.2f}x  ours {frac_o:.0%}, torch {frac_t:.0%} of "
-                         f"{ceiling:.0f} (>= {TARGET_CEILING:.0%}: "
-                         f"{'met' if frac_o >= TARGET_CEILING else 'NOT met'})")
+            ours_share, torch_share = ours_value / ceiling, torch_value / ceiling
+            lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {ours_value:>9.1f} {'':>9} "
+                         f"{'':>9} {torch_value:>9.1f} {ours_value / torch_value:>9.2f}x  "
+                         f"ours {ours_share:.0%}, torch {torch_share:.0%} of {ceiling:.0f} "
+                         f"(>= {TARGET_CEILING:.0%}: "
+                         f"{'met' if ours_share >= TARGET_CEILING else 'NOT met'})")
         elif what.startswith("step peak"):
-            lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {o:>9.0f} {'':>9} {'':>9} "
-                         f"{t:>9.0f} {o / t:>9.2f}x  {target}")
+            lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {ours_value:>9.0f} {'':>9} "
+                         f"{'':>9} {torch_value:>9.0f} {ours_value / torch_value:>9.2f}x  "
+                         f"{target}")
         else:
-            lines.append(f"{label:<14} {what:<18} {fmt_ms(of):>9} {fmt_ms(ob):>9} {fmt_ms(o):>9} "
-                         f"{fmt_ms(tf):>9} {fmt_ms(tb):>9} {fmt_ms(t):>9} {o / t:>9.2f}x  {target}")
+            lines.append(f"{label:<14} {what:<18} {fmt_ms(ours_fwd):>9} {fmt_ms(ours_bwd):>9} "
+                         f"{fmt_ms(ours_value):>9} {fmt_ms(torch_fwd):>9} {fmt_ms(torch_bwd):>9} "
+                         f"{fmt_ms(torch_value):>9} {ours_value / torch_value:>9.2f}x  {target}")
     return "\n".join(lines)
 
 
@@ -619,48 +623,49 @@ def main(argv=None):
     ap.add_argument("--out", help="also write the report to this file")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--memory-child", choices=["ours", "torch"], help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    if a.warm < 0:
-        ap.error(f"--warm must be >= 0 seconds, got {a.warm}")
-    if a.list:
-        for k, (p, b, g) in CASES.items():
-            print(f"{k:<16} preset {p}, batch {b}" + (f", groups {g}" if g else ""))
+    args = ap.parse_args(argv)
+    if args.warm < 0:
+        ap.error(f"--warm must be >= 0 seconds, got {args.warm}")
+    if args.list:
+        for name, (preset, batch, groups) in CASES.items():
+            print(f"{name:<16} preset {preset}, batch {batch}"
+                  + (f", groups {groups}" if groups else ""))
         return 0
-    if a.memory_child:
-        memory_child(a.case[0], a.memory_child)
+    if args.memory_child:
+        memory_child(args.case[0], args.memory_child)
         return 0
     torch = import_torch()
-    cases = QUICK if a.quick else (a.case or list(CASES))
-    layer_repeats = a.layer_repeats or a.repeats
+    cases = QUICK if args.quick else (args.case or list(CASES))
+    layer_repeats = args.layer_repeats or args.repeats
 
-    ceiling, tceiling = matmul_ceiling(torch)
+    numpy_gflops, torch_gflops = matmul_ceiling(torch)
     header = [
         f"AlexNet training on the CPU: ours (NumPy {np.__version__}, {blas_name()}) vs "
         f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)",
         f"machine: {machine()}; {datetime.date.today().isoformat()}",
-        f"float32 matmul (3072^3, median of 5) at the start: NumPy {ceiling:.0f} GFLOP/s, "
-        f"PyTorch {tceiling:.0f} GFLOP/s; the GFLOP/s rows compare with a 2048^3 product "
+        f"float32 matmul (3072^3, median of 5) at the start: NumPy {numpy_gflops:.0f} GFLOP/s, "
+        f"PyTorch {torch_gflops:.0f} GFLOP/s; the GFLOP/s rows compare with a 2048^3 product "
         f"timed in every round of the layer timings (its median is printed there)",
         "times in ms, medians of "
-        + (f"{a.repeats} interleaved steps ({layer_repeats} per layer)" if not a.no_step
+        + (f"{args.repeats} interleaved steps ({layer_repeats} per layer)" if not args.no_step
            else f"{layer_repeats} interleaved runs per layer")
         + " after warm-up; ratio < 1 means ours is faster",
     ]
-    if a.warm != 0.03:
-        header.append(f"each layer timing after {a.warm:g} s of work on the timed "
+    if args.warm != 0.03:
+        header.append(f"each layer timing after {args.warm:g} s of work on the timed "
                       f"framework's threads (default 0.03)")
     print("\n".join(header), flush=True)
     rows, notes, all_ok = [], [], True
     for case in cases:
-        all_ok &= run_case(case, torch, a.repeats, layer_repeats, not a.no_layers,
-                           not a.no_memory, rows, notes, idle_wait=a.wait_idle,
-                           do_step=not a.no_step, only=set(a.layer) if a.layer else None,
-                           warm=a.warm)
+        all_ok &= run_case(case, torch, args.repeats, layer_repeats, not args.no_layers,
+                           not args.no_memory, rows, notes, idle_wait=args.wait_idle,
+                           do_step=not args.no_step, only=set(args.layer) if args.layer else None,
+                           warm=args.warm)
         gc.collect()
     report = "\n".join(header + ["", print_table(rows), ""] + notes)
     print("\n" + report)
-    if a.out:
-        with open(a.out, "w") as f:
+    if args.out:
+        with open(args.out, "w") as f:
             f.write(report + "\n")
     return exit_status(all_ok)
 

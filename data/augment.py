@@ -99,10 +99,10 @@ def _windows(x, crop):
     """All crop x crop windows as a strided view: (N, C, H-crop+1, W-crop+1, crop, crop)."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    s = x.strides
+    sn, sc, sh, sw = x.strides
     return xp.lib.stride_tricks.as_strided(
         x, shape=(N, C, H - crop + 1, W - crop + 1, crop, crop),
-        strides=(s[0], s[1], s[2], s[3], s[2], s[3]))
+        strides=(sn, sc, sh, sw, sh, sw))
 
 
 def crop_at(x, crop: int, top, left, flip=None):
@@ -165,54 +165,13 @@ def random_crops(x, crop: int, rng: np.random.Generator, flip: bool = True,
     return (out, (top, left, flipped)) if return_params else out
 
 
-def random_erasing(x, rng: np.random.Generator, p: float = 0.5, area=(0.02, 0.4),
-                   aspect=(0.3, 1 / 0.3), value: float = 0.0, return_params: bool = False):
-    """Random erasing (Zhong et al., *Random Erasing Data Augmentation*, AAAI 2020):
-    with probability ``p`` an image gets one rectangle, in every channel, set to
-    ``value``. Not in the AlexNet paper; a later augmentation, here as an option.
-
-    The rectangle covers a uniform fraction in ``area`` of the image, with a
-    log-uniform height/width ratio in ``aspect``; a side longer than the image is cut
-    to it (Zhong et al. draw again instead), and the position is uniform over where it
-    fits. ``value`` 0 on mean-subtracted images is the mean image's pixel, as the
-    zero-padding of the crops is. Draws, in this order: N uniforms (erase where < p),
-    N areas, N log-ratios, N tops, N lefts (for every image, so the stream does not
-    depend on which are erased). With ``return_params`` also returns
-    ``(erased, top, left, h, w)`` (host arrays). Returns a copy.
-    """
-    _check_batch(x)
-    if not 0 <= p <= 1:
-        raise ValueError(f"random_erasing: p must be in [0, 1], got {p}")
-    if not 0 < area[0] <= area[1] <= 1 or not 0 < aspect[0] <= aspect[1]:
-        raise ValueError(f"random_erasing: need 0 < area[0] <= area[1] <= 1 and "
-                         f"0 < aspect[0] <= aspect[1], got area {area}, aspect {aspect}")
-    N, _, H, W = x.shape
-    erased = rng.random(N) < p
-    target = rng.uniform(area[0], area[1], N) * (H * W)
-    ratio = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1]), N))
-    h = np.clip(np.rint(np.sqrt(target * ratio)), 1, H).astype(np.int64)
-    w = np.clip(np.rint(np.sqrt(target / ratio)), 1, W).astype(np.int64)
-    top = np.floor(rng.random(N) * (H - h + 1)).astype(np.int64)
-    left = np.floor(rng.random(N) * (W - w + 1)).astype(np.int64)
-    rows, cols = np.arange(H), np.arange(W)
-    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])          # (N, H)
-    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])        # (N, W)
-    mask = erased[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]
-    xp = get_array_module(x)
-    out = x.copy()
-    if erased.any():
-        m = xp.asarray(mask[:, None])                  # (N, 1, H, W): every channel
-        out = xp.where(m, xp.asarray(value, dtype=x.dtype), out).astype(x.dtype, copy=False)
-    return (out, (erased, top, left, h, w)) if return_params else out
-
-
 def center_crop(x, crop: int):
     """The central ``crop x crop`` patch (offsets ``(H-crop)//2``, ``(W-crop)//2``). A view."""
     _check_batch(x)
     _check_crop(x, crop)
     H, W = x.shape[2], x.shape[3]
-    t, l = (H - crop) // 2, (W - crop) // 2
-    return x[:, :, t:t + crop, l:l + crop]
+    top, left = (H - crop) // 2, (W - crop) // 2
+    return x[:, :, top:top + crop, left:left + crop]
 
 
 def ten_crop_positions(H: int, W: int, crop: int) -> list[tuple[int, int]]:
@@ -233,8 +192,9 @@ def ten_crops(x, crop: int, mirrors: bool = True):
     _check_crop(x, crop)
     xp = get_array_module(x)
     H, W = x.shape[2], x.shape[3]
-    five = [x[:, :, t:t + crop, l:l + crop] for t, l in ten_crop_positions(H, W, crop)]
-    return xp.stack(five + ([p[..., ::-1] for p in five] if mirrors else []))
+    five = [x[:, :, top:top + crop, left:left + crop]
+            for top, left in ten_crop_positions(H, W, crop)]
+    return xp.stack(five + ([patch[..., ::-1] for patch in five] if mirrors else []))
 
 
 def rgb_pca(train_x, scale: float = PIXEL_SCALE, max_pixels: int = 1_000_000, seed: int = 0):

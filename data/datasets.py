@@ -315,8 +315,8 @@ def find_idx_files(folder: str) -> dict | None:
     """Map each idx stem to ``stem.gz`` or ``stem`` in ``folder``; None if any is missing."""
     found = {}
     for stem, _ in IDX_FILES:
-        for cand in (stem + ".gz", stem):
-            p = os.path.join(folder, cand)
+        for candidate in (stem + ".gz", stem):
+            p = os.path.join(folder, candidate)
             if os.path.isfile(p):
                 found[stem] = p
                 break

@@ -4,7 +4,6 @@ A batch goes through the paper's pipeline (data.augment), in this order:
 
     uint8 (N, C, H, W) --[to device]--> float32 x * scale - mean --> zero-pad by ``pad``
         --> random ``crop`` x ``crop`` patch, mirrored with p = 0.5 --> + PCA lighting
-        [--> random erasing, off by default: not in the paper]
 
 with ``mean`` the training set's mean image at the same ``scale`` (default 1/255, see
 data.augment). For 28x28 grayscale: pad=2, crop=28 (test: the centre crop, which is
@@ -23,7 +22,7 @@ import threading
 import numpy as np
 
 from data.augment import (PIXEL_SCALE, center_crop, pad_images, pca_lighting,
-                            random_crops, random_erasing, random_flips, ten_crops, to_float)
+                          random_crops, random_flips, ten_crops, to_float)
 from engine.backend import check_device, to_device
 
 _STOP_POLL_S = 0.05
@@ -59,8 +58,6 @@ class BatchLoader:
         as an image folder's 256x256, are still cut to the network's input).
     pca       -- ``(eigvals, eigvecs)`` from ``lighting_pca`` (at ``scale``), or None;
         ``pca_std`` is the std of the alphas (paper: 0.1).
-    erase     -- probability of random erasing per image (data.augment.random_erasing;
-        0, the default, draws nothing, so the other augmentations are unchanged).
     scale     -- pixel scale, default 1/255.
     device    -- 'cpu' or 'cuda': the uint8 batch is copied to the GPU
         (engine.backend.to_device) and the float work is done there.
@@ -76,7 +73,7 @@ class BatchLoader:
                  flip: bool = False, pca=None, scale: float = PIXEL_SCALE,
                  device: str = "cpu", drop_last: bool = False, prefetch: bool = True,
                  rng: np.random.Generator | None = None, pca_std: float = 0.1,
-                 erase: float = 0.0, random_crop: bool = True):
+                 random_crop: bool = True):
         x_uint8, y = _images_and_labels(x_uint8, y, "BatchLoader")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -89,8 +86,6 @@ class BatchLoader:
             raise ValueError(f"crop {crop} does not fit {H}x{W} images padded by {pad}")
         if pca is not None and C != 3:
             raise ValueError(f"PCA lighting needs 3-channel images, got {C} channels")
-        if not 0 <= erase <= 1:
-            raise ValueError(f"erase must be a probability in [0, 1], got {erase}")
         check_device(device)
         if seed is None:
             seed = int(rng.integers(2**63)) if rng is not None else \
@@ -103,7 +98,6 @@ class BatchLoader:
         self.pca = None if pca is None else (np.asarray(pca[0], np.float32),
                                              np.asarray(pca[1], np.float32))
         self.mean = None if mean is None else to_device(np.asarray(mean, np.float32), device)
-        self.erase = float(erase)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -136,8 +130,6 @@ class BatchLoader:
                 xb = random_flips(xb, rng)
         if self.pca is not None:
             xb = pca_lighting(xb, self.pca[0], self.pca[1], rng, std=self.pca_std)
-        if self.erase > 0:
-            xb = random_erasing(xb, rng, p=self.erase)
         return xb, to_device(self.y[idx], self.device)
 
     def __iter__(self):
@@ -269,9 +261,9 @@ def iterate_eval(x_uint8, y, batch_size: int = 256, mean=None, pad: int = 0,
     if mode == "ten" and crop is None:
         raise ValueError("mode 'ten' needs a crop size")
     check_device(device)
-    mean_d = None if mean is None else to_device(np.asarray(mean, np.float32), device)
+    mean_on_device = None if mean is None else to_device(np.asarray(mean, np.float32), device)
     for i in range(0, len(x_uint8), batch_size):
-        xb = to_float(to_device(x_uint8[i:i + batch_size], device), mean_d, scale)
+        xb = to_float(to_device(x_uint8[i:i + batch_size], device), mean_on_device, scale)
         xb = pad_images(xb, pad)
         if mode == "ten":
             xb = ten_crops(xb, crop, mirrors)

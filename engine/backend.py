@@ -93,10 +93,10 @@ def gpu_available() -> bool:
 # backward, the SGD update; see engine/im2col.py), or "loops", the CPU's code on CuPy
 # arrays too, or "kernels", the few-call route with hand-written GPU kernels where an
 # op has one (GpuKernel below: LRN, the pooling, im2col, col2im and dropout's mask,
-# one kernel each way instead of several whole-array passes). ALEXNET_GPU_ROUTES=loops in the
-# environment, or set_gpu_routes("loops"): to time them on a GPU (python -m bench.gpu
-# does), and as a way back if a route ever fails on a GPU (scripts/gpu_lease.sh falls
-# back by itself, and trains on the fastest route that passed).
+# one kernel each way instead of several whole-array passes). Choose one with
+# ALEXNET_GPU_ROUTES in the environment or set_gpu_routes(): to time the routes
+# against each other on a GPU (python -m bench.gpu does), and as a way back to the
+# CPU's code if a route fails on some GPU.
 GPU_ROUTES = ("few", "loops", "kernels")
 _gpu_routes = [os.environ.get("ALEXNET_GPU_ROUTES", "few") or "few"]
 
@@ -186,9 +186,9 @@ def require_gpu():
     """Return the ``cupy`` module, or raise one clear error saying what is missing.
 
     The first call asks gpu_status(), which runs a kernel and waits for it; once that
-    worked, later calls (to_device calls this for every batch) trust it. Asked every
-    time, it made each batch wait for the GPU to finish all the work queued before it,
-    and read the device's properties from the driver twice per training step."""
+    worked, later calls trust it. to_device calls this for every batch, and a probe
+    each time would make each batch wait for the GPU to finish all the work queued
+    before it."""
     if not _GPU_CONFIRMED:
         ok, reason = gpu_status()
         if not ok:

@@ -18,12 +18,12 @@ Pitfalls the callers avoid: ReLU's kink at 0 and ties in max-pooling (inputs are
 drawn away from both), and dropout's randomness (the mask is fixed by a seed, so
 every forward sees the same mask).
 
-Run ``python -m engine.gradcheck`` to check every op and print a table.
+This module is the machinery only. The checks of every op are in
+layers/gradchecks.py, beside the ops; ``python gradcheck.py`` runs them and the
+whole-network check, and prints a table.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -172,49 +172,3 @@ def format_table(results: Sequence[GradCheckResult]) -> str:
         lines.append(f"{r.op:<34} {r.name:<6} {r.rel_error:>11.2e} "
                      f"{f'{r.checked}/{r.total}':>13}  {'PASS' if r.passed else 'FAIL'}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    from engine import gradcheck_suite  # the list of checks, kept apart from the machinery
-
-    p = argparse.ArgumentParser(
-        prog="python -m engine.gradcheck",
-        description="Check every op's hand-written backward against centered differences "
-                    "(float64) and print a table. Exits non-zero if any check fails.")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="run the checks on NumPy (cpu) or CuPy (cuda)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random inputs")
-    p.add_argument("--max-checks", type=int, default=200,
-                   help="entries checked per gradient (a random sample for big arrays; "
-                        "the whole-network check takes at most 10 per parameter)")
-    p.add_argument("--only", default=None,
-                   help="run only checks whose op name contains this text")
-    args = p.parse_args(argv)
-    if args.max_checks < 1:
-        p.error(f"--max-checks must be >= 1, got {args.max_checks}")
-    if args.device == "cuda":
-        from engine.backend import GPUUnavailableError, gpu_routes, gpu_status, require_gpu
-        try:
-            require_gpu()
-            gpu_routes()              # an unknown ALEXNET_GPU_ROUTES: one line, below
-        except (GPUUnavailableError, ValueError) as e:
-            print(f"error: --device cuda: {e}", file=sys.stderr)
-            return 2
-        print(f"device: cuda ({gpu_status()[1]}; the ops' GPU routes: {gpu_routes()})\n")
-    every = gradcheck_suite.run_all(device=args.device, seed=args.seed,
-                                    max_checks=args.max_checks)
-    results = [r for r in every if not args.only or args.only.lower() in r.op.lower()]
-    if not results:
-        # a typo in --only must not read as "0 failed"
-        ops = ", ".join(dict.fromkeys(r.op for r in every))
-        print(f"error: --only {args.only!r} matches no check; the checks are: {ops}",
-              file=sys.stderr)
-        return 2
-    print(format_table(results))
-    failed = [r for r in results if not r.passed]
-    print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,26 +2,23 @@
 
 Why threads help: NumPy's elementwise loops (ReLU, LRN, pooling, the copies of
 im2col and col2im) run on one core, and they release the GIL. Two Python threads,
-each running the same NumPy code on half of the batch, run on two cores at once:
-measured 1.5x-3x faster for LRN and pooling on a 2-core CPU.
+each running the same NumPy code on half of the batch, run on two cores at once.
 
 Why the matrix products are split too, with BLAS kept to one thread inside each
 piece: OpenBLAS threads a product itself, but it synchronises its threads once per
 block of the inner dimension (a few hundred values). conv's dw = cols @ dout.T has
 N*OH*OW as its inner dimension (131072 for the mini net's conv1), so that is hundreds
 of barriers per product. When other processes compete for the cores, a thread that
-lost its core stalls the others at every barrier for a scheduler time slice:
-measured 3.2 s instead of 16 ms for that product, for minutes at a time, on a shared
-2-core machine. Split over our own threads, each calling a one-thread BLAS, a
-product has a single barrier (the join), and a piece is handed to whichever
-thread is free.
+lost its core stalls the others at every barrier for a scheduler time slice, and a
+product of milliseconds can take seconds. Split over our own threads, each calling a
+one-thread BLAS, a product has a single barrier (the join), and a piece is handed to
+whichever thread is free.
 
     run_parallel(fn, n, xp)     # fn(lo, hi) for pieces of range(n), in parallel
     matmul(a, b)                # a @ b, cut into blocks run the same way
 
-Every thread, the calling one included, takes the next piece until none is left.
-(Handing the calling thread one piece and a worker all the others made a split
-product run at 110 GFLOP/s instead of 175 on an idle 2-core machine.)
+Every thread, the calling one included, takes the next piece until none is left,
+so no core sits idle while another still has pieces queued.
 
 On CuPy, or with one thread, ``run_parallel`` is a plain ``fn(0, n)``: the code of
 an op is the same on both backends. ``set_num_threads(1)`` turns the threading off
@@ -108,7 +105,7 @@ def split(n: int, pieces: int):
 
 # Below this many array elements an op runs on one thread: handing pieces to another
 # thread costs tens of microseconds, and below a few MB two cores do not copy faster
-# than one (ReLU of fc6: 0.3 ms on one thread, 0.5 ms on two).
+# than one.
 MIN_PARALLEL_SIZE = 1 << 20
 
 
@@ -125,13 +122,13 @@ def run_parallel(fn, n: int, xp=np, size: int | None = None, pieces_per_thread: 
     even on one thread: an op that makes several passes over its piece then finds
     it in the CPU's cache from the second pass on.
     """
-    t = num_threads()
-    pieces = t * pieces_per_thread
+    n_threads = num_threads()
+    pieces = n_threads * pieces_per_thread
     if piece_size is not None and size is not None:
         pieces = max(pieces, -(-size // piece_size))
     if xp is not np or n < 2 or getattr(_local, "inside", False):
         return [fn(0, n)]
-    if t == 1 or (size is not None and size < MIN_PARALLEL_SIZE):
+    if n_threads == 1 or (size is not None and size < MIN_PARALLEL_SIZE):
         if piece_size is None or size is None or size <= piece_size:
             return [fn(0, n)]
         return [fn(lo, hi) for lo, hi in split(n, pieces)]
@@ -152,7 +149,7 @@ def run_parallel(fn, n: int, xp=np, size: int | None = None, pieces_per_thread: 
             _local.inside = False
 
     with single_threaded_blas():
-        futures = [_pool().submit(work) for _ in range(t - 1)]
+        futures = [_pool().submit(work) for _ in range(n_threads - 1)]
         try:
             work()
         finally:
@@ -162,7 +159,8 @@ def run_parallel(fn, n: int, xp=np, size: int | None = None, pieces_per_thread: 
 
 
 # Below this many multiply-adds a product runs in one piece, on one thread: waking
-# OpenBLAS's threads for fc8 (128 x 1024 x 10) took 8 ms against 0.08 ms on one.
+# OpenBLAS's threads costs far more than a small product such as fc8's
+# (128 x 1024 x 10) takes on one.
 MIN_PARALLEL_MACS = 1 << 22
 
 

@@ -2,10 +2,10 @@
 
 A claim names its variants as extra ``train.py`` flags, the metric that decides it,
 and the paper's own number for the same comparison. ``SCALES`` says how big each run
-is: the ``small`` scale fits a 2-core CPU in minutes (the tiny preset on the committed
-subset); ``medium`` trains the same net longer on more of the real dataset (about 80
-minutes for every claim on a 2-core CPU) and ``medium-mini`` does so with the mini preset
-(about 25 minutes a run); ``full`` trains mini on the whole dataset, for a GPU.
+is: the ``small`` scale is the tiny preset on the committed subset, minutes on a CPU;
+``medium`` trains the same net longer on more of the real dataset, and ``medium-mini``
+does so with the mini preset; ``full`` trains mini on the whole dataset, for a GPU.
+``python -m experiments list --scale NAME`` estimates the training a scale has left.
 """
 from __future__ import annotations
 
@@ -79,9 +79,8 @@ CLAIMS = {
         "without it the network overfits substantially; PCA lighting: top-1 -1%",
         {"crops+flips": [], "none": ["--no-crop", "--no-flip", "--no-pca"]},
         # The centre crop for both: ten-crop testing shows a net trained without
-        # crops and flips shifted and mirrored images it never saw (at the medium scale
-        # 23.2% ten-crop against 14.5% centre for the same net); ten crops are a claim
-        # of their own.
+        # crops and flips shifted and mirrored images it never saw (the table in
+        # docs/RESULTS.md gives both errors); ten crops are a claim of their own.
         metric="test_center_top1_error", extra_metrics=["train_test_gap"],
         notes="test error on the centre crop for both variants"),
     "tencrop": Claim(
@@ -116,11 +115,11 @@ SCALES = {
                "--epochs", "8", "--lr", "0.02", "--quiet"],
         desc="tiny preset, committed Fashion-MNIST subset (4,500 train / 500 val / 1,000 "
              "test), 8 epochs, lr 0.02, He init, CPU"),
-    # Networks trained further, on real images, in about 3 minutes a run: the small
-    # scale's nets stop near 26% test error, where most effects drown in the noise.
-    # Patience 4: with the paper's 2, the noise of a 1,200-image validation set divided
-    # the learning rate three times by epoch 12 in one of three seeds (21.3% test error
-    # against 15.6% and 17.2% for the others), and the schedule decided the verdicts.
+    # Networks trained further, on real images: the small scale's nets stop near 26%
+    # test error (docs/RESULTS.md), where most effects drown in the noise.
+    # Patience 4: with the paper's 2, the noise of a 1,200-image validation set can
+    # divide the learning rate early in one seed and late in another, and then the
+    # schedule, not the claim, decides the verdict.
     "medium": dict(
         flags=["--dataset", "fashion-mnist", "--train-limit", "12000", "--model", "tiny",
                "--init", "he", "--epochs", "20", "--lr", "0.02", "--lr-patience", "4",
@@ -128,11 +127,11 @@ SCALES = {
         desc="tiny preset, first 12,000 Fashion-MNIST training images (10,800 train / "
              "1,200 val), the full 10,000-image test set, 20 epochs, lr 0.02, LR patience "
              "4, He init, CPU"),
-    # For a GPU: the 40-epoch CPU run of docs/RESULTS.md (6.89% ten-crop). He init as at
-    # the other scales (the paper's N(0, 0.01) keeps the small presets near chance for
-    # a long time: the init claim). The validation-driven schedule, as at the medium
-    # scale: a fixed one (--lr-drops) would also cut the learning rate of figure1's
-    # 6 epochs.
+    # For a GPU: the recipe of the best single network in docs/RESULTS.md (the attempt
+    # lr02-patience4). He init as at the other scales (the paper's N(0, 0.01) keeps the
+    # small presets near chance for a long time: the init claim). The validation-driven
+    # schedule, as at the medium scale: a fixed one (--lr-drops) would also cut the
+    # learning rate of figure1's 6 epochs.
     "full": dict(
         flags=["--dataset", "fashion-mnist", "--model", "mini", "--init", "he",
                "--epochs", "40", "--lr", "0.02", "--lr-patience", "4", "--quiet"],
@@ -140,8 +139,7 @@ SCALES = {
              "40 epochs, lr 0.02, LR patience 4, He init"),
 }
 # The medium scale with the mini preset (4.6M parameters against tiny's 96k): does a
-# wider network change a verdict? About 70 s per epoch on a 2-core CPU, so a 20-epoch
-# run is ~25 min (see `python -m experiments list --scale medium-mini` for what has run).
+# wider network change a verdict?
 SCALES["medium-mini"] = dict(
     flags=["mini" if f == "tiny" else f for f in SCALES["medium"]["flags"]],
     desc=SCALES["medium"]["desc"].replace("tiny preset", "mini preset"))

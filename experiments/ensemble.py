@@ -33,28 +33,53 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from data.datasets import DatasetError
+from engine.backend import GPUUnavailableError
+from training import (TrainingError, dataset_kind, load_data, network_from_checkpoint,
+                      save_weights_only, softmax_outputs, test_prep)
+from training.metrics import class_errors, confusion_matrix, topk_correct
 
-import train as T  # noqa: E402
-from engine.backend import GPUUnavailableError  # noqa: E402
-from engine.metrics import class_errors, confusion_matrix, topk_correct  # noqa: E402
-from experiments.headline import pct, sha256  # noqa: E402
 
+# What the ensemble takes from train.py: a network from its checkpoint, the test set,
+# how a network prepares its images, and the network's softmax outputs.
 
 def load_network(path, device="cpu"):
     """(model, mean image, the run's saved train.py arguments) of a checkpoint."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"experiments ensemble: checkpoint {path!r} does not exist")
-    ck, model = T.network_from_checkpoint(path, device)
+    ck, model = network_from_checkpoint(path, device)
     return model, ck["mean"], ck["train_state"].get("args", {})
 
 
-def predict(model, x_u8, y, prep, batch_size=256, device="cpu", mode="center"):
+def load_test_set(dataset, data_dir=None):
+    """(the dataset, whose test images the networks are tested on; the kind of input
+    preparation its networks were trained with)."""
+    return load_data(dataset, data_dir, fallback=False), dataset_kind(dataset)
+
+
+def test_preparation(kind, args, mean, model) -> dict:
+    """How the network prepares a test image: its mean image, padding and crop."""
+    return test_prep(kind, args, mean, model.config["input_size"])
+
+
+def predict(model, x_u8, prep, batch_size=256, device="cpu", mode="center"):
     """(N, classes) float64 softmax outputs on the test images; mode 'ten' averages the
     ten crops' outputs, as train.py's evaluation does."""
-    return T.softmax_outputs(model, x_u8, prep, batch_size, device, mode)
+    return softmax_outputs(model, x_u8, prep, batch_size, device, mode)
+
+
+def sha256(path) -> str:
+    """The SHA-256 of a file (a checkpoint), as sha256sum prints it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pct(v: float) -> str:
+    """An error rate as a percentage, e.g. 0.0683 -> '6.83%'."""
+    return f"{100 * v:.2f}%"
 
 
 MODE_TEXT = {"center": "centre crop", "ten": "ten crops"}
@@ -155,14 +180,11 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
     if data_dir is None:           # where the first network's run read its files, if here
         saved = nets[0][2].get("data_dir")
         data_dir = saved if saved and os.path.isdir(saved) else None
-    a = argparse.Namespace(dataset=dataset, data_dir=data_dir, no_download=False,
-                           no_fallback=True)
-    ds = T.load_data(a)
+    ds, kind = load_test_set(dataset, data_dir)
     if ds.name != dataset and not dataset.startswith("folder:"):
         raise ValueError(f"experiments ensemble: the networks were trained on {dataset}, but "
                          f"{ds.name} was loaded ({ds.source}); pass --data-dir with the "
                          f"{dataset} files")
-    kind = T.dataset_kind(dataset)
     modes = ["center"] + (["ten"] if ten_crop else [])
     outputs = {m: [] for m in modes}
     cache = OutputCache(cache_dir) if cache_dir else None
@@ -179,7 +201,7 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
             raise ValueError(f"experiments ensemble: {path} predicts "
                              f"{model.config['num_classes']} classes but {ds.name} has "
                              f"{len(ds.classes)}")
-        prep = T.test_prep(kind, args, mean, model.config["input_size"])
+        prep = test_preparation(kind, args, mean, model)
         entry = dict(checkpoint=path)
         ck_hash = sha256(path) if cache else None
         cached = {m: cache.get(ck_hash, data_key, m, shape) for m in modes} if cache else {}
@@ -197,7 +219,7 @@ def run(paths, dataset=None, data_dir=None, device="cpu", batch_size=256, ten_cr
         for m in modes:
             p = cached.get(m)
             if p is None:
-                p = predict(model, ds.test_x, ds.test_y, prep, batch_size, device, m)
+                p = predict(model, ds.test_x, prep, batch_size, device, m)
                 if cache:
                     cache.put(ck_hash, data_key, m, p)
             outputs[m].append(p)
@@ -253,8 +275,8 @@ def weights_main(argv=None) -> int:
     for src, name in zip(a.checkpoints, names):
         dst = os.path.join(a.out_dir, name + ".npz")
         try:
-            T.save_weights_only(src, dst)
-        except (OSError, T.TrainingError) as e:
+            save_weights_only(src, dst)
+        except (OSError, TrainingError) as e:
             print(f"python -m experiments weights: {e}", file=sys.stderr)
             return 1
         print(f"{src} -> {dst} ({os.path.getsize(dst) / 2**20:.1f} MiB)")
@@ -284,12 +306,11 @@ def main(argv=None) -> int:
         p.error("--subsets needs three or more checkpoints (two have no smaller ensemble)")
     if a.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {a.batch_size}")
-    from data.datasets import DatasetError
     try:
         result = run(a.checkpoints, a.dataset, a.data_dir, a.device, a.batch_size,
                      not a.no_ten_crop, progress=say, cache_dir=a.cache, subsets=a.subsets)
     except (FileNotFoundError, ValueError, DatasetError, GPUUnavailableError,
-            T.TrainingError) as e:
+            TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(table(result))
@@ -297,7 +318,3 @@ def main(argv=None) -> int:
         with open(a.out, "w") as f:
             json.dump(result, f, indent=1)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

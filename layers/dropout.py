@@ -1,4 +1,13 @@
-"""Dropout (Section 4.2): zero each hidden unit of fc6 and fc7 with probability p."""
+"""Dropout (Section 4.2): zero each hidden unit of fc6 and fc7 with probability p.
+
+    training:  out = x * m / (1 - p)        test:  out = x               (inverted)
+    training:  out = x * m                  test:  out = x * (1 - p)     (the paper's)
+
+with m ~ Bernoulli(1 - p), one draw per unit. The mask's random bits come from a
+counter-based hash (``counter_bits``, below the backward), the same on NumPy and CuPy;
+with ALEXNET_GPU_ROUTES=kernels the mask and the product are one GPU kernel
+(layers/fast/dropout.py).
+"""
 from __future__ import annotations
 
 import math
@@ -6,85 +15,11 @@ import numbers
 
 import numpy as np
 
-from engine.backend import GpuKernel, get_array_module, gpu_kernels
+from engine.backend import get_array_module
 from layers._checks import check_dout, check_float_array
+from layers.fast import dropout as fast
 
 MODES = ("inverted", "paper")
-
-# Constants of the 32-bit mixing function below: the multipliers are odd (so each
-# multiply is a bijection mod 2**32) and were found by a search for good avalanche
-# (every input bit flips each output bit with probability close to 1/2): Chris
-# Wellons's "lowbias32", from his hash-prospector search.
-_MIX1, _MIX2 = np.uint32(0x7FEB352D), np.uint32(0x846CA68B)
-_GOLDEN = np.uint32(0x9E3779B9)          # 2**32 / golden ratio: spreads the counter
-
-
-def _mix32(h):
-    """A bijective scramble of uint32 values (xor-shift, multiply, twice), in place."""
-    h ^= h >> np.uint32(16)
-    h *= _MIX1
-    h ^= h >> np.uint32(15)
-    h *= _MIX2
-    h ^= h >> np.uint32(16)
-    return h
-
-
-def counter_bits(shape, seed, xp):
-    """32 pseudo-random bits per element, as a uint32 array of ``shape`` on ``xp``.
-
-    Counter-based, as the Philox generator PyTorch uses on GPUs: element i gets a hash
-    of (seed, i) rather than the i-th step of a generator's state. Nothing is built
-    per call but the array itself (with a fresh CuPy Generator per batch, which
-    initializes a cuRAND state per thread, dropout's forward took 0.65 ms of GPU time
-    on an H200, most of the layer's), and the bits are the same on NumPy and CuPy, so
-    a run draws the same dropout masks on the CPU and on the GPU. ``seed`` is anything
-    ``np.random.SeedSequence`` takes (an int, or a list such as [seed, step]); it is
-    turned into two 32-bit keys on the host.
-    """
-    k0, k1, n = _keys(seed, shape)
-    h = xp.arange(n, dtype=xp.uint32)
-    h *= _GOLDEN
-    h += k0
-    _mix32(h)
-    h ^= k1
-    return _mix32(h).reshape(shape)
-
-
-def _keys(seed, shape):
-    """counter_bits' two 32-bit keys from the seed, and the number of elements."""
-    k0, k1 = (np.uint32(k) for k in np.random.SeedSequence(seed).generate_state(2))
-    n = math.prod(int(d) for d in shape)
-    if n > 2 ** 32:
-        raise ValueError(f"counter_bits: at most 2**32 elements, got shape {tuple(shape)}")
-    return k0, k1, n
-
-
-def _threshold(p):
-    return np.uint32(min(int(round(p * 2.0 ** 32)), 2 ** 32 - 1))
-
-
-def keep_mask(shape, p, seed, xp):
-    """Bernoulli(1 - p) as a bool array: counter_bits at or above p * 2**32."""
-    return counter_bits(shape, seed, xp) >= _threshold(p)
-
-
-# The mask and the product as one GPU kernel (engine/backend.py: GpuKernel), for CuPy
-# with ALEXNET_GPU_ROUTES=kernels: the same hash of the same counter, so the same
-# masks, bit for bit, as counter_bits above, where the array code makes about 25
-# calls (each uint32 operation one kernel). Element i's counter is i mod 2**32, as in
-# the uint32 arange.
-_MASK_KERNEL = GpuKernel(
-    "alexnet_dropout_forward",
-    "T x, uint32 k0, uint32 k1, uint32 threshold, float64 scale",
-    "T out, T mask",
-    """
-    unsigned int h = (unsigned int)i * 0x9E3779B9u + k0;
-    h ^= h >> 16; h *= 0x7FEB352Du; h ^= h >> 15; h *= 0x846CA68Bu; h ^= h >> 16;
-    h ^= k1;
-    h ^= h >> 16; h *= 0x7FEB352Du; h ^= h >> 15; h *= 0x846CA68Bu; h ^= h >> 16;
-    mask = h >= threshold ? (T)scale : (T)0;
-    out = x * mask;
-    """)
 
 
 def dropout_forward(x, p=0.5, train=True, mode="inverted", seed=None, rng=None):
@@ -126,12 +61,9 @@ def dropout_forward(x, p=0.5, train=True, mode="inverted", seed=None, rng=None):
         return x, ("test", None, like)
     scale = 1.0 / (1.0 - p) if mode == "inverted" else 1.0
     seed = np.random.SeedSequence().entropy if seed is None else seed
-    if rng is None and gpu_kernels(xp):
+    if rng is None and fast.applies(xp):      # ALEXNET_GPU_ROUTES=kernels: one kernel
         k0, k1, _ = _keys(seed, x.shape)
-        out, mask = xp.empty(x.shape, dtype=x.dtype), xp.empty(x.shape, dtype=x.dtype)
-        # scale goes in as float64 and is rounded to x's type, as x.dtype.type(scale) is
-        _MASK_KERNEL(xp, xp.ascontiguousarray(x), k0, k1, _threshold(p), scale, out, mask)
-        return out, ("train", mask)
+        return fast.dropout_forward(x, k0, k1, _threshold(p), scale)
     if rng is None:
         keep = keep_mask(x.shape, p, seed, xp)
     else:
@@ -152,3 +84,61 @@ def dropout_backward(dout, cache):
     _, mask = cache
     check_dout("dropout_backward", dout, mask)
     return dout * mask
+
+
+# ----------------------------------------------------------- the mask's random bits
+
+def keep_mask(shape, p, seed, xp):
+    """Bernoulli(1 - p) as a bool array: counter_bits at or above p * 2**32."""
+    return counter_bits(shape, seed, xp) >= _threshold(p)
+
+
+def counter_bits(shape, seed, xp):
+    """32 pseudo-random bits per element, as a uint32 array of ``shape`` on ``xp``.
+
+    Counter-based, as the Philox generator PyTorch uses on GPUs: element i gets a hash
+    of (seed, i) rather than the i-th step of a generator's state. Nothing is built
+    per call but the array itself (a fresh CuPy Generator per batch would first set
+    up a cuRAND state per GPU thread), and the bits are the same on NumPy and CuPy, so
+    a run draws the same dropout masks on the CPU and on the GPU. ``seed`` is anything
+    ``np.random.SeedSequence`` takes (an int, or a list such as [seed, step]); it is
+    turned into two 32-bit keys on the host.
+    """
+    k0, k1, n = _keys(seed, shape)
+    h = xp.arange(n, dtype=xp.uint32)
+    h *= _GOLDEN
+    h += k0
+    _mix32(h)
+    h ^= k1
+    return _mix32(h).reshape(shape)
+
+
+# Constants of the 32-bit mixing function below: the multipliers are odd (so each
+# multiply is a bijection mod 2**32) and were found by a search for good avalanche
+# (every input bit flips each output bit with probability close to 1/2): Chris
+# Wellons's "lowbias32", from his hash-prospector search.
+_MIX1, _MIX2 = np.uint32(0x7FEB352D), np.uint32(0x846CA68B)
+_GOLDEN = np.uint32(0x9E3779B9)          # 2**32 / golden ratio: spreads the counter
+
+
+def _mix32(h):
+    """A bijective scramble of uint32 values (xor-shift, multiply, twice), in place."""
+    h ^= h >> np.uint32(16)
+    h *= _MIX1
+    h ^= h >> np.uint32(15)
+    h *= _MIX2
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def _keys(seed, shape):
+    """counter_bits' two 32-bit keys from the seed, and the number of elements."""
+    k0, k1 = (np.uint32(k) for k in np.random.SeedSequence(seed).generate_state(2))
+    n = math.prod(int(d) for d in shape)
+    if n > 2 ** 32:
+        raise ValueError(f"counter_bits: at most 2**32 elements, got shape {tuple(shape)}")
+    return k0, k1, n
+
+
+def _threshold(p):
+    return np.uint32(min(int(round(p * 2.0 ** 32)), 2 ** 32 - 1))

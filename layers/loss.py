@@ -1,8 +1,6 @@
 """Softmax and the multinomial logistic regression (cross-entropy) loss."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from engine.backend import get_array_module
@@ -18,24 +16,12 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def softmax_cross_entropy(logits, labels, check_labels=True, smoothing=0.0):
+def softmax_cross_entropy(logits, labels, check_labels=True):
     """Mean cross-entropy of softmax(logits) against integer labels, and its gradient.
 
         p[n, k]  = exp(z[n, k]) / sum_j exp(z[n, j])
         loss     = -(1/N) sum_n log p[n, y_n]
         dz[n, k] = (p[n, k] - [k == y_n]) / N
-
-    With label smoothing eps (Szegedy et al. 2016, "Rethinking the Inception
-    Architecture for Computer Vision", Section 7; not in the AlexNet paper) the target
-    is no longer the one-hot row but q[n, k] = (1 - eps) [k == y_n] + eps / K, and
-
-        loss     = -(1/N) sum_n sum_k q[n, k] log p[n, k]
-                 = -(1/N) sum_n [(1 - eps) log p[n, y_n] + (eps/K) sum_k log p[n, k]]
-        dz[n, k] = (p[n, k] - q[n, k]) / N
-
-    so the gradient stops pushing once p reaches q (p[n, y_n] = 1 - eps + eps/K): the
-    logits stay finite instead of growing without bound, and the loss's minimum is the
-    entropy of q (0.50 for eps 0.1, K 10), not 0. eps = 0 is the plain loss.
 
     Subtracting the row maximum before exponentiating changes nothing
     mathematically but keeps exp() from overflowing: logits of 1e4 give a finite
@@ -45,7 +31,6 @@ def softmax_cross_entropy(logits, labels, check_labels=True, smoothing=0.0):
     Inputs:  logits (N, K) float32/float64; labels (N,) integers in [0, K).
     check_labels: verify every label is in range (one small device->host sync; the
              training loop checks the whole dataset once and passes False).
-    smoothing: eps in [0, 1), a real number (a Python or NumPy scalar).
     Returns: (loss, dlogits): loss a 0-d array of logits' dtype (float() it to log;
              on the GPU that synchronizes), dlogits (N, K).
     """
@@ -62,11 +47,6 @@ def softmax_cross_entropy(logits, labels, check_labels=True, smoothing=0.0):
     if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
         raise ValueError(f"{op}: labels must have shape ({logits.shape[0]},) to match logits "
                          f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real):
-        raise TypeError(f"{op}: smoothing must be a number in [0, 1), got {smoothing!r}")
-    smoothing = float(smoothing)       # a NumPy float64 would make a float32 loss float64
-    if not 0 <= smoothing < 1:
-        raise ValueError(f"{op}: smoothing must be a number in [0, 1), got {smoothing!r}")
     n, k = logits.shape
     if n == 0:
         raise ValueError(f"{op}: empty batch (logits shape {tuple(logits.shape)})")
@@ -83,14 +63,7 @@ def softmax_cross_entropy(logits, labels, check_labels=True, smoothing=0.0):
     log_s = xp.log(s[:, 0])
     log_p_true = z[rows, labels] - log_s
     dlogits = e / s
-    if smoothing:
-        # sum_k log p[n, k] = sum_k z[n, k] - K log s[n]
-        log_p_sum = z.sum(axis=1) - k * log_s
-        loss = -((1 - smoothing) * log_p_true + (smoothing / k) * log_p_sum).mean()
-        dlogits -= smoothing / k
-        dlogits[rows, labels] -= 1 - smoothing
-    else:
-        loss = -log_p_true.mean()
-        dlogits[rows, labels] -= 1
+    loss = -log_p_true.mean()
+    dlogits[rows, labels] -= 1
     dlogits /= n
     return loss, dlogits

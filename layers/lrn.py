@@ -21,66 +21,21 @@ Other libraries' conventions (a classic source of silent mismatches):
 - TensorFlow's ``tf.nn.local_response_normalization`` takes ``depth_radius`` r
   (n = 2r + 1) and does not divide: its alpha is the paper's alpha.
 - Caffe's default k is 1, not 2.
+
+The forward and backward below are the plain array code; the CPU's threaded pieces
+and the GPU kernels are in layers/fast/lrn.py.
 """
 from __future__ import annotations
 
 import math
 import numbers
 
-from engine.backend import GpuKernel, get_array_module, gpu_kernels
-from engine.parallel import run_parallel
+from engine.backend import get_array_module
 from layers._checks import check_float_array, check_same_backend, check_same_dtype
+from layers.fast import lrn as fast
 
 _FWD = "lrn_forward"
 _BWD = "lrn_backward"
-
-
-def _check_params(op, size, alpha, beta, k):
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 or size % 2 == 0:
-        raise ValueError(f"{op}: size must be an odd positive integer (the window is centred on "
-                         f"each channel), got {size!r}")
-    for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"{op}: {name} must be a real number, got {type(v).__name__} {v!r}")
-        if not math.isfinite(v):
-            raise ValueError(f"{op}: {name} must be finite, got {v!r}")
-    if not alpha >= 0:
-        raise ValueError(f"{op}: alpha must be >= 0, got {alpha!r}")
-    # k > 0 keeps scale > 0 even where a whole window is zero (common after ReLU).
-    if not k > 0:
-        raise ValueError(f"{op}: k must be > 0 so the denominator never vanishes, got {k!r}")
-    # Python floats, not NumPy scalars: a np.float64 constant would upcast float32 arrays.
-    return int(size), float(alpha), float(beta), float(k)
-
-
-def _add_channel_neighbours(w, a, r: int):
-    """In place: w[:, c] += a[:, j] for every j != c in [max(0, c - r), min(C - 1, c + r)].
-
-    Starting from w = a (or a plus a constant) this gives the clipped channel-window
-    sum. One strided add per offset (2r of them) instead of a loop over channels:
-    n is small and each add touches whole (N, C - d, H, W) blocks.
-    """
-    C = a.shape[1]
-    for d in range(1, min(r, C - 1) + 1):
-        w[:, d:] += a[:, :-d]
-        w[:, :-d] += a[:, d:]
-    return w
-
-
-def _pow_beta(scale, beta: float, xp, out, scratch):
-    """out = scale ** beta, the denominator. ``scratch``: a free array of scale's shape."""
-    if beta == 0.75:
-        # The paper's exponent: s^0.75 = sqrt(s) * sqrt(sqrt(s)). Two square roots and
-        # a multiply are several times faster than the generic power on CPU (13x).
-        xp.sqrt(scale, out=out)
-        out *= xp.sqrt(out, out=scratch)
-        return out
-    return xp.power(scale, beta, out=out)
-
-
-# Elements per piece of the batch (about 1 MB of float32): each piece goes through
-# ten passes, and from the second on they find it in the CPU's cache.
-_PIECE = 1 << 18
 
 
 def lrn_forward(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
@@ -103,26 +58,14 @@ def lrn_forward(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: fl
     check_float_array(x, "x", _FWD, ndim=4)
     size, alpha, beta, k = _check_params(_FWD, size, alpha, beta, k)
     xp = get_array_module(x)
-    if gpu_kernels(xp):             # CuPy with ALEXNET_GPU_ROUTES=kernels: one kernel
-        x = xp.ascontiguousarray(x)
-    scale, denom, out = xp.empty_like(x), xp.empty_like(x), xp.empty_like(x)
-    if gpu_kernels(xp):
-        C, H, W = x.shape[1:]
-        _FWD_KERNEL(xp, x, C, H * W, size // 2, alpha, beta, k, scale, denom, out)
-        return out, (x, scale, denom, size, alpha, beta)
-
-    def images(lo, hi):
-        xs, sc, dn = x[lo:hi], scale[lo:hi], denom[lo:hi]
-        sq = xs * xs
-        sq *= alpha
-        xp.add(sq, k, out=sc)           # the centre channel and k in one pass
-        _add_channel_neighbours(sc, sq, size // 2)
-        _pow_beta(sc, beta, xp, out=dn, scratch=sq)   # sq is no longer needed
-        xp.divide(xs, dn, out=out[lo:hi])
-    # A few images at a time, over the threads (engine/parallel.py); the window runs
-    # over channels, so every piece holds whole images. One piece on CuPy.
-    run_parallel(images, x.shape[0], xp, size=x.size, piece_size=_PIECE)
-    return out, (x, scale, denom, size, alpha, beta)
+    if fast.applies(xp):          # NumPy: threads over the batch; ALEXNET_GPU_ROUTES=kernels
+        return fast.lrn_forward(x, size, alpha, beta, k)
+    sq = x * x
+    sq *= alpha                                     # alpha * x^2, every channel
+    scale = sq + k                                  # each channel's own term, and k
+    _add_channel_neighbours(scale, sq, size // 2)   # the other channels of its window
+    denom = _pow_beta(scale, beta, xp)
+    return x / denom, (x, scale, denom, size, alpha, beta)
 
 
 def lrn_backward(dout, cache):
@@ -158,71 +101,59 @@ def lrn_backward(dout, cache):
     check_same_dtype(_BWD, dout=dout, x=x)
     check_same_backend(_BWD, dout=dout, x=x)
     xp = get_array_module(dout)
-    if gpu_kernels(xp):
-        dx = xp.empty(dout.shape, dtype=dout.dtype)
-        C, H, W = x.shape[1:]
-        _BWD_KERNEL(xp, x, xp.ascontiguousarray(dout), scale, denom, C, H * W, size // 2,
-                    2.0 * alpha * beta, dx)
-        return dx
-    dx = xp.empty_like(dout)
-
-    def images(lo, hi):
-        xs, d = x[lo:hi], dx[lo:hi]
-        xp.divide(dout[lo:hi], denom[lo:hi], out=d)   # dout * scale^-beta: the direct term
-        t = d * xs                                      # dout * b
-        t /= scale[lo:hi]                               # dout * b / scale
-        s = _add_channel_neighbours(t.copy(), t, size // 2)
-        s *= xs
-        s *= 2.0 * alpha * beta
-        d -= s
-    run_parallel(images, x.shape[0], xp, size=x.size, piece_size=_PIECE)
+    if fast.applies(xp):
+        return fast.lrn_backward(dout, cache)
+    dx = dout / denom                    # dout * scale^-beta: the direct term
+    t = dx * x                           # dout * b
+    t /= scale                           # dout * b / scale
+    s = _add_channel_neighbours(t.copy(), t, size // 2)    # summed over each window
+    s *= x
+    s *= 2.0 * alpha * beta
+    dx -= s
     return dx
 
 
-# The same two passes as GPU kernels (engine/backend.py: GpuKernel), for CuPy with
-# ALEXNET_GPU_ROUTES=kernels. The code above makes about ten whole-array passes each
-# way (squares, the neighbours' adds, the power, the divisions), each a kernel that
-# reads and writes the whole activation; these make one, where a thread computes one
-# element and reads its window's n values, which neighbouring threads read too, so
-# they come from the GPU's caches. Element i of x (N, C, H, W) is channel
-# c = (i / HW) % C, and its channel-0 neighbour at the same pixel is i - c*HW.
-_WINDOW = """
-    const int c = (int)((i / HW) % C);
-    const ptrdiff_t c0 = i - (ptrdiff_t)c * HW;
-    const int lo = c > half ? c - half : 0;
-    const int hi = c + half < C - 1 ? c + half : C - 1;
-"""
+def _add_channel_neighbours(w, a, r: int):
+    """In place: w[:, c] += a[:, j] for every j != c in [max(0, c - r), min(C - 1, c + r)].
 
-_FWD_KERNEL = GpuKernel(
-    "alexnet_lrn_forward",
-    "raw T x, int32 C, int32 HW, int32 half, float64 alpha, float64 beta, float64 k",
-    "T scale, T denom, T out",
-    _WINDOW + """
-    T s = 0;
-    for (int j = lo; j <= hi; j++) {
-        const T v = x[c0 + (ptrdiff_t)j * HW];
-        s += v * v;
-    }
-    scale = (T)k + (T)alpha * s;
-    denom = pow(scale, (T)beta);
-    out = x[i] / denom;
-    """)
+    Starting from w = a (or a plus a constant) this gives the clipped channel-window
+    sum. One strided add per offset (2r of them) instead of a loop over channels:
+    n is small and each add touches whole (N, C - d, H, W) blocks.
+    """
+    C = a.shape[1]
+    for d in range(1, min(r, C - 1) + 1):
+        w[:, d:] += a[:, :-d]
+        w[:, :-d] += a[:, d:]
+    return w
 
-# dx[m] = dout[m] / denom[m] - 2 alpha beta x[m] * sum over the window of
-# dout * x / (denom * scale), as in lrn_backward's docstring.
-_BWD_KERNEL = GpuKernel(
-    "alexnet_lrn_backward",
-    "raw T x, raw T dout, raw T scale, raw T denom, int32 C, int32 HW, int32 half, "
-    "float64 ab2",
-    "T dx",
-    _WINDOW + """
-    T s = 0;
-    for (int j = lo; j <= hi; j++) {
-        const ptrdiff_t q = c0 + (ptrdiff_t)j * HW;
-        s += dout[q] / denom[q] * x[q] / scale[q];
-    }
-    dx = dout[i] / denom[i] - (T)ab2 * x[i] * s;
-    """)
+
+def _pow_beta(scale, beta: float, xp):
+    """scale ** beta, the denominator."""
+    if beta == 0.75:
+        # The paper's exponent: s^0.75 = sqrt(s) * sqrt(sqrt(s)). Two square roots and
+        # a multiply are several times faster than the generic power on the CPU.
+        denom = xp.sqrt(scale)
+        denom *= xp.sqrt(denom)
+        return denom
+    return xp.power(scale, beta)
+
+
+def _check_params(op, size, alpha, beta, k):
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 or size % 2 == 0:
+        raise ValueError(f"{op}: size must be an odd positive integer (the window is centred on "
+                         f"each channel), got {size!r}")
+    for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{op}: {name} must be a real number, got {type(v).__name__} {v!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"{op}: {name} must be finite, got {v!r}")
+    if not alpha >= 0:
+        raise ValueError(f"{op}: alpha must be >= 0, got {alpha!r}")
+    # k > 0 keeps scale > 0 even where a whole window is zero (common after ReLU).
+    if not k > 0:
+        raise ValueError(f"{op}: k must be > 0 so the denominator never vanishes, got {k!r}")
+    # Python floats, not NumPy scalars: a np.float64 constant would upcast float32 arrays.
+    return int(size), float(alpha), float(beta), float(k)
 
 
 def lrn_forward_naive(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):

@@ -228,7 +228,7 @@ class MaxPool2d(Layer):
         super().__init__()
         self.size = pair(size, "size", "MaxPool2d")
         self.stride = pair(stride, "stride", "MaxPool2d")
-        # The backward's index arrays, kept from step to step (layers/pool.py,
+        # The backward's index arrays, kept from step to step (layers/fast/pool.py,
         # _scatter_index); each pooling layer has its own, as their shapes differ.
         self.scatter_index = {}
 

@@ -114,10 +114,10 @@ def main(argv=None) -> int:
               f"CuPy 14.2): {e!r}", file=sys.stderr)
         return 2
     include = os.path.join(os.path.dirname(cupy.__file__), "_core", "include")
-    import engine.im2col  # noqa: F401  (each module defines its kernels on import)
-    import layers.dropout  # noqa: F401
-    import layers.lrn  # noqa: F401
-    import layers.pool  # noqa: F401
+    import engine.fast_im2col  # noqa: F401  (each module defines its kernels on import)
+    import layers.fast.dropout  # noqa: F401
+    import layers.fast.lrn  # noqa: F401
+    import layers.fast.pool  # noqa: F401
     from engine.backend import KERNELS
 
     nvcc = subprocess.run([a.nvcc, "--version"], capture_output=True, text=True).stdout

@@ -50,7 +50,7 @@ def test_summary_columns_line_up_and_sum_to_the_total():
     rows = lines[3:3 + len(net.layers)]
     assert lines[3 + len(net.layers)] == rule and set(rule) == {"-"}
     # every row ends where the header ends, and its output shape ends under "output"
-    # (a description longer than the kind column once pushed both to the right)
+    # (even where a description is longer than the default width of the kind column)
     assert {len(r) for r in rows + [lines[-1]]} == {len(header)}
     out_end = header.index("output") + len("output")
     shapes = dict(net.layer_shapes)
@@ -129,8 +129,8 @@ def test_bad_inputs_and_options():
     (dict(in_channels=1.5), ValueError, "in_channels must be an integer >= 1"),
 ])
 def test_the_constructor_checks_what_train_py_checks(kwargs, error, message):
-    # these used to build a net (a ZeroDivisionError, or no dropout layers at all for
-    # dropout=-0.5, or a failure only at the first forward)
+    # unchecked, these would build a net that fails later (a ZeroDivisionError, no
+    # dropout layers at all for dropout=-0.5, or a failure only at the first forward)
     with pytest.raises(error, match="AlexNet: " + message):
         AlexNet("tiny", **kwargs)
 
@@ -203,8 +203,8 @@ def test_flatten_params_makes_views_of_one_buffer(xp):
 
 
 def test_backward_after_a_forward_stopped_early_is_refused():
-    # forward(until=...) left the later layers' caches of the previous batch, and a
-    # backward then ran on gradients that mixed two batches
+    # the later layers' caches still hold the previous batch: a backward through them
+    # would mix gradients of two batches, so it must be refused
     net = AlexNet("tiny", init="he", seed=0)
     x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
     logits = net.forward(x, train=True)
@@ -233,7 +233,7 @@ def test_load_extra_state_names_a_layer_that_is_no_dropout():
 
 
 def test_saved_files_have_the_mode_a_plain_open_gives(tmp_path):
-    # mkstemp's 0600 made every model and checkpoint unreadable to other users
+    # mkstemp's 0600 would make every model and checkpoint unreadable to other users
     import os
     old = os.umask(0o022)
     try:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data import augment as A
+from data import augment
 from engine.backend import to_numpy
 
 
@@ -12,28 +12,28 @@ def batch(xp, shape=(6, 3, 10, 12), seed=0, dtype=np.float32):
 
 def test_flip_twice_is_identity(xp):
     x = batch(xp)
-    once = A.flip_horizontal(x)
+    once = augment.flip_horizontal(x)
     assert not bool((once == x).all())
     np.testing.assert_array_equal(to_numpy(once), to_numpy(x)[..., ::-1])
-    np.testing.assert_array_equal(to_numpy(A.flip_horizontal(once)), to_numpy(x))
+    np.testing.assert_array_equal(to_numpy(augment.flip_horizontal(once)), to_numpy(x))
 
 
 def test_pad_images(xp):
     x = batch(xp, (2, 1, 5, 4))
-    p = A.pad_images(x, 2)
+    p = augment.pad_images(x, 2)
     assert p.shape == (2, 1, 9, 8) and p.dtype == x.dtype
     np.testing.assert_array_equal(to_numpy(p)[:, :, 2:7, 2:6], to_numpy(x))
     inner = np.zeros(p.shape, bool)
     inner[:, :, 2:7, 2:6] = True
     assert (to_numpy(p)[~inner] == 0).all()
-    assert A.pad_images(x, 0) is x
+    assert augment.pad_images(x, 0) is x
 
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_random_crops_equal_explicit_slices(xp, flip):
-    x = A.pad_images(batch(xp, (40, 3, 8, 9)), 2)  # 12 x 13
+    x = augment.pad_images(batch(xp, (40, 3, 8, 9)), 2)  # 12 x 13
     rng = np.random.default_rng(1)
-    out, (top, left, flipped) = A.random_crops(x, 8, rng, flip=flip, return_params=True)
+    out, (top, left, flipped) = augment.random_crops(x, 8, rng, flip=flip, return_params=True)
     assert out.shape == (40, 3, 8, 8) and out.dtype == xp.float32
     assert (top >= 0).all() and (top <= 4).all() and (left >= 0).all() and (left <= 5).all()
     xn, on = to_numpy(x), to_numpy(out)
@@ -50,25 +50,25 @@ def test_random_crops_equal_explicit_slices(xp, flip):
 
 def test_random_crops_reach_every_position_and_are_reproducible(xp):
     x = batch(xp, (2000, 1, 6, 6))
-    _, (top, left, flipped) = A.random_crops(x, 4, np.random.default_rng(2), return_params=True)
+    _, (top, left, flipped) = augment.random_crops(x, 4, np.random.default_rng(2), return_params=True)
     assert set(top.tolist()) == {0, 1, 2} and set(left.tolist()) == {0, 1, 2}
     assert abs(flipped.mean() - 0.5) < 0.05
-    a = A.random_crops(x, 4, np.random.default_rng(3))
-    b = A.random_crops(x, 4, np.random.default_rng(3))
+    a = augment.random_crops(x, 4, np.random.default_rng(3))
+    b = augment.random_crops(x, 4, np.random.default_rng(3))
     np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
 
 
 def test_random_crops_uint8_and_bounds(xp):
     x = xp.asarray(np.arange(2 * 1 * 5 * 5, dtype=np.uint8).reshape(2, 1, 5, 5))
-    out = A.random_crops(x, 5, np.random.default_rng(0), flip=False)  # crop == size: identity
+    out = augment.random_crops(x, 5, np.random.default_rng(0), flip=False)  # crop == size: identity
     np.testing.assert_array_equal(to_numpy(out), to_numpy(x))
     with pytest.raises(ValueError, match="does not fit"):
-        A.random_crops(x, 6, np.random.default_rng(0))
+        augment.random_crops(x, 6, np.random.default_rng(0))
 
 
 def test_random_flips(xp):
     x = batch(xp, (50, 2, 4, 5))
-    out, flipped = A.random_flips(x, np.random.default_rng(4), return_params=True)
+    out, flipped = augment.random_flips(x, np.random.default_rng(4), return_params=True)
     xn, on = to_numpy(x), to_numpy(out)
     np.testing.assert_array_equal(on[flipped], xn[flipped][..., ::-1])
     np.testing.assert_array_equal(on[~flipped], xn[~flipped])
@@ -77,13 +77,13 @@ def test_random_flips(xp):
 def test_center_crop_of_padded_is_original(xp):
     x = batch(xp, (3, 1, 28, 28))
     for p in (1, 2, 4):
-        np.testing.assert_array_equal(to_numpy(A.center_crop(A.pad_images(x, p), 28)), to_numpy(x))
-    np.testing.assert_array_equal(to_numpy(A.center_crop(x, 4)), to_numpy(x)[:, :, 12:16, 12:16])
+        np.testing.assert_array_equal(to_numpy(augment.center_crop(augment.pad_images(x, p), 28)), to_numpy(x))
+    np.testing.assert_array_equal(to_numpy(augment.center_crop(x, 4)), to_numpy(x)[:, :, 12:16, 12:16])
 
 
 def test_ten_crops_positions_and_order(xp):
     x = batch(xp, (3, 2, 9, 11))
-    tc = A.ten_crops(x, 5)
+    tc = augment.ten_crops(x, 5)
     assert tc.shape == (10, 3, 2, 5, 5)
     xn, tn = to_numpy(x), to_numpy(tc)
     explicit = [xn[:, :, 0:5, 0:5],      # top-left
@@ -92,28 +92,28 @@ def test_ten_crops_positions_and_order(xp):
                 xn[:, :, 4:9, 6:11],     # bottom-right
                 xn[:, :, 2:7, 3:8]]      # center: offsets (9-5)//2, (11-5)//2
     for k in range(5):
-        np.testing.assert_array_equal(tn[k], explicit[k], err_msg=A.TEN_CROP_ORDER[k])
-        np.testing.assert_array_equal(tn[k + 5], explicit[k][..., ::-1], err_msg=A.TEN_CROP_ORDER[k + 5])
-    assert A.TEN_CROP_ORDER[4] == "center" and A.TEN_CROP_ORDER[9] == "center flipped"
+        np.testing.assert_array_equal(tn[k], explicit[k], err_msg=augment.TEN_CROP_ORDER[k])
+        np.testing.assert_array_equal(tn[k + 5], explicit[k][..., ::-1], err_msg=augment.TEN_CROP_ORDER[k + 5])
+    assert augment.TEN_CROP_ORDER[4] == "center" and augment.TEN_CROP_ORDER[9] == "center flipped"
     # without mirrors (a net trained without reflections): the first five alone
-    five = A.ten_crops(x, 5, mirrors=False)
+    five = augment.ten_crops(x, 5, mirrors=False)
     assert five.shape == (5, 3, 2, 5, 5)
     np.testing.assert_array_equal(to_numpy(five), tn[:5])
 
 
 def test_mean_image_is_the_mean(xp):
     x = xp.asarray(np.random.default_rng(5).integers(0, 256, (101, 3, 4, 5), dtype=np.uint8))
-    m = A.mean_image(x, scale=1 / 255, chunk=7)  # chunks that do not divide N
+    m = augment.mean_image(x, scale=1 / 255, chunk=7)  # chunks that do not divide N
     assert m.shape == (3, 4, 5) and m.dtype == np.float32
     np.testing.assert_allclose(to_numpy(m), to_numpy(x).astype(np.float64).mean(0) / 255, rtol=1e-6)
-    np.testing.assert_allclose(to_numpy(A.mean_image(x, scale=1.0)),
+    np.testing.assert_allclose(to_numpy(augment.mean_image(x, scale=1.0)),
                                to_numpy(x).astype(np.float64).mean(0), rtol=1e-6)
 
 
 def test_to_float_convention(xp):
     x = xp.asarray(np.random.default_rng(6).integers(0, 256, (4, 1, 3, 3), dtype=np.uint8))
-    m = A.mean_image(x)
-    f = A.to_float(x, m)
+    m = augment.mean_image(x)
+    f = augment.to_float(x, m)
     assert f.dtype == np.float32
     np.testing.assert_allclose(to_numpy(f), to_numpy(x) / 255.0 - to_numpy(m), atol=1e-6)
     np.testing.assert_allclose(to_numpy(f).mean(0), 0, atol=1e-6)
@@ -124,7 +124,7 @@ def test_rgb_pca_diagonalises_the_covariance():
     # correlated channels so that the eigenvectors are not the axes
     base = rng.integers(0, 200, (20, 1, 8, 8))
     x = np.concatenate([base + rng.integers(0, 50, (20, 1, 8, 8)) for _ in range(3)], 1).astype(np.uint8)
-    vals, vecs = A.rgb_pca(x, scale=1 / 255)
+    vals, vecs = augment.rgb_pca(x, scale=1 / 255)
     assert vals.shape == (3,) and vecs.shape == (3, 3) and vals.dtype == np.float32
     assert vals[0] >= vals[1] >= vals[2] >= 0
     px = x.transpose(1, 0, 2, 3).reshape(3, -1).T / 255.0
@@ -132,10 +132,10 @@ def test_rgb_pca_diagonalises_the_covariance():
     np.testing.assert_allclose(vecs @ np.diag(vals) @ vecs.T, cov, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(vecs.T @ vecs, np.eye(3), atol=1e-6)
     # subsampled estimate is close to the full one
-    vals_s, _ = A.rgb_pca(x, scale=1 / 255, max_pixels=900)
+    vals_s, _ = augment.rgb_pca(x, scale=1 / 255, max_pixels=900)
     np.testing.assert_allclose(vals_s[0], vals[0], rtol=0.15)
     # eigenvalues scale as scale**2
-    np.testing.assert_allclose(A.rgb_pca(x, scale=1.0)[0], vals * 255 ** 2, rtol=1e-4)
+    np.testing.assert_allclose(augment.rgb_pca(x, scale=1.0)[0], vals * 255 ** 2, rtol=1e-4)
 
 
 def test_pca_lighting_follows_the_formula(xp):
@@ -144,7 +144,7 @@ def test_pca_lighting_follows_the_formula(xp):
     vecs = np.array([[-0.5675, 0.7192, 0.4009],
                      [-0.5808, -0.0045, -0.8140],
                      [-0.5836, -0.6948, 0.4203]], np.float32)
-    out, alphas = A.pca_lighting(x, vals, vecs, np.random.default_rng(8), std=0.1, return_alphas=True)
+    out, alphas = augment.pca_lighting(x, vals, vecs, np.random.default_rng(8), std=0.1, return_alphas=True)
     assert alphas.shape == (4, 3) and out.dtype == x.dtype and out.shape == x.shape
     # the alphas are N(0, 0.1) draws, from one rng.normal call
     np.testing.assert_array_equal(alphas, np.random.default_rng(8).normal(0, 0.1, (4, 3)))
@@ -155,46 +155,13 @@ def test_pca_lighting_follows_the_formula(xp):
     d = to_numpy(out - x)
     np.testing.assert_allclose(d, d[:, :, :1, :1] * np.ones_like(d), atol=1e-6)
     # precomputed alphas give the same result without an rng
-    again = A.pca_lighting(x, vals, vecs, alphas=alphas)
+    again = augment.pca_lighting(x, vals, vecs, alphas=alphas)
     np.testing.assert_allclose(to_numpy(again), to_numpy(out), atol=0)
 
 
 def test_pca_needs_three_channels(xp):
     x = batch(xp, (2, 1, 4, 4))
     with pytest.raises(ValueError, match="3-channel"):
-        A.pca_lighting(x, np.ones(3), np.eye(3), np.random.default_rng(0))
+        augment.pca_lighting(x, np.ones(3), np.eye(3), np.random.default_rng(0))
     with pytest.raises(ValueError, match="3-channel"):
-        A.rgb_pca(np.zeros((2, 1, 4, 4), np.uint8))
-
-
-def test_random_erasing_sets_one_rectangle_per_chosen_image(xp):
-    x = batch(xp, (64, 3, 28, 28)) + 1           # no pixel is 0 before erasing
-    out, (erased, top, left, h, w) = A.random_erasing(x, np.random.default_rng(5), p=0.5,
-                                                      return_params=True)
-    o, xn = to_numpy(out), to_numpy(x)
-    assert out.dtype == x.dtype and out.shape == x.shape
-    assert 10 < erased.sum() < 54                 # about half of 64
-    for n in range(64):
-        expect = xn[n].copy()
-        if erased[n]:
-            expect[:, top[n]:top[n] + h[n], left[n]:left[n] + w[n]] = 0
-            area = h[n] * w[n] / (28 * 28)
-            assert 0.01 < area <= 0.45, area      # 0.02-0.4, give or take the rounding
-            assert top[n] + h[n] <= 28 and left[n] + w[n] <= 28
-        np.testing.assert_array_equal(o[n], expect)
-    assert (xn == to_numpy(batch(xp, (64, 3, 28, 28)) + 1)).all()    # the input is kept
-
-
-def test_random_erasing_probability_aspect_and_reproducibility(xp):
-    x = batch(xp, (2000, 1, 28, 28))
-    out, (erased, _, _, h, w) = A.random_erasing(x, np.random.default_rng(1), p=0.3,
-                                                 return_params=True)
-    assert abs(erased.mean() - 0.3) < 0.04
-    ratio = h / w
-    assert ratio.min() < 0.6 and ratio.max() > 1.7         # tall and wide rectangles
-    again = A.random_erasing(x, np.random.default_rng(1), p=0.3)
-    np.testing.assert_array_equal(to_numpy(out), to_numpy(again))
-    same = A.random_erasing(x, np.random.default_rng(1), p=0.0)
-    np.testing.assert_array_equal(to_numpy(same), to_numpy(x))
-    with pytest.raises(ValueError, match="p must be in"):
-        A.random_erasing(x, np.random.default_rng(1), p=1.5)
+        augment.rgb_pca(np.zeros((2, 1, 4, 4), np.uint8))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import engine.backend as backend
+from engine import backend
 
 
 class _FakeCupy:
@@ -27,8 +27,8 @@ def _probe_answering(monkeypatch, answer):
 
 
 def test_require_gpu_probes_the_gpu_once_then_trusts_it(monkeypatch):
-    # gpu_status() runs a kernel and waits for it; to_device used to ask it for every
-    # batch, which made every batch wait for all the GPU work queued before it
+    # gpu_status() runs a kernel and waits for it: asked for every batch, it would make
+    # every batch wait for all the GPU work queued before it
     monkeypatch.setattr(backend, "_cupy", _FakeCupy)
     probes = _probe_answering(monkeypatch, (True, "GPU 0: fake"))
     for _ in range(3):

@@ -24,7 +24,7 @@ def test_bench_gpu_prints_its_table_on_the_standin():
         assert re.search(rf"^mini-b128 {route} +[\d.]+ .* OK$", r.stdout, re.M), \
             r.stdout[-2000:]
     assert "GPU routes: few OK, loops OK, kernels OK" in r.stdout
-    # the route gpu_lease.sh trains on: the shortest step of the three
+    # the fastest route: the shortest step of the three
     steps = {m[0]: float(m[1]) for m in re.findall(r"^mini-b128 (\w+) +([\d.]+) ", r.stdout,
                                                    re.M)}
     assert r.stdout.rstrip().endswith(f"fastest GPU route: {min(steps, key=steps.get)}")

@@ -280,7 +280,8 @@ def test_strided_im2col_and_col2im_match_the_loops(rng, shape, k, stride, pad):
     # CuPy's few-call versions (one strided view of all the windows), run on NumPy,
     # against the loops over kernel offsets that NumPy uses; both column layouts of
     # col2im. Same terms added in the same order: equal to the last bit.
-    from engine.im2col import col2im_into, col2im_strided, im2col_into, im2col_strided
+    from engine.fast_im2col import col2im_strided, im2col_strided
+    from engine.im2col import col2im_into, im2col_into
     N, C, H, W = shape
     OH = conv_output_size(H, k[0], stride[0], pad[0])
     OW = conv_output_size(W, k[1], stride[1], pad[1])
@@ -310,7 +311,8 @@ def test_gpu_kernels_im2col_and_col2im_match_the_loops(cp, rng, shape, k, stride
     # The GPU kernels (ALEXNET_GPU_ROUTES=kernels), called directly whatever the
     # route, against the CPU's loops: im2col exactly, col2im to rounding (each pixel
     # adds its terms in another order), both column layouts, and into views.
-    from engine.im2col import col2im_into, col2im_kernel, im2col_into, im2col_kernel
+    from engine.fast_im2col import col2im_kernel, im2col_kernel
+    from engine.im2col import col2im_into, im2col_into
     N, C, H, W = shape
     OH = conv_output_size(H, k[0], stride[0], pad[0])
     OW = conv_output_size(W, k[1], stride[1], pad[1])
@@ -351,3 +353,56 @@ def test_layer_objects_take_numpy_integers_and_check_their_sizes():
         MaxPool2d(0, 2)
     out, _ = conv2d_forward(x, conv.params["w"], None, stride=np.int64(2), pad=1)
     assert out.shape == (1, 4, 5, 5)
+
+
+@pytest.mark.parametrize("shape, k, stride, pad", [
+    ((2, 3, 23, 19), (11, 11), (4, 4), (0, 0)),      # the paper's conv1 geometry
+    ((2, 2, 9, 8), (3, 2), (2, 3), (1, 0)),
+    ((1, 2, 9, 10), (2, 4), (4, 3), (3, 2)),         # stride > kernel, pad > stride
+    ((1, 2, 6, 7), (3, 3), (3, 2), (5, 4)),          # padding wider than the image phase
+])
+def test_readable_im2col_and_col2im_equal_the_stride_phase_loops(rng, monkeypatch, shape, k,
+                                                                 stride, pad):
+    # engine/im2col.py's plain loop over kernel offsets, made to run for strides > 1
+    # too, against the CPU's stride phases (engine/fast_im2col.py): the same copies,
+    # the same terms added in the same order, so equal to the last bit.
+    from engine import fast_im2col
+    from engine.im2col import col2im_into, im2col_into
+    N, C, H, W = shape
+    OH = conv_output_size(H, k[0], stride[0], pad[0])
+    OW = conv_output_size(W, k[1], stride[1], pad[1])
+    x = rng.standard_normal(shape)
+    cols = rng.standard_normal((C, k[0], k[1], N, OH, OW))
+    phases, dphases = np.empty((C, k[0], k[1], N, OH, OW)), np.empty(shape)
+    fast_im2col.im2col_loops(x, phases, stride, pad)
+    fast_im2col.col2im_loops(cols, dphases, stride, pad)
+    monkeypatch.setattr(fast_im2col, "applies", lambda xp, stride, batch_last=False: False)
+    plain, dplain = np.empty_like(phases), np.empty(shape)
+    im2col_into(x, plain, stride, pad)
+    col2im_into(cols, dplain, stride, pad)
+    np.testing.assert_array_equal(plain, phases)
+    np.testing.assert_array_equal(dplain, dphases)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, pad, groups", CASES)
+@pytest.mark.parametrize("workspace", [False, True])
+def test_readable_conv_equals_the_threaded_route_on_one_thread(rng, monkeypatch, x_shape,
+                                                               w_shape, stride, pad, groups,
+                                                               workspace):
+    # layers/conv.py's whole-batch code (what CuPy runs without a workspace), made to
+    # run on NumPy, against layers/fast/conv.py cut into one piece, with and without
+    # the kept im2col buffer: the same calls, so the same numbers to the last bit.
+    from engine import parallel
+    from layers.fast import conv as fast_conv
+    x, w, b = _inputs(np, rng, x_shape, w_shape, np.float32)
+    with parallel.threads(1):
+        out_fast, cache = conv2d_forward(x, w, b, stride, pad, groups,
+                                         workspace={} if workspace else None)
+        dout = rng.standard_normal(out_fast.shape).astype(np.float32)
+        grads_fast = conv2d_backward(dout, cache)
+    monkeypatch.setattr(fast_conv, "applies", lambda xp, workspace: False)
+    out, cache = conv2d_forward(x, w, b, stride, pad, groups)
+    grads = conv2d_backward(dout, cache)
+    np.testing.assert_array_equal(out, out_fast)
+    for got, want in zip(grads, grads_fast):
+        np.testing.assert_array_equal(got, want)

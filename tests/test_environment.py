@@ -1,10 +1,10 @@
-"""engine.environment: the code version a run records in its metrics.json."""
+"""training.environment: the code version a run records in its metrics.json."""
 import shutil
 import subprocess
 
 import pytest
 
-from engine.environment import code_version, environment
+from training.environment import code_version, environment
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

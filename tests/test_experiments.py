@@ -1,13 +1,19 @@
-"""The claim runner's arithmetic: epochs-to-threshold, verdicts, summaries."""
+"""The claim runner's arithmetic (epochs-to-threshold, verdicts, summaries), its runs,
+docs/RESULTS.md, and averaging networks."""
+import ast
+import glob
 import json
 import os
 
 import pytest
 
 import train
-
-from experiments.__main__ import epochs_to, main, summarize, verdict
+import training.loop
+from experiments import ensemble, results_md, runner
+from experiments.__main__ import main
 from experiments.claims import CLAIMS, SCALES
+from experiments.runner import epochs_to, summarize, verdict
+from training.flags import build_parser
 
 
 def test_epochs_to_threshold_interpolates():
@@ -37,7 +43,7 @@ def test_every_scale_is_a_valid_train_command_with_he_init(scale):
     """The paper's N(0, 0.01) init keeps the small presets near chance for a long
     time (the init claim), so every scale's baseline uses He init; only the init claim's 'paper'
     variant, whose flags come after the scale's, changes it back."""
-    parser = train.build_parser()
+    parser = build_parser()
     flags = SCALES[scale]["flags"]
     args = parser.parse_args(flags)
     assert args.init == "he"
@@ -53,11 +59,7 @@ def test_unknown_claim_is_an_error(capsys):
 
 
 def test_results_table_shows_the_overfitting_gap(tmp_path, monkeypatch):
-    import json
-
-    import experiments.__main__ as runner
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     st = lambda m, s: {"mean": m, "std": s, "values": [m]}
     summary = dict(
         claim="dropout", title="Dropout reduces overfitting", paper="overfits",
@@ -70,7 +72,7 @@ def test_results_table_shows_the_overfitting_gap(tmp_path, monkeypatch):
                               "train_test_gap": st(0.09, 0.01), "reached_25": 3}})
     (tmp_path / "results" / "small").mkdir(parents=True)
     (tmp_path / "results" / "small" / "dropout.json").write_text(json.dumps(summary))
-    runner.write_results_md()
+    results_md.write_results_md(str(tmp_path / "docs" / "RESULTS.md"))
     table = (tmp_path / "docs" / "RESULTS.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| Dropout"))
     assert "dropout 0.5: 10.00 ± 1.00%, test − train gap 2.00 ± 0.50%" in row
@@ -79,130 +81,28 @@ def test_results_table_shows_the_overfitting_gap(tmp_path, monkeypatch):
     # a third arm is shown, and the verdict says which two it judged
     summary["stats"]["dropout 0.8"] = summary["stats"]["no dropout"]
     (tmp_path / "results" / "small" / "dropout.json").write_text(json.dumps(summary))
-    runner.write_results_md()
+    results_md.write_results_md(str(tmp_path / "docs" / "RESULTS.md"))
     row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
                if line.startswith("| Dropout"))
     assert "<br>dropout 0.8: 14.00 ± 1.00%" in row
     assert "| reproduced (dropout 0.5 against no dropout) |" in row
 
 
-def test_headline_record_hashes_the_checkpoint_and_shows_in_results(tmp_path, monkeypatch,
-                                                                     capsys):
-    import hashlib
-    import json
-
-    import experiments.__main__ as runner
-    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
-    run = tmp_path / "run"
-    run.mkdir()
-    hist = [{"epoch": e, "lr": lr, "seconds": s, "train_top1_error": 0.1, "val_top1_error": 0.1}
-            for e, lr, s in [(1, 0.01, 400.0), (2, 0.01, 420.0), (3, 0.001, 500.0)]]
-    metrics = dict(dataset="fashion-mnist", model="mini", device="cpu", history=hist,
-                   test_top1_error=0.071, test_tencrop_top1_error=0.071,
-                   test_center_top1_error=0.074, test_tencrop_top5_error=0.002,
-                   test_class_top1_error={"Shirt": 0.2, "Coat": 0.1, "Bag": 0.01,
-                                          "Trouser": 0.02, "Dress": 0.05},
-                   best_epoch=3, best_val_top1_error=0.069)
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    (run / "best.npz").write_bytes(b"weights")
-    (run / "log.txt").write_text("epoch 1/3 ...\n")
-    # not finished yet (no test errors): a clear error, nothing recorded
-    unfinished = tmp_path / "unfinished"
-    unfinished.mkdir()
-    (unfinished / "metrics.json").write_text(json.dumps({"history": hist}))
-    (unfinished / "best.npz").write_bytes(b"w")
-    assert main(["headline", "--run", str(unfinished)]) == 2
-    assert "has not finished" in capsys.readouterr().err
-    assert main(["headline", "--run", str(tmp_path / "nowhere")]) == 2
-    assert "metrics.json not found" in capsys.readouterr().err
-
-    assert main(["headline", "--run", str(run), "--log", str(run / "log.txt"),
-                 "--command", "python train.py --epochs 3", "--machine", "test box"]) == 0
-    s = json.loads((tmp_path / "results" / "headline" / "headline.json").read_text())
-    assert s["checkpoint_sha256"] == hashlib.sha256(b"weights").hexdigest()
-    assert s["lr_drop_epochs"] == [3] and s["epochs"] == 3
-    assert s["seconds_per_epoch_median"] == 420.0 and s["seconds_total"] == 1320.0
-    assert s["target_met"] is False                   # 7.1% > 6.0%
-    assert (tmp_path / "results" / "headline" / "train.log").exists()
-    md = (tmp_path / "docs" / "RESULTS.md").read_text()
-    assert "**7.10%** (target 6.00%: **not met**)" in md
-    assert hashlib.sha256(b"weights").hexdigest() in md
-    assert "python train.py --epochs 3" in md and "test box (cpu)" in md
-    assert ("| the hardest classes (test top-1 error) | Shirt 20.00%, Coat 10.00%, "
-            "Dress 5.00%, Trouser 2.00% |") in md
-
-    # a variant goes beside the headline, never over it
-    metrics.update(test_tencrop_top1_error=0.058, test_top1_error=0.058)
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(SystemExit):
-        main(["headline", "--run", str(run), "--variant", "lr02"])       # no --change
-    with pytest.raises(SystemExit):
-        main(["headline", "--run", str(run), "--variant", "../x", "--change", "c"])
-    assert not (tmp_path / "x").exists()
-    assert main(["headline", "--run", str(run), "--variant", "lr02", "--change",
-                 "lr 0.02", "--command", "python train.py --lr 0.02"]) == 0
-    v = json.loads((tmp_path / "results" / "headline-lr02" / "headline.json").read_text())
-    assert v["change"] == "lr 0.02" and v["target_met"] is True       # 5.8% <= 6.0%
-    s = json.loads((tmp_path / "results" / "headline" / "headline.json").read_text())
-    assert s["test_tencrop_top1_error"] == 0.071 and "change" not in s
-    md = (tmp_path / "docs" / "RESULTS.md").read_text()
-    assert "**7.10%** (target 6.00%: **not met**)" in md
-    head, variant = md.index("## The headline"), md.index("### A documented change: lr 0.02")
-    assert head < variant < md.index("## The claims")
-    assert "**5.80%** (target 6.00%: **met**)" in md[variant:]
-    assert "python train.py --lr 0.02" in md[variant:]
-    # the overview above lists both, lowest error first, each linked to its section
-    overview = md[md.index("## Every attempt"):head]
-    assert "met by lr02." in overview
-    assert "| **5.80%** | 7.40% | [lr02](#headline-lr02) | 1 | 3 | 22 min | " in overview
-    assert "| 7.10% | 7.40% | [headline (the paper's recipe)](#headline) | 1 | 3 | " in overview
-    assert overview.index("#headline-lr02") < overview.index("(#headline)")
-    assert md.index('<a id="headline-lr02"></a>') < variant
-    assert md.index('<a id="headline"></a>') < head
-
-    # a run tested when --time-limit stopped it says how far it got
-    metrics.update(stopped_by_time_limit=True, epochs_planned=40)
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    assert main(["headline", "--run", str(run), "--variant", "short", "--change",
-                 "a GPU lease"]) == 0
-    md = (tmp_path / "docs" / "RESULTS.md").read_text()
-    short = md[md.index("### A documented change: a GPU lease"):]
-    assert "| epochs | 3 of 40 (stopped by --time-limit) (best validation" in short
-    assert "(cpu) |" in short            # no TF32 note off the GPU
-    assert "| epochs | 3 (best validation" in md[variant:md.index("### A documented change: a GPU")]
-
-    # a run with no validation set (--val-fraction 0) says its last epoch was tested
-    metrics.update(best_val_top1_error=None, stopped_by_time_limit=False)
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    assert main(["headline", "--run", str(run), "--variant", "all60k", "--change",
-                 "every training image"]) == 0
-    md = (tmp_path / "docs" / "RESULTS.md").read_text()
-    assert ("| epochs | 3 (no validation set, every training image trained: the last "
-            "epoch, 3, tested) |") in md[md.index("### A documented change: every training"):]
-
-
 def ten_crop_outputs(paths, ds):
     """Each checkpoint's ten-crop softmax outputs on ds's test set, computed here with
     the subset's preparation (pad 2, crop 28), independently of the ensemble's run()."""
-    from experiments import ensemble
     probs = []
     for p in paths:
         model, mean, _ = ensemble.load_network(p)
         prep = dict(mean=mean, pad=2, crop=28, scale=1 / 255)
-        probs.append(ensemble.predict(model, ds.test_x, ds.test_y, prep, mode="ten"))
+        probs.append(ensemble.predict(model, ds.test_x, prep, mode="ten"))
     return probs
 
 
 def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkeypatch):
     """Two tiny nets trained briefly on the subset: each network's errors match what
     train.py reported for it, and the ensemble's equal those of the averaged outputs."""
-    import json
-
     import numpy as np
-
-    import train
-    from experiments import ensemble
 
     quick = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
              "--train-limit", "384", "--batch-size", "64", "--quiet", "--epochs", "1"]
@@ -227,7 +127,7 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
         assert net["center_top1_error"] == m["test_center_top1_error"]
         assert net["tencrop_top1_error"] == m["test_tencrop_top1_error"]
     # the ensemble's error, recomputed from the two networks' outputs here
-    ds = train.load_data(train.build_parser().parse_args(quick))
+    ds, _ = ensemble.load_test_set("fashion-mnist-subset")
     probs = ten_crop_outputs(paths, ds)
     assert not np.allclose(probs[0], probs[1])              # two different networks
     avg = (probs[0] + probs[1]) / 2
@@ -237,34 +137,10 @@ def test_ensemble_averages_the_networks_softmax_outputs(tmp_path, capsys, monkey
     assert res["ensemble"]["class_top1_error"]["Shirt"] == pytest.approx(
         np.mean(avg.argmax(1)[shirt] != ds.test_y[shirt]))
 
-    # recorded as a headline variant, the ensemble evaluated again from the checkpoints;
-    # nets of the subset are no headline (the whole dataset, ten crops) unless the
-    # headline's data is the subset, as here
-    import experiments.__main__ as runner
-    from experiments import headline
-    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
-    capsys.readouterr()
-    two = ["headline", "--variant", "two", "--change", "two tiny nets",
-           "--run", str(runs[0]), "--run", str(runs[1])]
-    assert main(two) == 2
-    err = capsys.readouterr().err
-    assert ("it was trained on fashion-mnist-subset, not fashion-mnist; it used the first "
-            "384 training images only (--train-limit)") in err
-    monkeypatch.setattr(headline, "HEADLINE_DATA",
-                        dict(dataset="fashion-mnist-subset", train_limit=384))
-    assert main(two) == 0
-    md = (tmp_path / "docs" / "RESULTS.md").read_text()
-    top = max(res["ensemble"]["class_top1_error"].values())
-    first = min(c for c, e in res["ensemble"]["class_top1_error"].items() if e == top)
-    assert f"The average's hardest classes (test top-1 error): {first} " in md, md[-3000:]
-    s = json.loads((tmp_path / "results" / "headline-two" / "headline.json").read_text())
-    assert s["test_tencrop_top1_error"] == res["ensemble"]["tencrop_top1_error"]
-    assert s["test_center_top1_error"] == res["ensemble"]["center_top1_error"]
-
     # networks of the full dataset are never tested on the subset it falls back to
     from data.datasets import load_fashion_subset
-    monkeypatch.setattr(ensemble.T, "load_data", lambda a: load_fashion_subset())
+    monkeypatch.setattr(ensemble, "load_test_set",
+                        lambda dataset, data_dir=None: (load_fashion_subset(), "fashion-mnist"))
     capsys.readouterr()
     assert main(["ensemble", *paths, "--dataset", "fashion-mnist"]) == 2
     err = capsys.readouterr().err
@@ -286,12 +162,7 @@ def test_weights_only_copies_evaluate_the_same_and_refuse_to_resume(tmp_path, ca
     """python -m experiments weights: the checkpoint without its momentum, half the
     size; the ensemble and --eval-only read the same network from it; --resume says
     why not."""
-    import json
-
     import numpy as np
-
-    import train
-    from experiments import ensemble
 
     quick = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
              "--train-limit", "384", "--batch-size", "64", "--quiet", "--epochs", "1"]
@@ -349,8 +220,6 @@ def test_ensemble_subsets_and_cache(tmp_path, capsys, monkeypatch):
     checkpoint is tested afresh, and a cached file of the wrong shape is refused."""
     import numpy as np
 
-    from experiments import ensemble
-
     quick = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he",
              "--train-limit", "384", "--batch-size", "64", "--quiet", "--epochs", "1"]
     assert train.main(quick + ["--out", str(tmp_path / "run")]) == 0
@@ -374,7 +243,7 @@ def test_ensemble_subsets_and_cache(tmp_path, capsys, monkeypatch):
     res = json.loads(res_file.read_text())
     assert [s["networks"] for s in res["subsets"]] == [[0, 1], [0, 2], [1, 2]]
     assert len(list(cache.glob("*.npy"))) == 6            # 3 networks x 2 crops
-    ds = train.load_data(train.build_parser().parse_args(quick))
+    ds, _ = ensemble.load_test_set("fashion-mnist-subset")
     probs = ten_crop_outputs(paths, ds)
     assert not np.allclose(probs[0], probs[1]) and not np.allclose(probs[1], probs[2])
     for s in res["subsets"]:
@@ -419,58 +288,48 @@ def write_fake_run(a, hist, **extra):
 @pytest.fixture
 def tiny_scale(tmp_path, monkeypatch):
     """The runner, writing under tmp_path, with a scale "t": tiny preset, 2 epochs."""
-    import experiments.__main__ as runner
-    from experiments.claims import SCALES
-
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--epochs", "2"],
                                           desc="fake"))
     return runner
 
 
-def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch, tiny_scale):
+def test_claims_train_a_shared_baseline_once(tmp_path, monkeypatch, capsys, tiny_scale):
     """'relu' in the ReLU claim and 'lrn' in the LRN claim are the same run: the second
-    claim reuses it (and says so) instead of training it again; a real difference in
-    the flags still trains."""
-    import train
-    runner = tiny_scale
+    claim reuses it (and says so) instead of training it again, and keeps no copy of
+    it; a real difference in the flags still trains."""
     trained = []
 
     def fake_main(argv):           # writes what train.py would, without training
-        a = train.build_parser().parse_args(argv)
+        a = build_parser().parse_args(argv)
         trained.append(a.out)
         hist = [{"epoch": e, "train_top1_error": 0.5 / e, "val_top1_error": 0.4 / e,
                  "seconds": 1.0} for e in (1, 2)]
         write_fake_run(a, hist)
         return 0
 
-    monkeypatch.setattr(train, "main", fake_main)
+    monkeypatch.setattr(runner, "run_training", fake_main)
     runner.run_claim("relu", 1, "t", "cpu")
     assert len(trained) == 2                      # relu, tanh
+    capsys.readouterr()
     runner.run_claim("lrn", 1, "t", "cpu")
     assert len(trained) == 3                      # only no-lrn is new
     assert trained[-1].endswith(os.path.join("lrn", "no-lrn", "seed0"))
-    shared = json.loads((tmp_path / "results" / "t" / "lrn" / "lrn" / "seed0" /
-                         "metrics.json").read_text())
-    assert shared["shared_from"] == os.path.join("t", "relu", "relu", "seed0")
+    assert ("[lrn] lrn seed 0: the same configuration as "
+            f"{os.path.join('t', 'relu', 'relu', 'seed0')}, reused") in capsys.readouterr().out
+    assert not (tmp_path / "results" / "t" / "lrn" / "lrn").exists()
     summary = json.loads((tmp_path / "results" / "t" / "lrn.json").read_text())
     assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.3)
     assert summary["device"] == "cpu"
-    # the baseline trained again (--force): the other claims' copies take its results
-    # (they kept the old ones, so the two claims disagreed about one run)
+    # the baseline trained again (--force): the claims that share it read its new results
     def fake_main_again(argv):
-        a = train.build_parser().parse_args(argv)
+        a = build_parser().parse_args(argv)
         write_fake_run(a, [{"epoch": 1, "train_top1_error": 0.3, "val_top1_error": 0.3,
                             "seconds": 1.0}], test_top1_error=0.2)
         return 0
 
-    monkeypatch.setattr(train, "main", fake_main_again)
+    monkeypatch.setattr(runner, "run_training", fake_main_again)
     runner.run_claim("relu", 1, "t", "cpu", force=True)
-    shared = json.loads((tmp_path / "results" / "t" / "lrn" / "lrn" / "seed0" /
-                         "metrics.json").read_text())
-    assert shared["test_top1_error"] == 0.2
-    assert shared["shared_from"] == os.path.join("t", "relu", "relu", "seed0")
     runner.run_claim("lrn", 1, "t", "cpu")
     summary = json.loads((tmp_path / "results" / "t" / "lrn.json").read_text())
     assert summary["stats"]["lrn"]["test_top1_error"]["mean"] == pytest.approx(0.2)
@@ -480,17 +339,15 @@ def test_a_claim_names_the_devices_its_runs_trained_on(tmp_path, monkeypatch, ca
                                                        tiny_scale):
     # A GPU run of a claim reuses the CPU's shared baseline: the summary used to say
     # "cuda" for all of it, and nothing warned that the two arms differ in device.
-    import train
-    runner = tiny_scale
 
     def fake_main(argv):
-        a = train.build_parser().parse_args(argv)
+        a = build_parser().parse_args(argv)
         write_fake_run(a, [{"epoch": e, "train_top1_error": 0.5 / e, "val_top1_error": 0.4,
                             "seconds": 1.0} for e in (1, 2)],
                        device=a.device, cupy_tf32=a.device == "cuda")
         return 0
 
-    monkeypatch.setattr(train, "main", fake_main)
+    monkeypatch.setattr(runner, "run_training", fake_main)
     runner.run_claim("relu", 1, "t", "cpu")
     capsys.readouterr()
     runner.run_claim("lrn", 1, "t", "cuda")              # the lrn arm: relu's cpu run
@@ -504,16 +361,14 @@ def test_list_says_how_far_each_claim_has_run(tmp_path, monkeypatch, capsys, tin
     """`list --scale S`: a claim with a summary shows its verdict; another counts the
     runs it shares with it as finished, a run with only last.npz as stopped midway, and
     estimates the training left from the scale's epoch times."""
-    import train
-    runner = tiny_scale
 
     def fake_main(argv):
-        a = train.build_parser().parse_args(argv)
+        a = build_parser().parse_args(argv)
         write_fake_run(a, [{"epoch": e, "train_top1_error": 0.5 / e,
                             "val_top1_error": 0.4 / e, "seconds": 30.0} for e in (1, 2)])
         return 0
 
-    monkeypatch.setattr(train, "main", fake_main)
+    monkeypatch.setattr(runner, "run_training", fake_main)
     runner.run_claim("relu", 1, "t", "cpu")
     stopped = tmp_path / "results" / "t" / "pool" / "2x2_s2" / "seed0"
     stopped.mkdir(parents=True)
@@ -542,13 +397,9 @@ def test_a_claim_run_stopped_midway_is_resumed_not_restarted(tmp_path, monkeypat
     """A claim's run stopped mid-epoch (Ctrl-C, the end of a session) leaves last.npz
     and no metrics.json: running the claim again resumes it, and the result equals an
     uninterrupted run's; a checkpoint of another configuration is not resumed."""
-    import json
 
     import numpy as np
 
-    import experiments.__main__ as runner
-    import train
-    from experiments.claims import CLAIMS, SCALES
     from tests.test_train import QUICK, StopAfter, params_of
 
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
@@ -557,7 +408,7 @@ def test_a_claim_run_stopped_midway_is_resumed_not_restarted(tmp_path, monkeypat
     whole, part = tmp_path / "whole", tmp_path / "results" / "t" / "x" / "seed0"
     m_whole = runner.run_one(claim, "a", [], 0, "t", "cpu", str(whole))
     with monkeypatch.context() as mp, pytest.raises(SystemExit, match="exit 130"):
-        mp.setattr(train, "StopRequest", StopAfter)           # stops after 2 steps
+        mp.setattr(training.loop, "StopRequest", StopAfter)           # stops after 2 steps
         runner.run_one(claim, "a", [], 0, "t", "cpu", str(part))
     assert (part / "last.npz").exists() and not (part / "metrics.json").exists()
     m_part = runner.run_one(claim, "a", [], 0, "t", "cpu", str(part))
@@ -576,11 +427,8 @@ def test_a_claim_run_stopped_midway_is_resumed_not_restarted(tmp_path, monkeypat
 def test_augment_claim_compares_centre_crops(tmp_path, monkeypatch):
     """A net trained without crops never saw ten-crop testing's shifted crops: the
     augmentation claim is decided on the centre crop, and the table says so."""
-    import json
 
-    import experiments.__main__ as runner
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     claim = CLAIMS["augment"]
     assert claim.metric == "test_center_top1_error"
     st = lambda m: {"mean": m, "std": 0.001, "values": [m] * 3}
@@ -596,25 +444,22 @@ def test_augment_claim_compares_centre_crops(tmp_path, monkeypatch):
                    command="python -m experiments augment", stats=stats)
     (tmp_path / "results" / "small").mkdir(parents=True)
     (tmp_path / "results" / "small" / "augment.json").write_text(json.dumps(summary))
-    runner.write_results_md()
+    results_md.write_results_md(str(tmp_path / "docs" / "RESULTS.md"))
     row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
                if line.startswith("| Data augmentation"))
     assert "none: 14.50 ± 0.10% (centre crop), ten-crop 23.00 ± 0.10%" in row
 
 
 def test_results_show_a_recorded_ensemble(tmp_path, monkeypatch):
-    import json
 
-    import experiments.__main__ as runner
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     net = lambda p, e: {"checkpoint": p, "tencrop_top1_error": e, "center_top1_error": e}
     (tmp_path / "results" / "medium").mkdir(parents=True)
     (tmp_path / "results" / "medium" / "ensemble.json").write_text(json.dumps(
         {"dataset": "fashion-mnist", "test_images": 10,
          "networks": [net("a/best.npz", 0.20), net("b/best.npz", 0.10)],
          "ensemble": {"tencrop_top1_error": 0.09, "center_top1_error": 0.11}}))
-    runner.write_results_md()
+    results_md.write_results_md(str(tmp_path / "docs" / "RESULTS.md"))
     row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
                if line.startswith("| medium | 2 |"))
     assert "20.00%, 10.00% (mean 15.00%) | **9.00%** | 11.00% |" in row
@@ -626,7 +471,7 @@ def test_results_show_a_recorded_ensemble(tmp_path, monkeypatch):
         {"dataset": "fashion-mnist", "test_images": 10, "note": "two recipes",
          "networks": [net("c/best.npz", 0.20), net("d/best.npz", 0.10)],
          "ensemble": {"tencrop_top1_error": 0.12, "center_top1_error": 0.13}}))
-    runner.write_results_md()
+    results_md.write_results_md(str(tmp_path / "docs" / "RESULTS.md"))
     md = (tmp_path / "docs" / "RESULTS.md").read_text()
     assert md.index("| mixed | 2 |") < md.index("- mixed: two recipes")
 
@@ -634,28 +479,22 @@ def test_results_show_a_recorded_ensemble(tmp_path, monkeypatch):
 def test_epochs_to_25_uses_the_curve_within_epochs():
     """With train.py's curve (the error of each tenth of an epoch) the threshold is found
     within the epoch, not from the epoch's average, which lags behind."""
-    from experiments.__main__ import derived
     curve = [[0.5, 0.40], [1.0, 0.20]]            # 25% crossed at 0.5 + 0.75 * 0.5
     m = {"history": [{"epoch": 1, "train_top1_error": 0.30, "train_curve": curve}],
          "test_center_top1_error": 0.2}
-    assert derived(m, 1)["epochs_to_25_train_error"] == pytest.approx(0.875)
+    assert runner.derived(m, 1)["epochs_to_25_train_error"] == pytest.approx(0.875)
     del m["history"][0]["train_curve"]            # older runs: the epoch's average only
-    assert derived(m, 1)["epochs_to_25_train_error"] == 1.0
-    assert derived(m, 1)["reached_25"] is False
+    assert runner.derived(m, 1)["epochs_to_25_train_error"] == 1.0
+    assert runner.derived(m, 1)["reached_25"] is False
 
 
 def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch):
     """figure1 picks each network's learning rate as the paper did: seed 0 at every
     value, the fastest kept (a diverged value is recorded and loses), the other seeds
     at that value only; the table shows the sweep."""
-    import os
 
-    import experiments.__main__ as runner
-    import train
-    from experiments.claims import SCALES
 
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     monkeypatch.setitem(SCALES, "t", dict(flags=["--model", "tiny", "--lr", "0.02"],
                                           desc="fake"))
     claim = CLAIMS["figure1"]
@@ -666,7 +505,7 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
     calls = []
 
     def fake_main(argv):
-        a = train.build_parser().parse_args(argv)
+        a = build_parser().parse_args(argv)
         assert a.dropout == 0 and a.no_crop and a.no_flip and a.weight_decay == 0
         calls.append((a.activation, str(a.lr), a.seed))
         if str(a.lr) == values[-1]:
@@ -679,7 +518,7 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
         write_fake_run(a, hist)
         return 0
 
-    monkeypatch.setattr(train, "main", fake_main)
+    monkeypatch.setattr(runner, "run_training", fake_main)
     s = runner.run_claim("figure1", 3, "t", "cpu")
     for act in ("relu", "tanh"):
         assert s["stats"][act]["tuned"]["value"] == best[act]
@@ -697,7 +536,7 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
     n = len(calls)
     runner.run_claim("figure1", 3, "t", "cpu")      # everything finished: nothing reruns
     assert len(calls) == n
-    runner.write_results_md()
+    results_md.write_results_md(str(tmp_path / "docs" / "RESULTS.md"))
     row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
                if line.startswith("| ReLU trains faster than tanh, in Figure 1"))
     assert f"relu at lr {best['relu']}: 0.33 ± 0.00 epochs (3 ± 0 steps)" in row
@@ -708,147 +547,6 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
     # the time counts the sweep too: 2 x (4 finished values + 2 more seeds) runs of 2 s
     assert s["seconds"] == pytest.approx(2 * 6 * 2.0, abs=1.0)
     assert (tmp_path / "results" / "t" / "figure1.png").stat().st_size > 0
-
-
-def test_headline_records_an_ensemble_of_runs(tmp_path, monkeypatch, capsys):
-    """Several --run with --variant: each network's record and hash, and the ensemble's
-    error from `experiments ensemble --out`, checked to be of the same networks."""
-    import hashlib
-    import json
-
-    import experiments.__main__ as runner
-    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
-    runs, nets = [], []
-    for i, (ten, centre) in enumerate([(0.070, 0.073), (0.069, 0.071), (0.071, 0.074)]):
-        run = tmp_path / f"s{i}"
-        run.mkdir()
-        hist = [{"epoch": 1, "lr": 0.02, "seconds": 300.0, "train_top1_error": 0.1,
-                 "val_top1_error": 0.08}]
-        (run / "metrics.json").write_text(json.dumps(dict(
-            dataset="fashion-mnist", model="mini", device="cuda", history=hist,
-            test_top1_error=ten, test_tencrop_top1_error=ten, test_center_top1_error=centre,
-            best_epoch=1, best_val_top1_error=0.08, args={"seed": i})))
-        if i == 2:        # its checkpoint stayed on the GPU machine: only the hash came back
-            (run / "best.npz.sha256").write_text("ab" * 32 + "  best.npz\n")
-        else:
-            (run / "best.npz").write_bytes(b"w%d" % i)
-        runs.append(str(run))
-        # the ensemble's own evaluation of s0 differs by one image of 10,000 (on a GPU,
-        # TF32 products in batches of another size): still the same network
-        nets.append({"checkpoint": f"/gpu/s{i}/best.npz", "tencrop_top1_error": ten,
-                     "center_top1_error": centre + (1e-4 if i == 0 else 0.0)})
-    ens = tmp_path / "ens.json"
-    ens.write_text(json.dumps({"dataset": "fashion-mnist", "test_images": 10000,
-                               "networks": nets, "ensemble": {"tencrop_top1_error": 0.059,
-                                                              "center_top1_error": 0.062}}))
-    args = ["headline", "--variant", "ens3", "--change", "3 networks averaged",
-            "--ensemble", str(ens)] + [x for r in runs for x in ("--run", r)]
-    # an ensemble is a change to the recipe: not the headline itself
-    with pytest.raises(SystemExit):
-        main(["headline", "--run", runs[0], "--run", runs[1]])
-    # the ensemble must be of these networks, in this order
-    swapped = args[:-4] + ["--run", runs[2], "--run", runs[1]]
-    assert main(swapped) == 2
-    assert "not the same network" in capsys.readouterr().err
-    assert main(args + ["--command", "python -m experiments ensemble ..."]) == 0
-    dest = tmp_path / "results" / "headline-ens3"
-    s = json.loads((dest / "headline.json").read_text())
-    assert s["target_met"] is True and s["test_tencrop_top1_error"] == 0.059
-    assert [n["checkpoint_sha256"] for n in s["networks"]] == [
-        hashlib.sha256(b"w0").hexdigest(), hashlib.sha256(b"w1").hexdigest(), "ab" * 32]
-    assert [n["seed"] for n in s["networks"]] == [0, 1, 2]
-    assert (dest / "metrics-3.json").exists() and (dest / "ensemble.json").exists()
-    md = (tmp_path / "docs" / "RESULTS.md").read_text()
-    section = md[md.index("### A documented change: 3 networks averaged"):]
-    assert "**5.90%** (target 6.00%: **met**; each network 7.00% on average)" in section
-    assert "ab" * 32 in section
-
-
-def test_gpu_headline_script_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch):
-    """scripts/gpu_headline.sh with CPU settings (two tiny nets, one epoch): it trains
-    the seeds at once while the CuPy tests run (skipped here: no GPU), hashes the
-    checkpoints, writes the ensemble and packs all but the checkpoints; its folder is
-    what `experiments headline --ensemble` records."""
-    import hashlib
-    import json
-    import os
-    import subprocess
-    import sys
-
-    import experiments.__main__ as runner
-    from tests.conftest import ROOT
-
-    out = tmp_path / "gpu"
-    pack = tmp_path / "gpu.tar.gz"
-    env = dict(os.environ, OUT=str(out), DEVICE="cpu", MODEL="tiny", EPOCHS="1",
-               SEEDS="0 1", DATASET="fashion-mnist-subset", TESTS="parallel",
-               PYTHON=sys.executable, TRAIN_SECONDS="900", PACK=str(pack),
-               TRAIN_FLAGS="--init he --train-limit 640 --batch-size 64 --no-prefetch")
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "seed 1: exit 0" in r.stdout and "ensemble of 2" in r.stdout
-    assert "the CuPy cases of the tests: exit 0" in r.stdout
-    assert "skipped" in (out / "gpu-tests.log").read_text()      # ran, found no GPU
-    m = json.loads((out / "seed1" / "metrics.json").read_text())
-    assert m["args"]["time_limit"] == 900 and "stopped_by_time_limit" not in m
-    import tarfile
-    with tarfile.open(pack) as tar:
-        names = set(tar.getnames())
-    assert {"gpu/seed0/metrics.json", "gpu/seed1/best.npz.sha256", "gpu/seed0.log",
-            "gpu/ensemble.json", "gpu/gpu-tests.log"} <= names, names
-    assert not any(n.endswith(".npz") for n in names), names
-    for s in (0, 1):
-        digest = (out / f"seed{s}" / "best.npz.sha256").read_text().split()[0]
-        assert digest == hashlib.sha256((out / f"seed{s}" / "best.npz").read_bytes()).hexdigest()
-        assert not (out / f"seed{s}" / "last.npz").exists()
-    ens = json.loads((out / "ensemble.json").read_text())
-
-    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
-    for s in (0, 1):                 # as if the checkpoints had stayed on the GPU machine
-        (out / f"seed{s}" / "best.npz").unlink()
-    from experiments import headline      # a headline of the subset, for this test only
-    monkeypatch.setattr(headline, "HEADLINE_DATA",
-                        dict(dataset="fashion-mnist-subset", train_limit=640))
-    assert main(["headline", "--variant", "gpu2", "--change", "two nets",
-                 "--ensemble", str(out / "ensemble.json"), "--run", str(out / "seed0"),
-                 "--run", str(out / "seed1"), "--log", str(out / "seed0.log")]) == 0
-    rec = json.loads((tmp_path / "results" / "headline-gpu2" / "headline.json").read_text())
-    assert rec["test_tencrop_top1_error"] == ens["ensemble"]["tencrop_top1_error"]
-    assert rec["networks"][1]["checkpoint_sha256"] == digest
-
-
-def test_gpu_headline_script_refuses_a_missing_gpu(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from engine.backend import gpu_status
-    from tests.conftest import ROOT
-    if gpu_status()[0]:
-        pytest.skip("a GPU is usable here")
-    env = dict(os.environ, OUT=str(tmp_path / "gpu"), DEVICE="cuda", PYTHON=sys.executable)
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert "gpu_headline: the GPU was requested but is not usable" in r.stderr
-    assert not (tmp_path / "gpu" / "seed0").exists()
-
-
-def test_gpu_headline_script_names_a_bad_tests_setting(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-    env = dict(os.environ, OUT=str(tmp_path / "gpu"), TESTS="later", PYTHON=sys.executable)
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_headline.sh")], env=env,
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2
-    assert "gpu_headline: TESTS must be parallel, first or skip, not 'later'" in r.stderr
-    assert not (tmp_path / "gpu").exists()
 
 
 def test_one_seed_is_never_a_decisive_verdict():
@@ -862,26 +560,21 @@ def test_a_finished_run_must_be_the_run_asked_for(tmp_path, monkeypatch):
     configuration, trained on the dataset the scale names (never train.py's fallback
     to the bundled subset); runs go to train.py with --no-fallback; a results file cut
     short is named; a summary of more seeds is not overwritten by one of fewer."""
-    import json
 
-    import experiments.__main__ as runner
-    import train
-    from experiments.claims import SCALES
 
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(runner, "ROOT", str(tmp_path))
     monkeypatch.setitem(SCALES, "t", dict(flags=["--dataset", "fashion-mnist", "--model",
                                                  "tiny", "--epochs", "1"], desc="fake"))
     seen = []
 
     def fake_main(argv):
         seen.append(argv)
-        a = train.build_parser().parse_args(argv)
+        a = build_parser().parse_args(argv)
         write_fake_run(a, [{"epoch": 1, "train_top1_error": 0.5, "val_top1_error": 0.3,
                             "seconds": 2.0}])
         return 0
 
-    monkeypatch.setattr(train, "main", fake_main)
+    monkeypatch.setattr(runner, "run_training", fake_main)
     claim = CLAIMS["dropout"]
     out = tmp_path / "results" / "t" / "dropout" / "x" / "seed0"
     m = runner.run_one(claim, "x", [], 0, "t", "cpu", str(out))
@@ -909,34 +602,23 @@ def test_a_finished_run_must_be_the_run_asked_for(tmp_path, monkeypatch):
 def test_a_flag_added_after_a_run_counts_as_its_default():
     """Runs made before a train.py flag existed behaved as its default: they still match
     a configuration with the default, and not one that sets the flag."""
-    import experiments.__main__ as runner
-    import train
-    wanted = vars(train.build_parser().parse_args(["--model", "tiny", "--erase", "0.5"]))
-    old = {k: v for k, v in wanted.items() if k != "erase"}        # made before --erase
-    assert runner.config_differences(old, wanted) == ["erase: 0.0 -> 0.5"]
-    assert runner.config_differences(old, dict(wanted, erase=0.0)) == []
-    assert runner.config_differences(old, dict(wanted, erase=0.0, out="x", quiet=True)) == []
-
-
-def test_a_five_crop_run_is_no_headline():
-    from experiments import headline
-    ok = dict(dataset="fashion-mnist", args=dict(train_limit=None), test_eval="ten-crop",
-              test_tencrop_top1_error=0.06)
-    headline.check_headline_run(ok, "runs/x")             # no error
-    with pytest.raises(ValueError, match="trained without reflections .* five crops, not ten"):
-        headline.check_headline_run(dict(ok, test_eval="five-crop"), "runs/x")
+    wanted = runner.train_settings(["--model", "tiny", "--raw-pixels"])
+    old = {k: v for k, v in wanted.items() if k != "raw_pixels"}   # made before the flag
+    assert runner.config_differences(old, wanted) == ["raw_pixels: False -> True"]
+    assert runner.config_differences(old, dict(wanted, raw_pixels=False)) == []
+    assert runner.config_differences(old, dict(wanted, raw_pixels=False, out="x",
+                                                 quiet=True)) == []
 
 
 def test_an_ensemble_written_without_ten_crops_has_its_row(tmp_path, monkeypatch):
-    # used to be a KeyError that ended every claim and headline record in a traceback
-    import experiments.__main__ as runner
+    # a file of --no-ten-crop has no ten-crop errors: its row says so
     monkeypatch.setattr(runner, "RESULTS", str(tmp_path))
     (tmp_path / "centre-only").mkdir()
     (tmp_path / "centre-only" / "ensemble.json").write_text(json.dumps(dict(
         networks=[dict(checkpoint="a.npz", center_top1_error=0.2),
                   dict(checkpoint="b.npz", center_top1_error=0.3)],
         ensemble=dict(center_top1_error=0.15))))
-    row = [r for r in runner.ensemble_md_lines() if r.startswith("| centre-only |")]
+    row = [r for r in results_md.ensemble_md_lines() if r.startswith("| centre-only |")]
     assert row == ["| centre-only | 2 | (not tested on ten crops) | — | 15.00% | "
                    "`python -m experiments ensemble a.npz b.npz` |"]
 
@@ -948,13 +630,12 @@ def test_a_diverged_record_counts_only_for_its_own_configuration(
     settings only; one from other settings (the scale or claim changed) is an error, not
     a learning rate silently marked as diverged. Records from before the settings were
     kept in diverged.json are judged by their command line."""
-    runner = tiny_scale
     calls = []
 
     def fake_main(argv):
         calls.append(argv)
         return 3                                   # train.py's exit code for a NaN loss
-    monkeypatch.setattr(train, "main", fake_main)
+    monkeypatch.setattr(runner, "run_training", fake_main)
     claim = CLAIMS["figure1"]
     out = str(tmp_path / "results" / "t" / "x" / "seed0")
     flags = claim.common + ["--lr", "0.1"]
@@ -975,40 +656,71 @@ def test_a_diverged_record_counts_only_for_its_own_configuration(
     assert len(calls) == 1
 
 
-def test_a_cosine_run_is_recorded_as_a_cosine_not_as_drops():
-    """A run of train.py --cosine changes its rate every epoch: its record says cosine
-    and lists no epochs of drops; a run of steps keeps its drop epochs."""
-    from experiments.headline import results_md_lines, summarize_run
-    hist = [{"epoch": e, "lr": lr, "seconds": 300.0} for e, lr in
-            [(1, 0.02), (2, 0.0171), (3, 0.01), (4, 0.0029)]]
-    metrics = dict(dataset="fashion-mnist", model="mini", device="cpu", history=hist,
-                   test_top1_error=0.07, test_center_top1_error=0.072, best_epoch=4,
-                   best_val_top1_error=None, args={"cosine": True})
-    s = summarize_run(metrics)
-    assert s["lr_schedule"] == "cosine" and s["lr_drop_epochs"] == []
-    s.update(machine="test box", checkpoint="best.npz", checkpoint_sha256="0" * 64,
-             logs=["train.log"], recorded="2026-11-28", commands=["python train.py"],
-             change="cosine")
-    md = "\n".join(results_md_lines(s))
-    assert "| learning rate | 0.02 to 0.0029, on a cosine over the epochs (--cosine) |" in md
-    metrics["args"] = {"cosine": False, "lr_drops": "0.5"}
-    s = summarize_run(metrics)
-    assert s["lr_schedule"] == "steps" and s["lr_drop_epochs"] == [2, 3, 4]
-    # a run of drops resumed on a cosine (a warm restart): the drops before it stay
-    metrics["history"] = [{"epoch": e, "lr": lr, "seconds": 300.0} for e, lr in
-                          [(1, 0.02), (2, 0.002), (3, 0.0002), (4, 0.0114), (5, 0.0029)]]
-    metrics["args"] = {"cosine": True, "lr_drops": None}
-    s = summarize_run(metrics)
-    assert s["lr_drop_epochs"] == [2, 3] and s["cosine_from"] == 4
-    s.update(machine="test box", checkpoint="best.npz", checkpoint_sha256="0" * 64,
-             logs=["train.log"], recorded="2026-11-28", commands=["python train.py"],
-             change="restart")
-    md = "\n".join(results_md_lines(s))
-    assert ("| learning rate | 0.02 to 0.0029, divided by 10 before epoch(s) 2, 3, then on "
-            "a cosine from epoch 4 on (--cosine, on --resume) |") in md
-    # a cosine run resumed with more epochs (the curve stretched, the rate up a little):
-    # its own cosine steps before are not drops
-    metrics["history"] = [{"epoch": e, "lr": lr, "seconds": 300.0} for e, lr in
-                          [(1, 0.02), (2, 0.01), (3, 0.012), (4, 0.006), (5, 0.001)]]
-    s = summarize_run(metrics)
-    assert s["lr_drop_epochs"] == [] and s["cosine_from"] == 3
+
+
+def test_results_md_is_what_the_results_make(tmp_path):
+    """docs/RESULTS.md is generated: writing it again from experiments/results/ changes
+    nothing (after a change to the results or to results_md.py, run
+    `python -c "from experiments.results_md import write_results_md as w; w()"`)."""
+    out = tmp_path / "RESULTS.md"
+    results_md.write_results_md(str(out))
+    with open(results_md.RESULTS_MD, encoding="utf-8") as f:
+        assert out.read_text(encoding="utf-8") == f.read()
+
+
+def test_the_headline_record_goes_into_results_md_with_its_links_from_docs(
+        tmp_path, monkeypatch):
+    """RESULTS/headline/README.md, written by hand, is copied into RESULTS.md above the
+    claims; its links to files lead there from docs/, its links to anchors and to the
+    web are kept."""
+    results = tmp_path / "experiments" / "results"
+    (results / "headline").mkdir(parents=True)
+    (results / "headline" / "README.md").write_text(
+        "## The headline\n\n[m](metrics.json), [e](../x-1/ensemble.json), [a](#x-1), "
+        "[w](https://example.org/p)\n\n![curves](curves.png)\n")
+    monkeypatch.setattr(runner, "RESULTS", str(results))
+    monkeypatch.setattr(results_md, "RESULTS_MD", str(tmp_path / "docs" / "RESULTS.md"))
+    results_md.write_results_md()
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert ("[m](../experiments/results/headline/metrics.json), "
+            "[e](../experiments/results/x-1/ensemble.json), [a](#x-1), "
+            "[w](https://example.org/p)") in md
+    assert "![curves](../experiments/results/headline/curves.png)" in md
+    assert md.index("## The headline") < md.index("## The claims")
+
+
+def test_the_experiments_modules_import_one_way():
+    """No import cycle among experiments/*.py: __main__ (the command line) imports the
+    others, and none of them imports __main__."""
+    folder = os.path.dirname(runner.__file__)
+    modules = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(folder, "*.py"))}
+    imports = {}
+    for name in modules:
+        with open(os.path.join(folder, name + ".py"), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "experiments":
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "experiments."):
+                found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names
+                          if a.name.startswith("experiments.")}
+        imports[name] = found & modules
+    assert not any("__main__" in found for found in imports.values()), imports
+    done, visiting = set(), []
+
+    def visit(name):                 # depth first: a module met again on its own path
+        assert name not in visiting, f"import cycle: {' -> '.join(visiting + [name])}"
+        if name in done:
+            return
+        visiting.append(name)
+        for other in sorted(imports[name]):
+            visit(other)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(modules):
+        visit(name)

@@ -1,5 +1,5 @@
 """The gradient checker itself: it passes correct backwards, catches wrong ones, and
-`python -m engine.gradcheck` checks every op and the whole tiny network."""
+`python gradcheck.py` checks every op and the whole tiny network."""
 import subprocess
 import sys
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.gradcheck import check_op, numerical_gradient, rel_error
-from engine.gradcheck_suite import tiny_model_check
+from gradcheck import tiny_model_check
 from layers.linear import linear_backward, linear_forward
 from tests.conftest import ROOT
 
@@ -94,7 +94,7 @@ def test_rel_error_floor():
 
 
 def test_gradcheck_command_passes_and_prints_table():
-    p = subprocess.run([sys.executable, "-m", "engine.gradcheck"], cwd=ROOT,
+    p = subprocess.run([sys.executable, "gradcheck.py"], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     for op in ("conv2d", "relu", "tanh", "lrn", "maxpool2d", "dropout", "linear",
@@ -106,11 +106,11 @@ def test_gradcheck_command_passes_and_prints_table():
 
 def test_gradcheck_command_fails_when_only_matches_nothing():
     # a typo in --only used to print "0 passed, 0 failed" and exit 0
-    p = subprocess.run([sys.executable, "-m", "engine.gradcheck", "--only", "nosuchop"],
+    p = subprocess.run([sys.executable, "gradcheck.py", "--only", "nosuchop"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     assert "--only 'nosuchop' matches no check" in p.stderr and "maxpool2d" in p.stderr
-    p = subprocess.run([sys.executable, "-m", "engine.gradcheck", "--max-checks", "0"],
+    p = subprocess.run([sys.executable, "gradcheck.py", "--max-checks", "0"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "--max-checks must be >= 1, got 0" in p.stderr
 

@@ -178,3 +178,23 @@ def test_channel_window_sum_matches_the_window_written_out(rng):
         want = np.stack([a[:, max(0, c - r):c + r + 1].sum(axis=1) for c in range(C)], axis=1)
         np.testing.assert_allclose(_add_channel_neighbours(a.copy(), a, r), want, rtol=1e-12,
                                    atol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_readable_route_equals_the_threaded_pieces(rng, monkeypatch, beta):
+    # layers/lrn.py's whole-batch code (what CuPy runs), made to run on NumPy, against
+    # layers/fast/lrn.py's pieces over the threads: the same steps on every element,
+    # so the same numbers to the last bit.
+    from engine import parallel
+    import layers.fast.lrn as fast_lrn
+    x = (np.abs(rng.standard_normal((6, 9, 5, 4))) * 20).astype(np.float32)
+    d = rng.standard_normal(x.shape).astype(np.float32)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_SIZE", 64)
+    monkeypatch.setattr(fast_lrn, "_PIECE", 200)          # several pieces
+    with parallel.threads(3):
+        out_fast, c = lrn_forward(x, alpha=1e-2, beta=beta)
+        dx_fast = lrn_backward(d, c)
+    monkeypatch.setattr(fast_lrn, "applies", lambda xp: False)
+    out, c = lrn_forward(x, alpha=1e-2, beta=beta)
+    np.testing.assert_array_equal(out, out_fast)
+    np.testing.assert_array_equal(lrn_backward(d, c), dx_fast)

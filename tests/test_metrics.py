@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from engine.backend import to_numpy
-from engine.metrics import confusion_matrix, topk_correct, topk_error
+from training.metrics import confusion_matrix, topk_correct, topk_error
 
 
 def test_topk_on_hand_made_scores():

@@ -13,11 +13,11 @@ from engine import parallel
 from engine.backend import to_numpy
 from layers.activations import relu_backward, relu_forward
 from layers.conv import conv2d_backward, conv2d_forward, conv2d_forward_naive
-from layers.linear import _matmul_wide
+from layers.fast import pool as fast_pool
+from layers.fast.linear import matmul_wide
 from layers.loss import softmax_cross_entropy
 from layers.lrn import lrn_backward, lrn_forward
-from layers.pool import (_forward_windows, maxpool2d_backward, maxpool2d_backward_naive,
-                         maxpool2d_forward)
+from layers.pool import maxpool2d_backward, maxpool2d_backward_naive, maxpool2d_forward
 
 MANY = 4          # more threads than this machine may have: several pieces run for sure
 
@@ -202,12 +202,11 @@ def test_pool_scatter_masks_naive_and_threads_agree(rng, size, stride, ties):
         masks = maxpool2d_backward(d, cache, method="masks")
         scatter = maxpool2d_backward(d, cache, method="scatter")
         windows = maxpool2d_backward(d, cache, method="windows")      # CuPy's way
-        # CuPy's forward, run here on NumPy arrays: the same outputs and argmax
-        out_w = np.empty_like(out1)
-        argmax_w = np.empty_like(cache[0])
-        kh, kw = cache[3]
-        sh, sw = cache[4]
-        _forward_windows(x, out_w, argmax_w, kh, kw, sh, sw, np)
+        # CuPy's forward (the readable one), run here on NumPy arrays: the same
+        # outputs and argmax
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(fast_pool, "forward_applies", lambda xp: False)
+            out_w, (argmax_w, *_) = maxpool2d_forward(x, size, stride)
     np.testing.assert_array_equal(out_w, out1)
     np.testing.assert_array_equal(argmax_w, cache[0])
     with parallel.threads(MANY):
@@ -228,8 +227,7 @@ def test_pool_scatter_index_kept_between_calls(rng, monkeypatch, threads):
     # pieces of one image (a tiny _PIECE) every piece reads its index from the same
     # first rows of the kept array; a new shape (another batch size, another image
     # size) must rebuild them, and the same shape must reuse them.
-    import layers.pool as pool
-    monkeypatch.setattr(pool, "_PIECE", 8)
+    monkeypatch.setattr(fast_pool, "_PIECE", 8)
     ws = {}
     for shape in [(5, 3, 11, 9), (5, 3, 11, 9), (2, 3, 11, 9), (4, 2, 7, 13), (5, 3, 11, 9)]:
         x = rng.standard_normal(shape)
@@ -245,7 +243,7 @@ def test_pool_scatter_index_kept_between_calls(rng, monkeypatch, threads):
 
 
 def test_lrn_pieces_and_threads_equal_one_piece(rng, monkeypatch):
-    import layers.lrn as lrn
+    import layers.fast.lrn as lrn
     x = np.abs(rng.standard_normal((6, 9, 5, 4))) * 20
     d = rng.standard_normal(x.shape)
     with parallel.threads(1):
@@ -283,7 +281,7 @@ def test_relu_inplace_and_threads(rng):
                                               ((5, 5), (5, 5))])
 def test_matmul_wide_is_the_product(rng, shape_a, shape_b):
     a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
-    got = _matmul_wide(a, b)
+    got = matmul_wide(a, b)
     assert got.flags.c_contiguous
     np.testing.assert_allclose(got, a @ b, rtol=1e-12)
 
@@ -309,12 +307,11 @@ def test_sgd_pieces_equal_the_whole_array_formula(rng, monkeypatch):
 
 @pytest.mark.parametrize("shape", [(3, 5, 7, 7), (2, 4, 13, 11)])
 def test_pool_channels_last_equals_channels_first(rng, monkeypatch, shape):
-    import layers.pool as pool
     x = rng.standard_normal(shape)
     x[0, 0, :3, :3] = 1.0                              # a tie: the first maximum must win
     results = []
     for below in (0, 1000):                            # never / always channels-last
-        monkeypatch.setattr(pool, "_CHANNELS_LAST_BELOW", below)
+        monkeypatch.setattr(fast_pool, "_CHANNELS_LAST_BELOW", below)
         out, cache = maxpool2d_forward(x, 3, 2)
         results.append((out, cache[0]))
     np.testing.assert_array_equal(results[0][0], results[1][0])
@@ -342,10 +339,10 @@ def test_col2im_batch_last_equals_col2im(xp, rng, x_shape, k, stride, pad):
     N, C, H, W = x_shape
     OH = conv_output_size(H, k[0], stride[0], pad[0])
     OW = conv_output_size(W, k[1], stride[1], pad[1])
-    cols6 = rng.standard_normal((C, k[0], k[1], N, OH, OW))
-    want = col2im(xp.asarray(cols6.reshape(C * k[0] * k[1], -1)), x_shape, k[0], k[1],
+    cols = rng.standard_normal((C, k[0], k[1], N, OH, OW))
+    want = col2im(xp.asarray(cols.reshape(C * k[0] * k[1], -1)), x_shape, k[0], k[1],
                   stride, pad)
     got = xp.empty(x_shape)
-    col2im_into(xp.asarray(np.ascontiguousarray(cols6.transpose(0, 1, 2, 4, 5, 3))), got,
+    col2im_into(xp.asarray(np.ascontiguousarray(cols.transpose(0, 1, 2, 4, 5, 3))), got,
                 stride, pad, batch_last=True)
     _close(got, want)

@@ -36,7 +36,7 @@ def test_relu_chunked_forward_matches_where(rng, monkeypatch, dtype, inplace):
     # The NumPy forward compares x with a cached array of zeros, chunk by chunk; with
     # a 7-element chunk, 3 * 5 * 11 values end in a partial chunk, and the chunks
     # cross the pieces that the threads take. NaN must stay NaN, -0.0 becomes 0.
-    import layers.activations as act
+    import layers.fast.activations as act
     monkeypatch.setattr(act, "_CHUNK", 7)
     monkeypatch.setattr(act, "_ZEROS", {})
     from engine import parallel
@@ -236,69 +236,6 @@ def test_softmax_cross_entropy_extreme_logits(xp):
     assert np.isfinite(float(loss)) and np.all(np.isfinite(to_numpy(dz)))
     assert abs(float(loss) - (2e4 + np.log(2)) / 2) < 1e-2
     assert loss.dtype == np.float32 and dz.dtype == np.float32
-    # smoothed: each row also pays eps/K of -log p for every class; row 0's are
-    # 0, 1e4 and 2e4, row 1's log 2, 1e4 + log 2 and log 2; the log-sum-exp form
-    # keeps them finite (a log of softmax would give inf)
-    loss, dz = softmax_cross_entropy(z, y, smoothing=0.1)
-    ref = (0.9 * 2e4 + 0.1 / 3 * 3e4 + 0.9 * np.log(2) + 0.1 / 3 * (1e4 + 3 * np.log(2))) / 2
-    assert np.all(np.isfinite(to_numpy(dz))) and abs(float(loss) - ref) < 1e-2
-
-
-def test_label_smoothing_matches_an_explicit_target(xp, rng):
-    # the reference: the smoothed target row written out, and log p from np.log of
-    # the softmax (not the log-sum-exp form the op uses)
-    z = rng.standard_normal((6, 5))
-    y = np.array([0, 4, 1, 1, 3, 2])
-    eps = 0.1
-    loss, dz = softmax_cross_entropy(xp.asarray(z), xp.asarray(y), smoothing=eps)
-    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    q = np.full((6, 5), eps / 5)
-    q[np.arange(6), y] += 1 - eps
-    assert abs(float(loss) - -np.mean(np.sum(q * np.log(p), axis=1))) < 1e-12
-    np.testing.assert_allclose(to_numpy(dz), (p - q) / 6, atol=1e-14)
-    # eps = 0 is the plain loss against the one-hot target
-    loss0, dz0 = softmax_cross_entropy(xp.asarray(z), xp.asarray(y), smoothing=0.0)
-    assert abs(float(loss0) - -np.mean(np.log(p[np.arange(6), y]))) < 1e-12
-    np.testing.assert_allclose(to_numpy(dz0), (p - np.eye(5)[y]) / 6, atol=1e-14)
-    # the smoothed gradient's rows sum to 0 too, and it no longer pushes a confident,
-    # correct row further: at p[y] = 1 - eps + eps/K the gradient is 0
-    assert np.abs(to_numpy(dz).sum(axis=1)).max() < 1e-15
-    target = np.log(q[0])                    # softmax(log q) = q
-    _, d0 = softmax_cross_entropy(xp.asarray(target[None]), xp.asarray(y[:1]),
-                                  smoothing=eps)
-    assert np.abs(to_numpy(d0)).max() < 1e-15
-
-
-def test_label_smoothing_gradcheck_and_dtype(xp, rng):
-    z = xp.asarray(rng.standard_normal((6, 5)))
-    y = xp.asarray(rng.integers(0, 5, size=6))
-    res = check_loss("softmax_cross_entropy (label smoothing 0.1)",
-                     lambda logits: softmax_cross_entropy(logits, y, smoothing=0.1),
-                     {"logits": z}, "logits")
-    assert all(r.passed for r in res), res
-    for eps in (0.1, np.float64(0.1), np.float32(0.1)):    # a NumPy scalar as well
-        loss, dz = softmax_cross_entropy(z.astype(np.float32), y, smoothing=eps)
-        assert loss.dtype == np.float32 and dz.dtype == np.float32
-
-
-def test_label_smoothing_matches_pytorch(rng):
-    torch = pytest.importorskip("torch")
-    z = rng.standard_normal((8, 10))
-    y = rng.integers(0, 10, size=8)
-    zt = torch.tensor(z, requires_grad=True)
-    ref = torch.nn.functional.cross_entropy(zt, torch.tensor(y), label_smoothing=0.2)
-    ref.backward()
-    loss, dz = softmax_cross_entropy(z, y, smoothing=0.2)
-    assert abs(float(loss) - ref.item()) < 1e-12
-    np.testing.assert_allclose(dz, zt.grad.numpy(), atol=1e-14)
-
-
-@pytest.mark.parametrize("eps, error", [(-0.1, ValueError), (1.0, ValueError),
-                                        (float("nan"), ValueError), ("0.1", TypeError),
-                                        (True, TypeError), (None, TypeError)])
-def test_label_smoothing_bad_value(eps, error):
-    with pytest.raises(error, match=r"smoothing must be a number in \[0, 1\)"):
-        softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1]), smoothing=eps)
 
 
 def test_softmax_cross_entropy_bad_labels():
@@ -370,3 +307,24 @@ def test_gpu_labels_with_cpu_logits_are_refused_by_name(cp):
     with pytest.raises(TypeError, match="relu_backward: arrays must all be on the CPU"):
         out, cache = relu_forward(np.ones((2, 3), np.float32))
         relu_backward(cp.ones((2, 3), dtype=cp.float32), cache)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_readable_route_equals_the_threaded_chunks(rng, monkeypatch, dtype):
+    # layers/activations.py's one call each way (what CuPy runs), made to run on
+    # NumPy, against layers/fast/activations.py's chunks over the threads
+    from engine import parallel
+    import layers.fast.activations as fast_act
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_SIZE", 16)
+    monkeypatch.setattr(fast_act, "_CHUNK", 7)
+    monkeypatch.setattr(fast_act, "_ZEROS", {})
+    x = rng.standard_normal((3, 5, 11)).astype(dtype)
+    d = rng.standard_normal(x.shape).astype(dtype)
+    with parallel.threads(3):
+        out_fast, cache = relu_forward(x)
+        dx_fast = relu_backward(d, cache)
+    monkeypatch.setattr(fast_act, "relu_forward_applies", lambda x: False)
+    monkeypatch.setattr(fast_act, "relu_backward_applies", lambda dout, out: False)
+    out, cache = relu_forward(x)
+    np.testing.assert_array_equal(out, out_fast)
+    np.testing.assert_array_equal(relu_backward(d, cache), dx_fast)

@@ -1,9 +1,7 @@
 """train.py end to end on the committed Fashion-MNIST subset: a real (short) run that
 must learn, exact resume (after an epoch and mid-epoch), NaN handling, evaluation of
 a checkpoint, and one-line errors for bad input."""
-import argparse
 import json
-import math
 import os
 import shutil
 
@@ -11,6 +9,15 @@ import numpy as np
 import pytest
 
 import train
+import training.checkpoints
+import training.data
+import training.evaluation
+import training.loop
+import training.metrics
+import training.report
+import training.state
+import training.stop
+from alexnet import AlexNet
 from tests.conftest import ROOT
 
 SUBSET = os.path.join(ROOT, "data", "fashion-mnist-subset")
@@ -40,11 +47,12 @@ def test_short_real_training_run_learns(tmp_path):
         assert {"train_loss", "train_top1_error", "val_top1_error", "lr", "seconds"} <= set(h)
     assert m["history"][-1]["train_loss"] < m["history"][0]["train_loss"]
     # within each epoch, the error of the batches since the previous point, at least
-    # train.CURVE_POINTS of them
+    # training.state.CURVE_POINTS of them
     for h in m["history"]:
         frac = [p[0] for p in h["train_curve"]]
         assert frac == sorted(frac) and frac[-1] == 1.0, frac
-        assert train.CURVE_POINTS <= len(frac) <= 2 * train.CURVE_POINTS + 1, frac
+        points = training.state.CURVE_POINTS
+        assert points <= len(frac) <= 2 * points + 1, frac
         assert all(0 <= p[1] <= 1 for p in h["train_curve"])
         sizes = np.diff([0] + frac)          # each point weighs its images
         avg = float(np.dot(sizes, [p[1] for p in h["train_curve"]]))
@@ -75,7 +83,7 @@ def test_missing_matplotlib_costs_the_plots_not_the_run(tmp_path, monkeypatch, c
         if name == "matplotlib" or name.startswith("matplotlib."):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)      # import raises ImportError
-    monkeypatch.setattr(train, "_plot_warned", [])
+    monkeypatch.setattr(training.report, "_plot_warned", [])
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "2", "--out", str(out)]) == 0
     for f in ("last.npz", "best.npz", "metrics.json"):
@@ -86,36 +94,21 @@ def test_missing_matplotlib_costs_the_plots_not_the_run(tmp_path, monkeypatch, c
     assert "matplotlib" in err
 
 
-@pytest.mark.parametrize("smoothing, label", [(0.0, "train"),
-                                               (0.1, "train (label smoothing 0.1)")])
-def test_curves_name_a_smoothed_training_loss(tmp_path, monkeypatch, smoothing, label):
-    from matplotlib.axes import Axes
-
-    from alexnet import AlexNet
-    labels = []
-    real = Axes.plot
-
-    def spy(self, *args, **kw):
-        labels.append(kw.get("label"))
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(Axes, "plot", spy)
-    history = [dict(epoch=1, train_loss=0.9, val_loss=0.5, train_top1_error=0.2,
-                    val_top1_error=0.15, lr=0.01)]
-    train.save_plots(str(tmp_path), history, AlexNet(preset="tiny"), smoothing)
-    assert labels == [label, "validation", "train", "validation"]
-    assert (tmp_path / "curves.png").stat().st_size > 0
-
-
 class StopAfter:
-    """Stands in for train.StopRequest: asks to stop once `n` steps have run, as a
-    Ctrl-C would."""
+    """Stands in for training.stop.StopRequest: asks to stop once `n` steps have run, as
+    a Ctrl-C would."""
     n = 2
 
-    def __init__(self, deadline=None):
+    def __init__(self, time_limit=None):
         self.checks = 0
-        self.deadline = deadline
         self.timed_out = False
+        self.out_of_time = False
+
+    def room_for_an_epoch(self, whole):
+        return True
+
+    def epoch_done(self):
+        pass
 
     @property
     def requested(self):
@@ -136,7 +129,7 @@ class StopAfter:
 def test_interrupt_mid_epoch_saves_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(a)]) == 0
-    monkeypatch.setattr(train, "StopRequest", StopAfter)
+    monkeypatch.setattr(training.loop, "StopRequest", StopAfter)
     assert train.main(QUICK + ["--epochs", "1", "--out", str(b)]) == 130   # like Ctrl-C
     with np.load(b / "last.npz") as f:
         state = json.loads(str(f["train_state"]))
@@ -152,8 +145,8 @@ def test_interrupt_mid_epoch_saves_checkpoint_and_resumes_exactly(tmp_path, monk
 
 
 class StepClock:
-    """A clock for train.py that moves one second per SGD step and stands still
-    otherwise, so that --time-limit stops at a known step."""
+    """A clock for --time-limit (training.stop's time.monotonic) that moves one second
+    per SGD step and stands still otherwise, so that the limit stops at a known step."""
 
     def __init__(self, monkeypatch):
         import time as real_time
@@ -174,19 +167,19 @@ class StepClock:
                 super().step(grads)
                 clock.now += 1
 
-        monkeypatch.setattr(train, "time", FakeTime)
+        monkeypatch.setattr(training.stop, "time", FakeTime)
         monkeypatch.setattr(engine.optim, "SGD", SteppingSGD)    # what sgd_for builds
         self.monkeypatch = monkeypatch
 
     def slow(self, name, seconds):
-        """Make train.NAME (a function train.py calls) take that many seconds."""
-        real = getattr(train, name)
+        """Make training.loop.NAME (a function the loop calls) take that many seconds."""
+        real = getattr(training.loop, name)
 
         def slowed(*args, **kw):
             self.now += seconds
             return real(*args, **kw)
 
-        self.monkeypatch.setattr(train, name, slowed)
+        self.monkeypatch.setattr(training.loop, name, slowed)
 
 
 def test_time_limit_starts_no_epoch_that_would_end_after_it_and_tests_the_best(
@@ -215,6 +208,19 @@ def test_time_limit_starts_no_epoch_that_would_end_after_it_and_tests_the_best(
     ok = tmp_path / "ok"
     assert train.main(QUICK + ["--epochs", "2", "--time-limit", "100", "--out", str(ok)]) == 0
     assert "stopped_by_time_limit" not in json.loads((ok / "metrics.json").read_text())
+
+
+def test_time_limit_counts_the_time_an_epoch_spends_validating_and_saving(
+        tmp_path, monkeypatch, capsys):
+    """6 steps and 2 seconds of plots make an 8-second epoch: with 23 seconds, epoch 3
+    would end at 24, so two epochs run (counting only the steps, 6 each, it would have
+    started a third that ends at 22)."""
+    clock = StepClock(monkeypatch)
+    clock.slow("save_plots", 2)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "5", "--time-limit", "23", "--out", str(out)]) == 0
+    assert "stopped after 2 epoch(s) of 5" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
 
 
 def test_fixed_lr_drops_at_fractions_of_the_epochs(tmp_path, capsys):
@@ -253,7 +259,7 @@ def test_no_validation_set_trains_on_every_image_and_tests_the_last_epoch(tmp_pa
     # (346 images), so count the images another way: the mean image of all 384
     with np.load(out / "last.npz") as f:
         mean = f["mean"]
-    x = train.load_data(train.build_parser().parse_args(QUICK)).train_x[:384]
+    x = training.data.load_data("fashion-mnist-subset").train_x[:384]
     np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=0) / 255, rtol=1e-5,
                                atol=1e-6)
     assert train.main(QUICK + ["--val-fraction", "0", "--lr-drops", "0.5", "--epochs", "1",
@@ -262,222 +268,6 @@ def test_no_validation_set_trains_on_every_image_and_tests_the_last_epoch(tmp_pa
     resumed = params_of(b / "last.npz")
     for k in last:
         np.testing.assert_array_equal(last[k], resumed[k], err_msg=k)
-
-
-def test_weight_average_is_the_mean_of_the_epochs_weights_across_resumes(tmp_path, capsys):
-    """--swa: the average kept beside the run is the plain mean of the weights at the
-    end of the epochs after the fraction (1/3 of 4 epochs: epochs 2, 3, 4; the weights
-    of each epoch taken from a run resumed epoch by epoch, which is exact); it survives
-    --resume (kept in last.npz: a run of 2 epochs with --swa 0.5 averages epoch 2 and,
-    resumed to 4, goes on); and swa.npz, tested beside the best checkpoint, evaluates
-    to the error reported for it."""
-    snaps, steps = [], tmp_path / "steps"
-    for epochs in (1, 2, 3, 4):
-        argv = QUICK if epochs == 1 else ["--resume", str(steps / "last.npz")]
-        assert train.main(argv + ["--epochs", str(epochs), "--out", str(steps)]) == 0
-        snaps.append({k: v for k, v in params_of(steps / "last.npz").items()
-                      if k.startswith("param/")})
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    assert train.main(QUICK + ["--epochs", "4", "--swa", "0.3", "--out", str(whole)]) == 0
-    out = capsys.readouterr().out
-    assert "weight average of epochs 2-4 (3 epochs; swa.npz)" in out
-    assert train.main(QUICK + ["--epochs", "2", "--swa", "0.5", "--out", str(resumed)]) == 0
-    assert train.main(["--resume", str(resumed / "last.npz"), "--epochs", "4",
-                       "--out", str(resumed)]) == 0
-    for run in (whole, resumed):
-        with np.load(run / "swa.npz") as f:
-            assert bool(f["weights_only"]) and not any(k.startswith(("velocity/", "swa/"))
-                                                       for k in f.files)
-            for k in snaps[0]:
-                mean = (snaps[1][k] + snaps[2][k] + snaps[3][k]) / 3
-                np.testing.assert_allclose(f[k], mean, rtol=1e-5, atol=1e-7, err_msg=k)
-                assert not np.allclose(f[k], snaps[3][k])     # not just the last epoch's
-        m = json.loads((run / "metrics.json").read_text())
-        assert m["swa"]["start_epoch"] == 2 and m["swa"]["epochs_averaged"] == 3
-        assert 0 < m["swa"]["test_top1_error"] < 1 and 0 < m["swa"]["val_top1_error"] < 1
-    ev = tmp_path / "eval"
-    assert train.main(["--eval-only", str(whole / "swa.npz"), "--out", str(ev)]) == 0
-    assert json.loads((ev / "metrics.json").read_text())["test_top1_error"] == \
-        json.loads((whole / "metrics.json").read_text())["swa"]["test_top1_error"]
-
-
-def test_random_erasing_flag_changes_the_training_batches_only(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert train.main(QUICK + ["--epochs", "1", "--out", str(a)]) == 0
-    assert train.main(QUICK + ["--epochs", "1", "--erase", "0.5", "--out", str(b)]) == 0
-    ma = json.loads((a / "metrics.json").read_text())
-    mb = json.loads((b / "metrics.json").read_text())
-    assert mb["args"]["erase"] == 0.5 and ma["args"]["erase"] == 0.0
-    assert ma["history"][0]["train_loss"] != mb["history"][0]["train_loss"]
-
-
-def test_label_smoothing_flag_smooths_the_training_loss_only(tmp_path, monkeypatch, capsys):
-    real = train.softmax_cross_entropy
-    calls = []
-
-    def spy(logits, labels, check_labels=True, smoothing=0.0):
-        calls.append(smoothing)
-        return real(logits, labels, check_labels=check_labels, smoothing=smoothing)
-
-    monkeypatch.setattr(train, "softmax_cross_entropy", spy)
-    out = tmp_path / "run"
-    assert train.main(QUICK + ["--epochs", "1", "--label-smoothing", "0.1",
-                               "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    steps = -(-345 // 64)                # 384 images less the 10% held out, batches of 64
-    # the training steps first, then the validation and test passes with the plain loss
-    assert calls[:steps] == [0.1] * steps and set(calls[steps:]) == {0.0}, calls
-    assert m["args"]["label_smoothing"] == 0.1
-    # a resumed run keeps it without the flag, and refuses another value: the history's
-    # training losses would mix two losses
-    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "2",
-                       "--label-smoothing", "0.2", "--out", str(out)]) == 2
-    assert "--label-smoothing 0.2 (the checkpoint's: 0.1)" in capsys.readouterr().err
-    calls.clear()
-    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "2",
-                       "--out", str(out)]) == 0
-    assert calls[:steps] == [0.1] * steps and set(calls[steps:]) == {0.0}, calls
-
-
-def test_fixed_lr_drops_come_within_the_time_limit(tmp_path, monkeypatch, capsys):
-    """6 steps (seconds) per epoch and 27 seconds: 4 of the 10 epochs fit, so the drop
-    at half of them comes after epoch 2, not after epoch 5."""
-    StepClock(monkeypatch)
-    out = tmp_path / "run"
-    assert train.main(QUICK + ["--epochs", "10", "--lr-drops", "0.5", "--time-limit", "27",
-                               "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert [h["lr"] for h in m["history"]] == [0.01, 0.01, 0.001, 0.001]
-    assert m["stopped_by_time_limit"] is True and m["epochs_planned"] == 10
-    assert "2 of 4 epochs done: learning rate divided by 10" in capsys.readouterr().out
-
-
-def cosine_by_hand(lr0, epochs):
-    return [lr0 * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
-
-
-def test_cosine_schedule_sets_each_epochs_rate_and_needs_no_validation(tmp_path, capsys):
-    """--cosine: epoch e of E trains at lr (1 + cos(pi (e-1) / E)) / 2; it is a fixed
-    schedule, so --val-fraction 0 may go with it; a run resumed with more --epochs
-    goes on from the resumed epoch on the curve of the new plan."""
-    out = tmp_path / "run"
-    assert train.main(QUICK + ["--epochs", "4", "--cosine", "--val-fraction", "0",
-                               "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 4),
-                               rtol=1e-12)
-    assert m["args"]["cosine"] is True and "divided by 10" not in capsys.readouterr().out
-    short = tmp_path / "short"
-    assert train.main(QUICK + ["--epochs", "3", "--cosine", "--out", str(short)]) == 0
-    assert train.main(["--resume", str(short / "last.npz"), "--epochs", "6",
-                       "--out", str(short)]) == 0
-    m = json.loads((short / "metrics.json").read_text())
-    np.testing.assert_allclose([h["lr"] for h in m["history"]],
-                               cosine_by_hand(0.01, 3) + cosine_by_hand(0.01, 6)[3:],
-                               rtol=1e-12)
-
-
-@pytest.mark.parametrize("stop_checks, where", [(2, (0, 2)), (7, (1, 0))])
-def test_a_cosine_run_stopped_and_resumed_is_the_same_run(tmp_path, monkeypatch,
-                                                          stop_checks, where):
-    """Stopped mid-epoch or between epochs (as by Ctrl-C) and resumed with the same
-    --epochs: the same rates and the same weights as a run never stopped."""
-    ref, b = tmp_path / "ref", tmp_path / "b"
-    argv = QUICK + ["--epochs", "3", "--cosine"]
-    assert train.main(argv + ["--out", str(ref)]) == 0
-    monkeypatch.setattr(train, "StopRequest", StopAfter)
-    monkeypatch.setattr(StopAfter, "n", stop_checks)
-    assert train.main(argv + ["--out", str(b)]) == 130
-    with np.load(b / "last.npz") as f:
-        state = json.loads(str(f["train_state"]))
-    assert (state["epoch"], state["step"]) == where
-    monkeypatch.undo()
-    assert train.main(["--resume", str(b / "last.npz"), "--out", str(b)]) == 0
-    ha = json.loads((ref / "metrics.json").read_text())["history"]
-    hb = json.loads((b / "metrics.json").read_text())["history"]
-    assert [h["lr"] for h in ha] == [h["lr"] for h in hb]
-    pa, pb = params_of(ref / "last.npz"), params_of(b / "last.npz")
-    for k in pa:
-        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
-
-
-def test_one_schedule_given_on_resume_replaces_the_checkpoints_other(tmp_path, capsys):
-    """A run of drops resumed with --cosine goes on with the cosine alone, and a cosine
-    run resumed with --lr-drops with the drops alone; --lr-drops none undoes drops
-    given earlier on the same command line."""
-    drops, cos = tmp_path / "drops", tmp_path / "cos"
-    assert train.main(QUICK + ["--epochs", "1", "--lr-drops", "0.5", "--out", str(drops)]) == 0
-    assert train.main(["--resume", str(drops / "last.npz"), "--epochs", "3", "--cosine",
-                       "--out", str(drops)]) == 0
-    # the start's lines give the checkpoint's rate (0.001, after the drop), then the
-    # rate the cosine sets for the next epoch
-    out = capsys.readouterr().out
-    assert "lr 0.001," in out
-    assert f"on the cosine of 3 epochs: epoch 2 trains at lr {cosine_by_hand(0.01, 3)[1]:g}" in out
-    m = json.loads((drops / "metrics.json").read_text())
-    assert m["args"]["cosine"] is True and m["args"]["lr_drops"] is None
-    np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 3),
-                               rtol=1e-12)
-    assert train.main(QUICK + ["--epochs", "1", "--cosine", "--out", str(cos)]) == 0
-    assert train.main(["--resume", str(cos / "last.npz"), "--epochs", "3", "--lr-drops",
-                       "0.6", "--out", str(cos)]) == 0
-    m = json.loads((cos / "metrics.json").read_text())
-    assert m["args"]["cosine"] is False and m["args"]["lr_drops"] == "0.6"
-    assert [h["lr"] for h in m["history"]] == [0.01, 0.01, 0.001]
-    a = train.build_parser().parse_args(QUICK + ["--lr-drops", "0.5,0.7", "--lr-drops",
-                                                 "none", "--cosine", "--val-fraction", "0"])
-    train.validate_args(a)
-    assert a.lr_drop_fractions == [] and a.cosine
-
-
-def test_cosine_schedule_spans_the_epochs_that_fit_in_the_time_limit(tmp_path, monkeypatch):
-    """6 steps (seconds) per epoch and 27 seconds: 4 of the 10 epochs fit, and the
-    cosine runs over those 4, not over 10."""
-    StepClock(monkeypatch)
-    out = tmp_path / "run"
-    assert train.main(QUICK + ["--epochs", "10", "--cosine", "--time-limit", "27",
-                               "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["stopped_by_time_limit"] is True
-    np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 4),
-                               rtol=1e-12)
-
-
-def test_cosine_plan_counts_the_time_an_epoch_spends_saving(tmp_path, monkeypatch):
-    """6 s of steps and 2 s of checkpoints and plots per epoch, 27 s: epochs end at 8,
-    16 and 24, and a fourth would end after the limit. The first plan (after epoch 1,
-    before its saving) still counts 4, but the next one counts each epoch's 8 s, as the
-    test that starts no epoch past the limit does: the last epoch run, the third,
-    trains at the end of a 3-epoch cosine."""
-    StepClock(monkeypatch).slow("save_plots", 2)
-    out = tmp_path / "run"
-    assert train.main(QUICK + ["--epochs", "10", "--cosine", "--time-limit", "27",
-                               "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["epochs"] == 3 and m["stopped_by_time_limit"] is True
-    np.testing.assert_allclose([h["lr"] for h in m["history"]],
-                               [0.01, cosine_by_hand(0.01, 4)[1], cosine_by_hand(0.01, 3)[2]],
-                               rtol=1e-12)
-
-
-def test_a_resumed_cosine_plans_with_the_epochs_time_validation_included(
-        tmp_path, monkeypatch, capsys):
-    """6 s of steps and 3 s of validation per epoch: a run of 1 epoch resumed with
-    --epochs 10 --time-limit 27 fits 3 more epochs (9 s each), so its cosine spans 4
-    epochs from the first epoch it trains, not 5 (the steps' time alone) or 10."""
-    StepClock(monkeypatch).slow("evaluate", 3)
-    out = tmp_path / "run"
-    assert train.main(QUICK + ["--epochs", "1", "--cosine", "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["history"][0]["wall_seconds"] == 9.0
-    capsys.readouterr()
-    assert train.main(["--resume", str(out / "last.npz"), "--epochs", "10",
-                       "--time-limit", "27", "--out", str(out)]) == 0
-    assert "on the cosine of 4 epochs: epoch 2 trains at" in capsys.readouterr().out
-    m = json.loads((out / "metrics.json").read_text())
-    np.testing.assert_allclose([h["lr"] for h in m["history"]], cosine_by_hand(0.01, 4),
-                               rtol=1e-12)
-    assert [h["wall_seconds"] for h in m["history"]] == [9.0] * 4
 
 
 def test_time_limit_inside_the_first_epoch_saves_the_steps_and_says_none_finished(
@@ -498,11 +288,11 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
                                                                       capsys, read_every):
     # read_every 4: as on a GPU, where the losses are read every few steps (here 4),
     # the NaN of step 3 is found at the read after it, still before any checkpoint
-    monkeypatch.setattr(train, "read_interval", lambda device: read_every)
+    monkeypatch.setattr(training.loop, "read_interval", lambda device: read_every)
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
     before = (out / "last.npz").read_bytes()
-    real = train.softmax_cross_entropy
+    real = training.loop.softmax_cross_entropy
     calls = {"n": 0}
 
     def exploding(logits, labels, **kw):
@@ -510,7 +300,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
         calls["n"] += 1
         return (loss * np.nan if calls["n"] == 3 else loss), d
 
-    monkeypatch.setattr(train, "softmax_cross_entropy", exploding)
+    monkeypatch.setattr(training.loop, "softmax_cross_entropy", exploding)
     rc = train.main(["--resume", str(out / "last.npz"), "--epochs", "2", "--out", str(out)])
     assert rc == 3          # its own exit code: a learning-rate sweep records it and goes on
     err = capsys.readouterr().err
@@ -578,14 +368,14 @@ def test_eval_only_checks_labels_against_the_networks_classes(tmp_path, capsys,
     # wraps around instead of failing, so this must be caught before any scoring
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
-    real = train.load_data
+    real = training.evaluation.load_data
 
-    def more_classes(a):
-        ds = real(a)
+    def more_classes(*args, **kw):
+        ds = real(*args, **kw)
         ds.test_y = ds.test_y + 5
         return ds
 
-    monkeypatch.setattr(train, "load_data", more_classes)
+    monkeypatch.setattr(training.evaluation, "load_data", more_classes)
     capsys.readouterr()
     rc = train.main(["--eval-only", str(out / "best.npz"), "--out", str(tmp_path / "ev")])
     err = capsys.readouterr().err.strip()
@@ -616,10 +406,9 @@ def test_predict_classifies_image_files_as_the_test_set_does(tmp_path, capsys):
     from layers.loss import softmax
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
-    ck = train.load_checkpoint(str(out / "best.npz"))
+    ck = training.checkpoints.load_checkpoint(str(out / "best.npz"))
     assert ck["classes"][0] == "T-shirt/top" and len(ck["classes"]) == 10
-    ds = train.load_data(train.build_parser().parse_args(
-        ["--dataset", "fashion-mnist-subset"]))
+    ds = training.data.load_data("fashion-mnist-subset")
     paths = []
     for i in range(3):
         paths.append(str(tmp_path / f"img{i}.png"))
@@ -629,7 +418,7 @@ def test_predict_classifies_image_files_as_the_test_set_does(tmp_path, capsys):
     assert train.main(["--eval-only", str(out / "best.npz"), "--predict", *paths,
                        "--no-ten-crop"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    model = train.AlexNet(**ck["config"])
+    model = AlexNet(**ck["config"])
     model.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("param/")})
     xb, _ = next(iterate_eval(ds.test_x[:3], ds.test_y[:3], mean=ck["mean"], pad=2, crop=28))
     want = softmax(model.forward(xb, train=False))
@@ -670,8 +459,7 @@ def test_eval_only_reproduces_the_reported_error(tmp_path, capsys):
     assert conf.shape == (10, 10) and conf.sum() == 1000
     assert 1 - np.trace(conf) / conf.sum() == pytest.approx(m["test_top1_error"])
     per = m["test_class_top1_error"]
-    assert list(per) == train.load_data(train.build_parser().parse_args(
-        ["--dataset", "fashion-mnist-subset"])).classes
+    assert list(per) == training.data.load_data("fashion-mnist-subset").classes
     assert per["Trouser"] == pytest.approx(1 - conf[1, 1] / conf[1].sum())
     assert m2["test_confusion"] == m["test_confusion"]
 
@@ -680,10 +468,10 @@ def test_class_errors_by_true_class():
     conf = np.array([[8, 2, 0],      # class a: 2 of 10 wrong
                      [0, 0, 0],      # class b: no test images
                      [1, 1, 2]])     # class c: 2 of 4 wrong
-    per = train.class_errors(conf, ["a", "b", "c"])
+    per = training.metrics.class_errors(conf, ["a", "b", "c"])
     assert list(per) == ["a", "b", "c"] and per["b"] is None
     assert per["a"] == pytest.approx(0.2) and per["c"] == pytest.approx(0.5)
-    assert list(train.class_errors(conf, ["only", "two"])) == ["0", "1", "2"]
+    assert list(training.metrics.class_errors(conf, ["only", "two"])) == ["0", "1", "2"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -695,12 +483,8 @@ def test_class_errors_by_true_class():
     (["--time-limit", "0"], "error: --time-limit must be a positive number of seconds, got 0"),
     (["--lr-drops", "0.7,0.5"], "error: --lr-drops must be increasing fractions of the epochs"),
     (["--lr-drops", "1.5"], "error: --lr-drops must be increasing fractions of the epochs"),
-    (["--cosine", "--lr-drops", "0.5"], "error: --cosine and --lr-drops 0.5: two schedules"),
     (["--val-fraction", "0", "--lr-drops", "none"], "error: --val-fraction 0 leaves no "
                                                     "validation set"),
-    (["--erase", "-0.1"], "error: --erase must be a probability in [0, 1], got -0.1"),
-    (["--swa", "1"], "error: --swa must be a fraction of the epochs in [0, 1), got 1.0"),
-    (["--label-smoothing", "1"], "error: --label-smoothing must be in [0, 1), got 1.0"),
     (["--val-fraction", "1"], "error: --val-fraction must be in [0, 1), got 1.0"),
     (["--pool", "3,0"], "error: --pool: size and stride must be >= 1, got '3,0'"),
     (["--groups", "0"], "error: --groups must be >= 1, got 0"),
@@ -795,10 +579,9 @@ def test_a_net_trained_without_reflections_is_tested_on_five_crops_not_ten(tmp_p
     assert "test, five crops (corners and centre; no mirrors" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
     assert m["test_eval"] == "five-crop"
-    ck, model = train.network_from_checkpoint(str(out / "best.npz"), "cpu")
-    ds = train.load_data(argparse.Namespace(dataset="fashion-mnist-subset", data_dir=None,
-                                            no_download=True, no_fallback=False))
-    prep = train.test_prep("fashion-mnist-subset", m["args"], ck["mean"], 28)
+    ck, model = training.checkpoints.network_from_checkpoint(str(out / "best.npz"), "cpu")
+    ds = training.data.load_data("fashion-mnist-subset", None, download=False, fallback=True)
+    prep = training.data.test_prep("fashion-mnist-subset", m["args"], ck["mean"], 28)
     assert prep["mirrors"] is False
     # the reported error is that of the five unmirrored crops' averaged softmax
     probs = np.concatenate([
@@ -806,22 +589,22 @@ def test_a_net_trained_without_reflections_is_tested_on_five_crops_not_ten(tmp_p
         for xb, _ in iterate_eval(ds.test_x, ds.test_y, 250, mode="ten", **prep)])
     assert np.mean(probs.argmax(1) != ds.test_y) == pytest.approx(m["test_top1_error"])
     # a net trained with flips keeps all ten
-    assert train.test_prep("fashion-mnist", {}, ck["mean"], 28)["mirrors"] is True
-    assert train.test_prep("mnist", {}, ck["mean"], 28)["mirrors"] is False
+    assert training.data.test_prep("fashion-mnist", {}, ck["mean"], 28)["mirrors"] is True
+    assert training.data.test_prep("mnist", {}, ck["mean"], 28)["mirrors"] is False
 
 
 def fake_validation(monkeypatch, errors):
     """Validation top-1 errors in the order given, one per epoch across the runs of a
     test (the test set is still evaluated for real)."""
-    real, it = train.evaluate, iter(errors)
+    real, it = training.loop.evaluate, iter(errors)
 
     def evaluate(*args, **kw):
         out = real(*args, **kw)
-        if len(args) == 6 and not kw:      # run_epoch's evaluate(model, va_x, va_y, ...)
+        if len(args) == 6 and not kw:      # validate's evaluate(model, val_x, val_y, ...)
             out = dict(out, top1_error=next(it))
         return out
 
-    monkeypatch.setattr(train, "evaluate", evaluate)
+    monkeypatch.setattr(training.loop, "evaluate", evaluate)
 
 
 @pytest.mark.parametrize("errors, max_drops, lrs", [
@@ -935,8 +718,8 @@ def test_raw_pixels_feed_the_papers_units_and_stay_with_the_checkpoint(tmp_path,
     with np.load(out / "best.npz") as f:
         mean = f["mean"]
     assert 50 < mean.max() <= 255          # the mean image in 0-255 units, not 0-1
-    assert train.test_prep("fashion-mnist", m["args"], mean, 28)["scale"] == 1.0
-    assert train.test_prep("fashion-mnist", {}, mean, 28)["scale"] == 1 / 255
+    assert training.data.test_prep("fashion-mnist", m["args"], mean, 28)["scale"] == 1.0
+    assert training.data.test_prep("fashion-mnist", {}, mean, 28)["scale"] == 1 / 255
     assert train.main(["--eval-only", str(out / "best.npz"), "--out", str(tmp_path / "e")]) == 0
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["test_top1_error"] \
         == m["test_top1_error"]
@@ -972,14 +755,14 @@ def test_without_validation_non_finite_weights_are_caught_before_saving(
 
 
 def test_a_divergence_before_any_checkpoint_names_none(tmp_path, monkeypatch, capsys):
-    real, calls = train.softmax_cross_entropy, {"n": 0}
+    real, calls = training.loop.softmax_cross_entropy, {"n": 0}
 
     def exploding(logits, labels, **kw):
         loss, d = real(logits, labels, **kw)
         calls["n"] += 1
         return (loss * np.nan if calls["n"] == 2 else loss), d
 
-    monkeypatch.setattr(train, "softmax_cross_entropy", exploding)
+    monkeypatch.setattr(training.loop, "softmax_cross_entropy", exploding)
     rc = train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert rc == 3 and "the loss became nan at epoch 1, step 2" in err
@@ -1045,13 +828,12 @@ class _LoaderMade(Exception):
 
 def _training_loader_args(monkeypatch, argv):
     """The arguments train.py gives the training BatchLoader, without training."""
-    import data.loader
     seen = {}
 
     def record(*args, **kwargs):
         seen.update(args=args, kwargs=kwargs)
         raise _LoaderMade
-    monkeypatch.setattr(data.loader, "BatchLoader", record)
+    monkeypatch.setattr(training.loop, "BatchLoader", record)
     with pytest.raises(_LoaderMade):
         train.main(argv)
     return seen["args"], seen["kwargs"]
@@ -1110,11 +892,8 @@ def test_metrics_json_says_which_code_and_machine_made_the_run(tmp_path):
 @pytest.mark.parametrize("flags, said", [
     ([], "schedule: lr 0.01, divided by 10 after 2 epochs without a new best validation "
          "error, at most 3 times"),
-    (["--lr-drops", "0.5,0.75", "--time-limit", "100"],
-     "schedule: lr 0.01, divided by 10 after 50%, 75% of the epochs that fit in 100 s "
-     "(at most 1) (--lr-drops)"),
-    (["--cosine", "--lr", "0.02"],
-     "schedule: lr 0.02 falling on a cosine towards 0 over 1 epoch (--cosine)"),
+    (["--lr-drops", "0.5,0.75"],
+     "schedule: lr 0.01, divided by 10 after 50%, 75% of 1 epoch (--lr-drops)"),
     (["--max-lr-drops", "0"], "schedule: lr 0.01 throughout (--max-lr-drops 0)"),
 ])
 def test_the_run_says_its_learning_rate_schedule(tmp_path, capsys, flags, said):

@@ -144,7 +144,7 @@ from alexnet import AlexNet
 from data.augment import mean_image
 from data.datasets import load_dataset
 from data.loader import BatchLoader
-from engine.metrics import topk_correct
+from training.metrics import topk_correct
 from engine.optim import SGD
 
 ds = load_dataset("fashion-mnist-subset")
@@ -319,54 +319,6 @@ print(format_table(results))
 assert all(r.passed for r in results)
 
 # %% [markdown]
-# ### Label smoothing (not in the paper)
-#
-# The gradient $p - \text{onehot}(y)$ is never zero for a finite logit: even an image
-# the network already gets right with $p_y = 0.999$ pulls its logits further apart, so
-# the logits (and the weights behind them) keep growing for as long as training runs,
-# held back only by the weight decay.
-# Label smoothing (Szegedy et al. 2016) replaces the one-hot target by
-# $q_k = (1 - \varepsilon)[k = y] + \varepsilon / K$, and the loss by the
-# cross-entropy against it:
-#
-# $$L = -\sum_k q_k \log p_k, \qquad \frac{\partial L}{\partial z_k} = p_k - q_k .$$
-#
-# The gradient keeps the form "predicted minus target", and it is zero once $p = q$:
-# with $\varepsilon = 0.1$ and 10 classes, at $p_y = 0.91$ and $0.01$ for every other
-# class, a gap of $\log 91 \approx 4.51$ between the right logit and the others.
-# Below, plain gradient descent on one row of logits, with and without it:
-
-# %%
-row, label = np.zeros((1, 10)), np.array([3])
-for eps in (0.0, 0.1):
-    z = row.copy()
-    for step in range(2000):
-        _, d = softmax_cross_entropy(z, label, smoothing=eps)
-        z -= 5.0 * d
-    gap = z[0, 3] - np.delete(z[0], 3).max()
-    print(f"smoothing {eps}: after 2000 steps p_y = {softmax(z)[0, 3]:.4f}, logit gap "
-          f"{gap:.2f}, gradient of the right logit {d[0, 3]:+.1e}")
-print(f"log 91 = {np.log(91):.2f}")
-
-# %% [markdown]
-# Without smoothing the gap is still growing (slowly: its gradient shrinks like
-# $1 - p_y$); with it the row has settled at the gap $\log 91$ and the gradient is 0
-# up to rounding. The smoothed loss cannot reach 0: its minimum is the entropy of $q$,
-# $-0.91 \log 0.91 - 9 \cdot 0.01 \log 0.01 \approx 0.50$, so a training curve of it
-# sits higher than one of the plain loss.
-# `train.py --label-smoothing 0.1` trains with it. On the full Fashion-MNIST it made no
-# difference beyond the noise between seeds in 20 epochs of `mini` (7.75% ten-crop test
-# error against 7.84% without it, but 7.99% against 7.77% on the centre crop;
-# [docs/RESULTS.md](../docs/RESULTS.md)). It checks like any other loss:
-
-# %%
-results = check_loss("softmax_cross_entropy (label smoothing 0.1)",
-                     lambda logits: softmax_cross_entropy(logits, labels, smoothing=0.1),
-                     {"logits": rng.standard_normal((6, 5))}, "logits")
-print(format_table(results))
-assert all(r.passed for r in results)
-
-# %% [markdown]
 # ## What to remember
 #
 # - tanh saturates: for inputs beyond about $\pm 3$ its derivative is under 0.01 and
@@ -377,5 +329,3 @@ assert all(r.passed for r in results)
 # - Softmax + cross-entropy has the gradient $p - \text{onehot}(y)$; compute it with
 #   the max subtracted and the log-sum-exp form, or large logits turn into NaN and
 #   unlikely labels into an infinite loss.
-# - Label smoothing trains towards a target $q$ that is not one-hot; the gradient is
-#   $p - q$, zero at finite logits ($z = \log q$ plus any constant).

@@ -178,7 +178,7 @@ from alexnet import AlexNet
 from data.augment import mean_image
 from data.datasets import load_dataset
 from data.loader import BatchLoader, iterate_eval
-from engine.metrics import topk_error
+from training.metrics import topk_error
 from engine.optim import SGD
 from layers.loss import softmax_cross_entropy
 

@@ -221,7 +221,7 @@ plt.show()
 # Each layer's backward was checked on its own in notebooks 1-5. Putting them
 # together can still go wrong (a wrong cache, a flatten in the wrong order, a
 # gradient overwritten instead of returned), so the whole network gets a check too:
-# `engine.gradcheck_suite.tiny_model_check` builds the `tiny` preset in float64, with
+# `gradcheck.tiny_model_check` builds the `tiny` preset in float64, with
 # He initialization, every layer of the paper in it (conv, ReLU, LRN, overlapping
 # pooling, dropout with its masks held fixed, fc, softmax loss). For a few entries of
 # **every** parameter it compares $\partial L / \partial \theta$ from `backward` with
@@ -230,7 +230,7 @@ plt.show()
 
 # %%
 from engine.gradcheck import format_table
-from engine.gradcheck_suite import tiny_model_check
+from gradcheck import tiny_model_check
 
 print(AlexNet("tiny", init="he", dtype=np.float64).summary())
 t0 = time.perf_counter()

@@ -42,20 +42,23 @@ from PIL import Image
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
 
-import train
 from alexnet import AlexNet
 from data.datasets import load_dataset
 from data.loader import iterate_eval
-from engine.metrics import confusion_matrix, topk_error
+from training import TrainConfig, fit, load_checkpoint, predict_images
+from training.metrics import confusion_matrix, topk_error
+from training.report import kernel_grid
 
 print("small mode" if SMALL else "normal size")
 
 # %% [markdown]
 # ## Train
 #
-# `train.main` takes the same flags as the command line, so this cell is
-# `python train.py --dataset fashion-mnist-subset --model tiny ...`. Two choices depart
-# from the paper, both for a small network on a laptop:
+# `train.py` is a thin command line over the `training` library: each of its flags is
+# a field of `TrainConfig`, and `fit(config)` is what it runs. So this cell is
+# `python train.py --dataset fashion-mnist-subset --model tiny --init he --lr 0.02 ...`,
+# and the loop it runs is `train_loop` in `training/loop.py`, one screen long. Two
+# choices depart from the paper, both for a small network on a laptop:
 #
 # - `--init he`: the paper's weights $\mathcal{N}(0, 0.01^2)$ make the signal shrink in
 #   every layer of a net this narrow, and it sits at chance for a long time; He
@@ -75,16 +78,12 @@ EPOCHS = 1 if SMALL else 15
 # checkpoints, metrics.json, plots: a temporary folder, deleted when the kernel stops
 OUT_DIR = tempfile.TemporaryDirectory(prefix="alexnet-nb08-")
 OUT = OUT_DIR.name
-argv = ["--dataset", "fashion-mnist-subset", "--model", "tiny", "--init", "he", "--lr", "0.02",
-        "--epochs", str(EPOCHS), "--out", OUT, "--quiet"]
-if SMALL:
-    argv += ["--train-limit", "600"]
-print("python train.py " + " ".join(argv))
+config = TrainConfig(dataset="fashion-mnist-subset", model="tiny", init="he", lr=0.02,
+                     epochs=EPOCHS, out=OUT, quiet=True, train_limit=600 if SMALL else None)
 t0 = time.perf_counter()
-status = train.main(argv)
-print(f"\nexit status {status}, {time.perf_counter() - t0:.0f} s")
-assert status == 0
-# train.py draws its plot files with matplotlib's file-only backend ("Agg"), which
+result = fit(config)
+print(f"\n{time.perf_counter() - t0:.0f} s")
+# fit draws its plot files with matplotlib's file-only backend ("Agg"), which
 # replaces the notebook's; switch back (the `%matplotlib inline` magic) so that the
 # figures below show here.
 from IPython import get_ipython
@@ -147,7 +146,7 @@ print(f"best epoch {metrics['best_epoch']}, validation top-1 error then "
 ds = load_dataset("fashion-mnist-subset")
 best_path = os.path.join(OUT, "best.npz")
 model = AlexNet.load(best_path)
-mean = train.load_checkpoint(best_path)["mean"]
+mean = load_checkpoint(best_path)["mean"]
 prep = dict(mean=mean, pad=2, crop=28)
 
 scores = np.concatenate([model.forward(xb, train=False)
@@ -192,7 +191,7 @@ for t, p in worst:
 # ImageNet: oriented edges, gratings and colour blobs, the colour-agnostic ones on one
 # GPU and the colour-specific ones on the other. Ours are 16 kernels of 5x5 on one
 # grayscale channel, so there is no colour to see. Each kernel is scaled to its own
-# range (`train.kernel_grid` tiles them); the third panel shows what training changed.
+# range (`training.report.kernel_grid` tiles them); the third panel shows what training changed.
 
 # %%
 init_model = AlexNet(**model.config)              # the same seed: the weights before training
@@ -201,7 +200,7 @@ fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
 for ax, w, title in [(axes[0], w0, "conv1 at initialization"),
                      (axes[1], w1, "conv1 after training"),
                      (axes[2], w1 - w0, "the change (after - before)")]:
-    ax.imshow(train.kernel_grid(w), cmap="gray")
+    ax.imshow(kernel_grid(w), cmap="gray")
     ax.set_title(title), ax.axis("off")
 plt.tight_layout()
 plt.show()
@@ -320,7 +319,7 @@ for name, tq, gb in [("fc7 features", t_fc7, g_fc7), ("raw pixels", t_pix, g_pix
 # `train.py` also wrote each class's test error and this confusion matrix into
 # `metrics.json` (`test_class_top1_error`, `test_confusion`). And a trained network
 # classifies image files: `python train.py --eval-only best.npz --predict IMAGE...`
-# prepares each one as the training images were (grey, the shorter side scaled to 28,
+# (`predict_images` in the library) prepares each one as the training images were (grey, the shorter side scaled to 28,
 # the centre cropped) and prints its five most probable classes. Here two test images,
 # saved as PNG files as a camera or a drawing program would give them:
 
@@ -331,8 +330,7 @@ for i in (0, 1):
     Image.fromarray(ds.test_x[i, 0]).save(pngs[-1])
 print("per class, test error:", {c: f"{100 * e:.0f}%" for c, e in
                                  metrics["test_class_top1_error"].items()})
-status = train.main(["--eval-only", best_path, "--predict", *pngs])
-assert status == 0
+predictions = predict_images(best_path, pngs)
 
 # %% [markdown]
 # A photo of your own wants `--invert` as well: Fashion-MNIST's clothes are light on a

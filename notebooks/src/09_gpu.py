@@ -151,11 +151,11 @@ if GPU:
 
 # %% [markdown]
 # The gradient checks of notebooks 1-6 run on the GPU as well, unchanged:
-# `python -m engine.gradcheck --device cuda`. Here, a few of them:
+# `python gradcheck.py --device cuda`. Here, a few of them:
 
 # %%
 from engine.gradcheck import format_table
-from engine.gradcheck_suite import op_checks
+from layers.gradchecks import op_checks
 
 for dev in DEVICES:
     results = [r for r in op_checks(device=dev, max_checks=20) if "conv2d" in r.op or "lrn" in r.op]
@@ -269,16 +269,16 @@ plt.show()
 # strided sum than as 4 shifted adds. With two runs sharing the GPU, the GPU's time is
 # what counts, so those two keep their loops on CuPy. `PYTHONPATH=tests/fake_cupy
 # python -m bench.calls` counts the calls of one `mini` training step on CuPy (through
-# a NumPy stand-in, on any machine): 1,613 with the CPU's loops everywhere
-# (`ALEXNET_GPU_ROUTES=loops`), 754 with the routes as they are
+# a NumPy stand-in, on any machine): 1,560 with the CPU's loops everywhere
+# (`ALEXNET_GPU_ROUTES=loops`), 710 with the routes as they are
 # (the SGD update among them, one pass over all the parameters kept in one buffer).
 #
 # Below, the two ways side by side on each backend: the same numbers to the last bit,
 # and the time of each.
 
 # %%
-from engine.im2col import (col2im_loops, col2im_strided, conv_output_size, im2col_loops,
-                           im2col_strided)
+from engine.fast_im2col import col2im_loops, col2im_strided, im2col_loops, im2col_strided
+from engine.im2col import conv_output_size
 
 N, C, H, K, pad = (8, 16, 13, 5, 2) if SMALL else (128, 64, 13, 5, 2)   # mini's conv2 input
 OH = conv_output_size(H, K, 1, pad)
@@ -315,12 +315,12 @@ for dev in DEVICES:
 # the whole activation each way, each a kernel that reads and writes it all. The third
 # GPU route, `ALEXNET_GPU_ROUTES=kernels`, writes such an op as one CUDA kernel: a
 # CuPy `ElementwiseKernel`, whose body runs once per output element, with `i` that
-# element's index. Here is LRN's forward, as it sits in `layers/lrn.py` beside the
+# element's index. Here is LRN's forward, as it sits in `layers/fast/lrn.py` beside the
 # NumPy code: element i of the (N, C, H, W) activation finds its channel, sums the
 # squares of its window of channels, and writes the scale and the output.
 
 # %%
-from layers import lrn as lrn_module
+from layers.fast import lrn as lrn_module
 
 kernel = lrn_module._FWD_KERNEL
 print(f"{kernel.name}({kernel.in_params}) -> ({kernel.out_params})")
@@ -330,7 +330,7 @@ print(kernel.body)
 # Every kernel of that route gathers: a thread writes only its own outputs and reads
 # what it needs, so no two threads write one place, and no atomics are needed. The
 # same route makes kernels of the pooling, im2col, col2im and dropout's mask: 375
-# calls per `mini` step instead of 754. On a GPU, the cell below runs LRN both ways
+# calls per `mini` step instead of 710. On a GPU, the cell below runs LRN both ways
 # and compares them; without one it says so. (Without a GPU, the tests still run
 # these kernels: a NumPy stand-in for CuPy compiles each body as C++ for the CPU.)
 
@@ -366,4 +366,4 @@ else:
 #   calls (`python -m bench.calls` counts them), where the CPU prefers loops of
 #   slices.
 # - Train with `python train.py --device cuda`; check with
-#   `python -m engine.gradcheck --device cuda`.
+#   `python gradcheck.py --device cuda`.

@@ -39,7 +39,7 @@ import numpy as np
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
 
-import experiments.__main__ as runner
+from experiments import runner
 from experiments.claims import CLAIMS, SCALES
 
 RESULTS = os.path.join(ROOT, "experiments", "results")
