@@ -60,7 +60,7 @@ import numpy as np  # noqa: E402
 from alexnet import AlexNet  # noqa: E402
 from engine.backend import to_device, to_numpy  # noqa: E402
 from engine.optim import sgd_for  # noqa: E402
-from engine.parallel import run_parallel  # noqa: E402
+from engine.parallel import blas_info, num_threads, run_parallel  # noqa: E402
 from layers.loss import softmax_cross_entropy  # noqa: E402
 from layers.modules import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,  # noqa: E402
                             MaxPool2d, ReLU)
@@ -486,11 +486,12 @@ def measure_memory(case):
 # ---------------------------------------------------------------------- report
 
 def blas_name():
-    try:
-        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{cfg['name']} {cfg.get('version', '')}".strip()
-    except Exception:
-        return "unknown BLAS"
+    """The BLAS NumPy runs on, as threadpoolctl finds it: library, version, threading
+    layer and its own thread count, e.g. 'openblas 0.3.31.188.0, pthreads, 2 threads'."""
+    libs = [", ".join(filter(None, [f"{b['library']} {b['version'] or ''}".strip(),
+                                    b["threading_layer"], f"{b['threads']} threads"]))
+            for b in blas_info()]
+    return "; ".join(libs) or "a BLAS threadpoolctl does not find"
 
 
 def fmt_ms(t):
@@ -640,8 +641,9 @@ def main(argv=None):
 
     numpy_gflops, torch_gflops = matmul_ceiling(torch)
     header = [
-        f"AlexNet training on the CPU: ours (NumPy {np.__version__}, {blas_name()}) vs "
+        f"AlexNet training on the CPU: ours (NumPy {np.__version__}, {num_threads()} threads) vs "
         f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)",
+        f"our BLAS: {blas_name()} (one thread per call inside our threads)",
         f"machine: {machine()}; {datetime.date.today().isoformat()}",
         f"float32 matmul (3072^3, median of 5) at the start: NumPy {numpy_gflops:.0f} GFLOP/s, "
         f"PyTorch {torch_gflops:.0f} GFLOP/s; the GFLOP/s rows compare with a 2048^3 product "

@@ -27,8 +27,6 @@ an op is the same on both backends. ``set_num_threads(1)`` turns the threading o
 """
 from __future__ import annotations
 
-import ctypes
-import glob
 import itertools
 import os
 import threading
@@ -193,55 +191,56 @@ def matmul(a, b, out=None):
 
 
 # ---------------------------------------------------------------------------- BLAS
-# NumPy's wheels bundle OpenBLAS (as scipy-openblas), whose thread count can be set at
-# run time. It is a process-wide setting, so it is changed only for the duration of a
-# parallel region and restored after; other libraries (threadpoolctl) do the same.
+# threadpoolctl finds the BLAS that NumPy loaded, whatever it is (OpenBLAS from a NumPy
+# wheel or from the system, MKL from conda, BLIS) and sets its thread count at run time.
+# It is a process-wide setting, so it is changed only for the duration of a parallel
+# region and restored after. The libraries are looked up once: the set and get calls
+# in the region are then plain calls into the library, cheap enough for every product.
 
-_blas = {"lib": None, "set": None, "get": None, "searched": False}
+_blas = {"libs": None}
 _blas_lock = threading.Lock()
-_blas_depth = [0, None]           # nesting depth, saved thread count
+_blas_depth = [0, None]           # nesting depth, saved thread counts (one per library)
 
 
-def _find_openblas():
-    if _blas["searched"]:
-        return _blas["set"] is not None
-    _blas["searched"] = True
-    here = os.path.dirname(np.__file__)
-    candidates = (glob.glob(os.path.join(here, "..", "numpy.libs", "*openblas*"))
-                  + glob.glob(os.path.join(here, ".dylibs", "*openblas*")))
-    names = [("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-             ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-             ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-             ("openblas_set_num_threads", "openblas_get_num_threads")]
-    for path in candidates:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in names:
-            if hasattr(lib, set_name) and hasattr(lib, get_name):
-                _blas.update(lib=lib, set=getattr(lib, set_name), get=getattr(lib, get_name))
-                _blas["set"].argtypes = [ctypes.c_int]
-                _blas["get"].restype = ctypes.c_int
-                return True
-    return False
+def _blas_libraries():
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process."""
+    if _blas["libs"] is None:
+        with _blas_lock:
+            if _blas["libs"] is None:
+                from threadpoolctl import ThreadpoolController
+                _blas["libs"] = list(ThreadpoolController().select(user_api="blas")
+                                     .lib_controllers)
+    return _blas["libs"]
 
 
 def blas_controllable() -> bool:
-    """True when this NumPy's BLAS thread count can be set (bundled OpenBLAS)."""
-    return _find_openblas()
+    """True when this NumPy's BLAS thread count can be set (threadpoolctl found it)."""
+    return bool(_blas_libraries())
+
+
+def blas_info() -> list[dict]:
+    """The BLAS libraries loaded, each as {'library', 'version', 'threading_layer',
+    'threads'}: e.g. OpenBLAS 0.3.31 on pthreads with 2 threads. ``threads`` is the
+    library's own count outside the parallel regions; inside them each call runs on one
+    thread, and the ops' pieces run on ``num_threads()`` threads of ours."""
+    return [dict(library=lib.internal_api, version=lib.version,
+                 threading_layer=getattr(lib, "threading_layer", None),
+                 threads=lib.num_threads)
+            for lib in _blas_libraries()]
 
 
 @contextmanager
 def single_threaded_blas():
     """Within the block, BLAS runs on one thread per call (if it can be told so)."""
-    if not _find_openblas():
+    libs = _blas_libraries()
+    if not libs:
         yield
         return
     with _blas_lock:
         if _blas_depth[0] == 0:
-            _blas_depth[1] = _blas["get"]()
-            _blas["set"](1)
+            _blas_depth[1] = [lib.num_threads for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
         _blas_depth[0] += 1
     try:
         yield
@@ -249,4 +248,5 @@ def single_threaded_blas():
         with _blas_lock:
             _blas_depth[0] -= 1
             if _blas_depth[0] == 0:
-                _blas["set"](_blas_depth[1])
+                for lib, n in zip(libs, _blas_depth[1]):
+                    lib.set_num_threads(n)

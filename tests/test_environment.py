@@ -1,9 +1,12 @@
 """training.environment: the code version a run records in its metrics.json."""
+import json
 import shutil
 import subprocess
 
 import pytest
+import threadpoolctl
 
+from engine import parallel
 from training.environment import code_version, environment
 
 
@@ -25,4 +28,15 @@ def test_code_version_is_the_commit_marked_when_tracked_files_changed(tmp_path):
 
 def test_environment_on_the_cpu_names_no_gpu():
     env = environment("cpu")
-    assert set(env) == {"code", "python", "numpy", "machine"}
+    assert set(env) == {"code", "python", "numpy", "blas", "threads", "machine"}
+
+
+def test_environment_records_the_blas_threadpoolctl_finds_and_the_threads():
+    env = json.loads(json.dumps(environment("cpu")))           # as metrics.json keeps it
+    found = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert [b["library"] for b in env["blas"]] == [i["internal_api"] for i in found]
+    assert [b["version"] for b in env["blas"]] == [i["version"] for i in found]
+    assert [b["threads"] for b in env["blas"]] == [i["num_threads"] for i in found]
+    assert env["threads"] == parallel.num_threads()
+    with parallel.threads(1):
+        assert environment("cpu")["threads"] == 1

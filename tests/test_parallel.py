@@ -87,17 +87,40 @@ def test_a_bad_thread_count_in_the_environment_is_named(monkeypatch):
     assert parallel.num_threads() == 3
 
 
-@pytest.mark.skipif(not parallel.blas_controllable(), reason="this NumPy's BLAS thread count "
-                    "cannot be set (not the bundled OpenBLAS)")
+def blas_threads():
+    """Each loaded BLAS's thread count, read by threadpoolctl afresh (not through the
+    controllers engine/parallel.py keeps)."""
+    import threadpoolctl
+    return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+
+@pytest.mark.skipif(not parallel.blas_controllable(), reason="threadpoolctl finds no BLAS "
+                    "whose thread count it can set")
 def test_single_threaded_blas_restores_the_thread_count():
-    get = parallel._blas["get"]
-    before = get()
+    before = blas_threads()
     with parallel.single_threaded_blas():
-        assert get() == 1
+        assert set(blas_threads()) == {1}
         with parallel.single_threaded_blas():
-            assert get() == 1
-        assert get() == 1
-    assert get() == before
+            assert set(blas_threads()) == {1}
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
+
+
+def test_blas_info_names_the_library_numpy_uses():
+    info = parallel.blas_info()
+    assert [i["threads"] for i in info] == blas_threads()
+    for i in info:
+        assert set(i) == {"library", "version", "threading_layer", "threads"}
+        assert i["library"] in ("openblas", "mkl", "blis", "flexiblas", "accelerate")
+        assert isinstance(i["threads"], int) and i["threads"] >= 1
+
+
+def test_without_a_controllable_blas_the_guard_does_nothing(monkeypatch):
+    monkeypatch.setitem(parallel._blas, "libs", [])
+    assert not parallel.blas_controllable() and parallel.blas_info() == []
+    with parallel.single_threaded_blas():
+        a = np.arange(6.0).reshape(2, 3)
+        assert np.array_equal(parallel.matmul(a, a.T), a @ a.T)
 
 
 # ------------------------------------------------------------------------- conv

@@ -12,6 +12,8 @@ import subprocess
 
 import numpy as np
 
+from engine.parallel import blas_info, num_threads
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -45,9 +47,18 @@ def code_version(root: str = ROOT) -> str | None:
 
 
 def environment(device: str = "cpu") -> dict:
-    """The code version, Python, NumPy (and CuPy with its GPU on 'cuda') and machine."""
+    """The code version, Python, NumPy, the BLAS (and CuPy with its GPU on 'cuda') and
+    the machine.
+
+    ``blas`` lists the BLAS libraries threadpoolctl found, e.g. [{'library': 'openblas',
+    'version': '0.3.31', 'threading_layer': 'pthreads', 'threads': 2}] (their own thread
+    count); ``threads`` is how many threads the CPU ops split over (engine/parallel.py),
+    each calling BLAS on one thread. Both bear on a run's speed and, through the order
+    of its float additions, on the last bits of its numbers.
+    """
     env = dict(code=code_version(), python=platform.python_version(),
-               numpy=np.__version__, machine=machine())
+               numpy=np.__version__, blas=blas_info(), threads=num_threads(),
+               machine=machine())
     if device == "cuda":
         from engine.backend import cupy_module, gpu_status
         cp = cupy_module()
