@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import numbers
 import os
+import stat
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -83,52 +86,10 @@ class AlexNet:
                  lrn: bool = True, pool=(3, 2), dropout: float = 0.5,
                  dropout_mode: str = "inverted", seed: int = 0, dtype=np.float32,
                  width: float = 1.0):
-        if not width > 0:
-            raise ValueError(f"AlexNet: width must be positive, got {width!r}")
-        if preset not in PRESETS:
-            raise ValueError(f"AlexNet: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-        if init not in INITS:
-            raise ValueError(f"AlexNet: unknown init {init!r}; choose one of {INITS}")
-        if activation not in ("relu", "tanh"):
-            raise ValueError(f"AlexNet: activation must be 'relu' or 'tanh', got {activation!r}")
-        # The same checks as train.py's flags, so that a Python caller gets them too
-        # rather than a ZeroDivisionError, or a net silently built without dropout.
-        for name, v in (("in_channels", in_channels), ("num_classes", num_classes),
-                        ("input_size", input_size), ("groups", groups)):
-            if v is not None:
-                check_positive_int(v, name, "AlexNet")
-        if not is_int(seed) or seed < 0:
-            raise ValueError(f"AlexNet: seed must be an integer >= 0, got {seed!r}")
-        if (not isinstance(pool, (tuple, list)) or len(pool) != 2
-                or not all(is_int(v) and v >= 1 for v in pool)):
-            raise ValueError(f"AlexNet: pool must be (size, stride), two integers >= 1, "
-                             f"got {pool!r}")
-        if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-            raise ValueError(f"AlexNet: dropout must be a probability in [0, 1), got {dropout!r}")
-        if dropout_mode not in DROPOUT_MODES:
-            raise ValueError(f"AlexNet: dropout_mode must be one of {DROPOUT_MODES}, "
-                             f"got {dropout_mode!r}")
-        try:
-            float_type = np.dtype(dtype)
-        except TypeError:
-            float_type = None
-        if float_type not in (np.float32, np.float64):
-            raise TypeError(f"AlexNet: dtype must be float32 or float64, got {dtype!r}")
+        self.config = network_config(preset, in_channels, num_classes, input_size, groups,
+                                     init, activation, lrn, pool, dropout, dropout_mode,
+                                     seed, dtype, width)
         preset_values = PRESETS[preset]
-
-        def given_or_preset(name, value):
-            return int(value if value is not None else preset_values[name])
-
-        self.config = dict(
-            preset=preset,
-            in_channels=given_or_preset("in_channels", in_channels),
-            num_classes=given_or_preset("num_classes", num_classes),
-            input_size=given_or_preset("input_size", input_size),
-            groups=given_or_preset("groups", groups),
-            init=init, activation=activation, lrn=bool(lrn), pool=[int(pool[0]), int(pool[1])],
-            dropout=float(dropout), dropout_mode=dropout_mode, seed=int(seed),
-            width=float(width),
-            dtype=np.dtype(dtype).name)
         self.layers: list[tuple[str, object]] = []
         self._build(preset_values)
         self.device = "cpu"
@@ -165,10 +126,9 @@ class AlexNet:
                 return 1.0 if config["init"] == "paper" else 0.1
             return 0.0
 
-        for i, (out_channels, kernel, stride, pad) in enumerate(preset_values["convs"], start=1):
-            # width scales the kernels, kept a multiple of groups (each GPU's half)
-            per_group = int(round(out_channels * config["width"] / config["groups"]))
-            out_channels = max(config["groups"], per_group * config["groups"])
+        kernels = conv_kernels(preset_values["convs"], config["groups"], config["width"])
+        for i, ((_, kernel, stride, pad), out_channels) in enumerate(
+                zip(preset_values["convs"], kernels), start=1):
             name = f"conv{i}"
             groups = config["groups"] if name in GROUPED else 1
             in_channels = shape[0]
@@ -339,6 +299,12 @@ class AlexNet:
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> "AlexNet":
         """Rebuild a model saved with ``save`` (or a train.py checkpoint)."""
+        if not stat.S_ISREG(os.stat(path).st_mode):       # a FIFO would block the read
+            raise ValueError(f"AlexNet.load: {path} is not a readable model file (not a "
+                             f"regular file)")
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"AlexNet.load: {path} is not a readable model file (not a "
+                             f"zip/npz file)")
         try:
             with np.load(path, allow_pickle=False) as f:
                 config = json.loads(str(f["config"]))
@@ -378,20 +344,160 @@ class AlexNet:
         return f"AlexNet(preset={self.config['preset']!r}, params={self.num_params():,})"
 
 
-def atomic_savez(path: str, arrays: dict):
-    """np.savez to a temporary file in the same folder, then rename over ``path``.
+# ---------------------------------------------------------------------------- settings
 
-    A crash or Ctrl-C during the write leaves the previous file intact, never a
-    half-written one.
+# The most parameters this project builds: 8 GB of float32 weights, and as much again
+# for each of the gradients and the momentum. The paper's net has 61 million.
+MAX_PARAMS = 2_000_000_000
+
+
+def network_config(preset="mini", in_channels=None, num_classes=None, input_size=None,
+                   groups=None, init="paper", activation="relu", lrn=True, pool=(3, 2),
+                   dropout=0.5, dropout_mode="inverted", seed=0, dtype=np.float32,
+                   width=1.0) -> dict:
+    """The settings of the network ``AlexNet(...)`` builds from these arguments (its
+    ``config``), checked: a ValueError or TypeError names the first bad one. Nothing is
+    built, so a checkpoint's settings can be checked before memory is spent on them.
+
+    The checks are train.py's, so that a Python caller gets them too rather than a
+    ZeroDivisionError or a net silently built another way: ``groups`` must divide every
+    conv layer's kernel count (conv2, conv4 and conv5 are split into groups, and conv1
+    and conv3 feed them), ``width`` must leave every conv layer at least one kernel per
+    group, and the network must stay under MAX_PARAMS parameters.
     """
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ValueError(f"AlexNet: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if init not in INITS:
+        raise ValueError(f"AlexNet: unknown init {init!r}; choose one of {INITS}")
+    if activation not in ("relu", "tanh"):
+        raise ValueError(f"AlexNet: activation must be 'relu' or 'tanh', got {activation!r}")
+    for name, v in (("in_channels", in_channels), ("num_classes", num_classes),
+                    ("input_size", input_size), ("groups", groups)):
+        if v is not None:
+            check_positive_int(v, name, "AlexNet")
+    if not is_int(seed) or seed < 0:
+        raise ValueError(f"AlexNet: seed must be an integer >= 0, got {seed!r}")
+    if (not isinstance(pool, (tuple, list)) or len(pool) != 2
+            or not all(is_int(v) and v >= 1 for v in pool)):
+        raise ValueError(f"AlexNet: pool must be (size, stride), two integers >= 1, "
+                         f"got {pool!r}")
+    if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"AlexNet: dropout must be a probability in [0, 1), got {dropout!r}")
+    if dropout_mode not in DROPOUT_MODES:
+        raise ValueError(f"AlexNet: dropout_mode must be one of {DROPOUT_MODES}, "
+                         f"got {dropout_mode!r}")
+    if not isinstance(lrn, (bool, np.bool_)):
+        raise ValueError(f"AlexNet: lrn must be True or False, got {lrn!r}")
+    if (isinstance(width, bool) or not isinstance(width, numbers.Real)
+            or not (math.isfinite(width) and width > 0)):
+        raise ValueError(f"AlexNet: width must be positive and finite, got {width!r}")
+    try:
+        float_type = np.dtype(dtype)
+    except TypeError:
+        float_type = None
+    if float_type not in (np.float32, np.float64):
+        raise TypeError(f"AlexNet: dtype must be float32 or float64, got {dtype!r}")
+    preset_values = PRESETS[preset]
+
+    def given_or_preset(name, value):
+        return int(value if value is not None else preset_values[name])
+
+    config = dict(
+        preset=preset,
+        in_channels=given_or_preset("in_channels", in_channels),
+        num_classes=given_or_preset("num_classes", num_classes),
+        input_size=given_or_preset("input_size", input_size),
+        groups=given_or_preset("groups", groups),
+        init=init, activation=activation, lrn=bool(lrn), pool=[int(pool[0]), int(pool[1])],
+        dropout=float(dropout), dropout_mode=dropout_mode, seed=int(seed),
+        width=float(width),
+        dtype=float_type.name)
+    total = sum(math.prod(s) for s in parameter_shapes(config).values())
+    if total > MAX_PARAMS:
+        raise ValueError(f"AlexNet: preset {preset!r} with width={config['width']:g}, "
+                         f"input_size={config['input_size']} and num_classes="
+                         f"{config['num_classes']} would have {total:,} parameters; this "
+                         f"project builds at most {MAX_PARAMS:,} (8 GB of float32 weights)")
+    return config
+
+
+def conv_kernels(convs, groups: int, width: float) -> list:
+    """Each conv layer's kernel count: the preset's (``convs``) times ``width``, rounded
+    to the nearest integer. A ValueError names the layer where ``width`` leaves no
+    kernel, or where ``groups`` does not divide the count (fewer kernels than groups
+    included): the network is never changed to make them fit."""
+    kernels = [int(round(c[0] * width)) for c in convs]
+    scaled = "" if width == 1 else f" ({width:g} x the preset's, rounded)"
+    for i, k in enumerate(kernels, start=1):
+        if k < 1:
+            least = max(0.5 / c[0] for c in convs)
+            raise ValueError(f"AlexNet: width={width:g} leaves conv{i} no kernel "
+                             f"({convs[i - 1][0]} x {width:g} rounds to 0): every conv "
+                             f"layer needs at least one kernel per group, so width must be "
+                             f"at least {least:.4g} here")
+    for i, k in enumerate(kernels, start=1):
+        if k % groups:
+            what = (f"conv{i}'s {k} kernels" if f"conv{i}" in GROUPED else
+                    f"conv{i}'s {k} kernels, the input channels of conv{i + 1}")
+            fits = [g for g in range(1, min(kernels) + 1) if all(n % g == 0 for n in kernels)]
+            raise ValueError(f"AlexNet: groups={groups} does not divide {what}{scaled}: "
+                             f"every conv layer's kernel count ({', '.join(map(str, kernels))}) "
+                             f"must be a multiple of groups, so groups may be "
+                             f"{', '.join(map(str, fits))}")
+    return kernels
+
+
+def parameter_shapes(config: dict) -> dict:
+    """``{name: shape}`` of every parameter of the network ``config`` (as
+    ``network_config`` returns it) describes, in the order of ``AlexNet.params``,
+    worked out without building it; ValueError where an input is too small for it."""
+    preset_values = PRESETS[config["preset"]]
+    kernels = conv_kernels(preset_values["convs"], config["groups"], config["width"])
+    size, stride = config["pool"]
+    shape = (config["in_channels"], config["input_size"], config["input_size"])
+    shapes = {}
+
+    def check(name):
+        if any(d < 1 for d in shape):
+            raise ValueError(f"AlexNet: input_size={config['input_size']} is too small for "
+                             f"preset {config['preset']!r}: the output of {name} would be "
+                             f"{shape}")
+
+    for i, ((_, k, s, p), out) in enumerate(zip(preset_values["convs"], kernels), start=1):
+        groups = config["groups"] if f"conv{i}" in GROUPED else 1
+        shapes[f"conv{i}.w"], shapes[f"conv{i}.b"] = (out, shape[0] // groups, k, k), (out,)
+        shape = (out, (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
+        check(f"conv{i}")
+        if i in (1, 2, 5):
+            shape = (out, (shape[1] - size) // stride + 1, (shape[2] - size) // stride + 1)
+            check(f"pool{i}")
+    features = math.prod(shape)
+    for i, width in enumerate(preset_values["fc"] + [config["num_classes"]], start=6):
+        shapes[f"fc{i}.w"], shapes[f"fc{i}.b"] = (width, features), (width,)
+        features = width
+    return shapes
+
+
+# ---------------------------------------------------------------------------- files
+
+# Every file the project writes goes first to a temporary file of this naming, in the
+# folder of its target: .alexnet-XXXXXXXX.tmp. One left by a run that was killed is
+# removed at the next run's start in that folder (remove_stale_temporaries).
+TEMP_PREFIX, TEMP_SUFFIX = ".alexnet-", ".tmp"
+OLD_TEMP_PREFIX, OLD_TEMP_SUFFIX = ".tmp-", ".npz"       # the naming before it
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` safely: to a new temporary file in the same folder,
+    created exclusively under a unique name (so no file or link planted in the folder is
+    followed or overwritten), flushed to disk, then renamed over ``path`` (which
+    replaces a link there, never what it points to). A crash, a Ctrl-C or a full disk
+    during the write leaves the previous file whole, and the temporary one removed."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            f.write(buf.getvalue())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file readable by its owner only; give it the mode a plain
@@ -406,6 +512,30 @@ def atomic_savez(path: str, arrays: dict):
         except OSError:
             pass
         raise
+
+
+def atomic_savez(path: str, arrays: dict):
+    """np.savez to ``path`` through ``write_atomic``: a crash or Ctrl-C during the
+    write leaves the previous file intact, never a half-written one."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+
+
+def remove_stale_temporaries(folder: str) -> list:
+    """Remove the temporary files a killed writer left in ``folder`` (this project's
+    naming only, regular files and links, never folders); returns their names."""
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        if not ((name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX))
+                or (name.startswith(OLD_TEMP_PREFIX) and name.endswith(OLD_TEMP_SUFFIX))):
+            continue
+        path = os.path.join(folder, name)
+        if stat.S_ISREG(os.lstat(path).st_mode) or os.path.islink(path):
+            os.unlink(path)
+            removed.append(name)
+    return removed
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ def main(argv=None) -> int:
         if isinstance(e, DivergedError):
             return 3
         return 1 if isinstance(e, TrainingError) else 2
+    except KeyboardInterrupt:       # before training, or a second Ctrl-C: at once
+        print("\ninterrupted; every checkpoint written before is kept", file=sys.stderr)
+        return 130
     return 130 if metrics.get("interrupted") else 0
 
 

@@ -44,11 +44,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import importlib.resources
 import io
 import logging
+import math
 import os
 import pickle
 import re
+import stat
 import struct
 import tarfile
 import tempfile
@@ -59,10 +62,15 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
-SUBSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion-mnist-subset")
+# The bundled subset is package data of ``data``: importlib.resources finds it in a
+# checkout, an editable install, ``pip install .`` and a wheel alike (a path built from
+# this file's folder would not survive every layout). For an installed package it is a
+# real folder, so the readers below open its files by path.
+SUBSET_DIR = str(importlib.resources.files("data") / "fashion-mnist-subset")
 ENV_DATA = "ALEXNET_DATA"
 CACHE_NAME = "alexnet-from-scratch"
 
@@ -252,22 +260,63 @@ def md5_file(path: str, chunk: int = 1 << 20) -> str:
 # --------------------------------------------------------------------------- idx
 
 
-def read_bytes_maybe_gzip(path: str) -> bytes:
-    """Return the file's content, gunzipped if it is a gzip file (by its magic bytes).
+# The most content an idx file may have: the largest of the MNIST family, the training
+# images, is 47 MB. A header that claims more is refused before anything is read.
+MAX_IDX_BYTES = 64 << 20
 
-    A truncated or damaged gzip stream (bad CRC, bad length) raises DatasetError.
-    """
+
+def read_idx_bytes(path: str, expected_magic: int | None = None) -> bytes:
+    """The content of an idx file, gunzipped if it is a gzip file (by its magic bytes),
+    read no further than its header says: content that goes on past the header's size
+    is refused as soon as it passes it, so a small gzip file that inflates to gigabytes
+    never takes more memory than its header claims (at most MAX_IDX_BYTES). The header
+    is checked as parse_idx checks it; a truncated or damaged gzip stream (bad CRC, bad
+    length) raises DatasetError."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")
     except OSError as e:
         raise DatasetError(f"{path}: cannot read file ({e})") from e
-    if data[:2] != b"\x1f\x8b":
-        return data
     try:
-        return gzip.decompress(data)
+        with f:
+            gz = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            stream = gzip.GzipFile(fileobj=f, mode="rb") if gz else f
+            head = stream.read(4)
+            ndim = _idx_magic(head, path, expected_magic)
+            head += stream.read(4 * ndim)
+            if len(head) < 4 + 4 * ndim:
+                raise DatasetError(f"{path}: truncated idx header ({len(head)} bytes, need "
+                                   f"{4 + 4 * ndim})")
+            dims = struct.unpack(">" + "I" * ndim, head[4:])
+            size = len(head) + math.prod(dims)
+            if size > MAX_IDX_BYTES:
+                raise DatasetError(f"{path}: its header says dims {tuple(dims)} = {size:,} "
+                                   f"bytes, more than any MNIST-style file (at most "
+                                   f"{MAX_IDX_BYTES:,} are read)")
+            body = stream.read(size - len(head))
+            if stream.read(1):     # at the end, gzip's CRC and length are checked
+                raise DatasetError(f"{path}: has trailing bytes: its header says dims "
+                                   f"{tuple(dims)} = {size} bytes, and the content goes "
+                                   f"on past them")
     except (EOFError, OSError, zlib.error) as e:  # BadGzipFile is an OSError
         raise DatasetError(f"{path}: truncated or corrupt gzip data ({e})") from e
+    return head + body
+
+
+def _idx_magic(head: bytes, path: str, expected_magic: int | None) -> int:
+    """The number of dimensions an idx file's first four bytes give, once they are
+    checked: two zero bytes, 0x08 (unsigned bytes), then at least one dimension."""
+    if len(head) < 4:
+        raise DatasetError(f"{path}: truncated idx file ({len(head)} bytes, no header)")
+    magic = int.from_bytes(head[:4], "big")
+    if expected_magic is not None and magic != expected_magic:
+        what = {IDX_IMAGES_MAGIC: "images", IDX_LABELS_MAGIC: "labels"}.get(expected_magic, "idx")
+        raise DatasetError(f"{path}: bad magic number {magic} (0x{magic:08x}), expected "
+                           f"{expected_magic} (0x{expected_magic:08x}) for an idx {what} file")
+    if head[0] != 0 or head[1] != 0 or head[2] != 0x08 or head[3] == 0:
+        raise DatasetError(f"{path}: bad magic number {magic} (0x{magic:08x}); expected an "
+                           "unsigned-byte idx file (0x0000080N)")
+    return head[3]
 
 
 def parse_idx(raw: bytes, path: str = "<bytes>", expected_magic: int | None = None) -> np.ndarray:
@@ -277,17 +326,7 @@ def parse_idx(raw: bytes, path: str = "<bytes>", expected_magic: int | None = No
     MNIST family), the number of dimensions, then one big-endian uint32 per dimension,
     then the data. The byte count must match the dimensions exactly.
     """
-    if len(raw) < 4:
-        raise DatasetError(f"{path}: truncated idx file ({len(raw)} bytes, no header)")
-    magic = int.from_bytes(raw[:4], "big")
-    if expected_magic is not None and magic != expected_magic:
-        what = {IDX_IMAGES_MAGIC: "images", IDX_LABELS_MAGIC: "labels"}.get(expected_magic, "idx")
-        raise DatasetError(f"{path}: bad magic number {magic} (0x{magic:08x}), expected "
-                           f"{expected_magic} (0x{expected_magic:08x}) for an idx {what} file")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] == 0:
-        raise DatasetError(f"{path}: bad magic number {magic} (0x{magic:08x}); expected an "
-                           "unsigned-byte idx file (0x0000080N)")
-    ndim = raw[3]
+    ndim = _idx_magic(raw[:4], path, expected_magic)
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DatasetError(f"{path}: truncated idx header ({len(raw)} bytes, need {header})")
@@ -301,8 +340,9 @@ def parse_idx(raw: bytes, path: str = "<bytes>", expected_magic: int | None = No
 
 
 def read_idx(path: str, expected_magic: int | None = None, content_md5: str | None = None) -> np.ndarray:
-    """Read one idx file (gzipped or not); optionally check the MD5 of its content."""
-    raw = read_bytes_maybe_gzip(path)
+    """Read one idx file (gzipped or not), bounded by its header (read_idx_bytes);
+    optionally check the MD5 of its content."""
+    raw = read_idx_bytes(path, expected_magic)
     if content_md5 is not None:
         got = md5_bytes(raw)
         if got != content_md5:
@@ -411,6 +451,10 @@ def _cifar_batch_arrays(d: dict, label_key: str, n_classes: int, where: str):
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
+# The most bytes read of one CIFAR batch: the largest, CIFAR-100's "train", is 155 MB.
+MAX_CIFAR_BATCH_BYTES = 256 << 20
+
+
 def find_cifar(folder: str, name: str) -> tuple[str, str] | None:
     """Where ``folder`` holds CIFAR ``name``: ('folder', path) for the extracted batches
     (``folder/cifar-10-batches-py`` or ``folder`` itself) or ('tar', path) for the
@@ -424,6 +468,33 @@ def find_cifar(folder: str, name: str) -> tuple[str, str] | None:
     if os.path.isfile(tar):
         return "tar", tar
     return None
+
+
+def _check_batch_size(size: int, where: str) -> None:
+    if size > MAX_CIFAR_BATCH_BYTES:
+        raise DatasetError(f"{where}: {size:,} bytes, more than any CIFAR batch (at most "
+                           f"{MAX_CIFAR_BATCH_BYTES:,} are read)")
+
+
+def _read_cifar_tar(path: str, src: dict, wanted: list, meta_name: str) -> dict:
+    """{member: (bytes or None, where)} of the CIFAR archive ``path``; each member's size
+    is checked (from its tar header) before it is read."""
+    raw = {}
+    try:
+        with tarfile.open(path, "r:gz") as tf:
+            by_name = {os.path.basename(m.name): m for m in tf.getmembers() if m.isfile()}
+            for m in wanted + [meta_name]:
+                where = f"{path}:{src['folder']}/{m}"
+                if m not in by_name:
+                    if m == meta_name:
+                        raw[m] = (None, where)
+                        continue
+                    raise DatasetError(f"{path}: archive has no member {src['folder']}/{m}")
+                _check_batch_size(by_name[m].size, where)
+                raw[m] = (tf.extractfile(by_name[m]).read(), where)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise DatasetError(f"{path}: truncated or corrupt tar.gz archive ({e})") from e
+    return raw
 
 
 def load_cifar(path: str, name: str = "cifar10", verify: bool = True) -> Dataset:
@@ -452,6 +523,7 @@ def load_cifar(path: str, name: str = "cifar10", verify: bool = True) -> Dataset
                 if required:
                     raise DatasetError(f"{p}: missing CIFAR batch file")
                 return None, p
+            _check_batch_size(os.path.getsize(p), p)
             with open(p, "rb") as f:
                 return f.read(), p
 
@@ -459,20 +531,7 @@ def load_cifar(path: str, name: str = "cifar10", verify: bool = True) -> Dataset
         raw[meta_name] = read(meta_name, required=False)
         source = os.path.abspath(folder)
     elif os.path.isfile(path):
-        raw = {}
-        try:
-            with tarfile.open(path, "r:gz") as tf:
-                by_name = {os.path.basename(m.name): m for m in tf.getmembers() if m.isfile()}
-                for m in wanted + [meta_name]:
-                    where = f"{path}:{src['folder']}/{m}"
-                    if m not in by_name:
-                        if m == meta_name:
-                            raw[m] = (None, where)
-                            continue
-                        raise DatasetError(f"{path}: archive has no member {src['folder']}/{m}")
-                    raw[m] = (tf.extractfile(by_name[m]).read(), where)
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-            raise DatasetError(f"{path}: truncated or corrupt tar.gz archive ({e})") from e
+        raw = _read_cifar_tar(path, src, wanted, meta_name)
         source = os.path.abspath(path)
     else:
         raise DatasetError(f"{path}: no such CIFAR folder or archive")
@@ -530,8 +589,9 @@ def load_image(path: str, size: int = 256, mode: str = "RGB") -> np.ndarray:
 
     if mode not in ("RGB", "L"):
         raise ValueError(f"load_image: mode must be 'RGB' or 'L', got {mode!r}")
+    f = open_regular_file(path)
     try:
-        with Image.open(path) as im:
+        with f, Image.open(f) as im:
             # a phone photo's orientation tag: upright, as a viewer shows it
             im = ImageOps.exif_transpose(im)
             im = im.convert(mode)  # forces the full decode: a truncated file fails here
@@ -547,6 +607,23 @@ def load_image(path: str, size: int = 256, mode: str = "RGB") -> np.ndarray:
     except Exception as e:  # Pillow raises OSError, UnidentifiedImageError, ValueError...
         raise DatasetError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
     return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
+
+
+def open_regular_file(path: str):
+    """``path`` opened for reading in binary, if it is a regular file; a DatasetError
+    otherwise. Opened without waiting (O_NONBLOCK), so that a FIFO or a device is
+    refused rather than read from forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read image ({e.strerror or e})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatasetError(f"{path}: not a regular file (a folder, a FIFO or a device): "
+                           f"only image files are read")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def _load_images(items: list[tuple[str, int]], size: int):
@@ -576,7 +653,8 @@ def load_image_folder(path: str, size: int = 256, test_fraction: float = 0.1,
     # "folder:~/photos" reaches us unexpanded: the shell expands a ~ only at a word's start
     path = os.path.expanduser(path)
     if not os.path.isdir(path):
-        raise DatasetError(f"{path}: image folder does not exist")
+        raise DatasetError(f"{path}: image folder " + (
+            "is not a folder" if os.path.exists(path) else "does not exist"))
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
 
@@ -618,6 +696,9 @@ def load_image_folder(path: str, size: int = 256, test_fraction: float = 0.1,
         train_items, test_items = _hold_out(gather(path, classes), test_fraction, seed)
         source = f"{os.path.abspath(path)} (test: {test_fraction:g} held out, seed {seed})"
 
+    if len(classes) < 2:
+        raise DatasetError(f"{path}: one class folder ({classes[0]}): a classifier needs "
+                           f"at least two, one sub-folder of images per class")
     if test_fraction > 0 and not test_items and "held out" in source:
         raise DatasetError(f"{path}: too few images to hold out a test set: every class "
                            f"has one image, which it keeps for training; add images, or "
@@ -695,12 +776,19 @@ def download_file(urls: list[str] | str, dest: str, md5: str, timeout: float = 6
         h = hashlib.md5()
         try:
             with os.fdopen(fd, "wb") as f, _open_url(url, timeout) as r:
-                for block in iter(lambda: r.read(1 << 20), b""):
-                    try:
-                        f.write(block)
-                    except OSError as e:
-                        raise _WriteFailed(e) from None
-                    h.update(block)
+                # A byte counter with rate and ETA (size from Content-Length when the
+                # server sends one); shown in a terminal only, so logs stay clean.
+                size = (getattr(r, "headers", None) or {}).get("Content-Length")
+                with tqdm(total=int(size) if size and size.isdigit() else None,
+                          desc=os.path.basename(dest), unit="B", unit_scale=True,
+                          unit_divisor=1024, disable=None) as shown:
+                    for block in iter(lambda: r.read(1 << 20), b""):
+                        try:
+                            f.write(block)
+                        except OSError as e:
+                            raise _WriteFailed(e) from None
+                        h.update(block)
+                        shown.update(len(block))
         except _WriteFailed as e:
             os.remove(tmp)
             raise DatasetError(f"{dest}: cannot write the download: {e}") from None
@@ -762,7 +850,7 @@ def _named_dirs(name: str, data_dir: str | None) -> list[str]:
 
 def _search_dirs(name: str, data_dir: str | None, cache_dir: str | None) -> list[str]:
     if data_dir is not None and not os.path.isdir(os.path.expanduser(data_dir)):
-        raise DatasetError(f"data_dir {data_dir!r} does not exist (or is not a folder)")
+        raise DatasetError(_not_a_folder(data_dir))
     env = os.environ.get(ENV_DATA)
     if env and not os.path.isdir(os.path.expanduser(env)):
         warnings.warn(f"${ENV_DATA} is {env!r}, which is not a folder; ignored", stacklevel=3)
@@ -770,6 +858,11 @@ def _search_dirs(name: str, data_dir: str | None, cache_dir: str | None) -> list
     dirs.append(os.path.join(cache_root(cache_dir), name))
     dirs += SYSTEM_DIRS.get(name, [])
     return dirs
+
+
+def _not_a_folder(data_dir: str) -> str:
+    there = os.path.exists(os.path.expanduser(data_dir))
+    return f"data_dir {data_dir!r} " + ("is not a folder" if there else "does not exist")
 
 
 def missing_files(name: str, folder: str) -> list[str]:
@@ -797,11 +890,11 @@ def _refuse_fashion_as_mnist(labels_path: str):
     """MNIST and Fashion-MNIST share the file names and format, and a folder searched for
     one (``--data-dir`` itself is) may hold the other: their training labels tell them
     apart (Fashion-MNIST's content MD5 is known; the bundled subset's is read here)."""
-    got = md5_bytes(read_bytes_maybe_gzip(labels_path))
+    got = md5_bytes(read_idx_bytes(labels_path))
     known = {FASHION_MNIST_CONTENT_MD5["train-labels-idx1-ubyte"]: "Fashion-MNIST"}
     subset = os.path.join(SUBSET_DIR, "train-labels-idx1-ubyte.gz")
     if os.path.isfile(subset):
-        known[md5_bytes(read_bytes_maybe_gzip(subset))] = "the bundled Fashion-MNIST subset"
+        known[md5_bytes(read_idx_bytes(subset))] = "the bundled Fashion-MNIST subset"
     if got in known:
         raise DatasetError(f"{labels_path}: these are the files of {known[got]}, not MNIST; "
                            f"point --data-dir (or {ENV_DATA}) at the MNIST files, or ask "
@@ -907,7 +1000,7 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | None = None,
     if name == "fashion-mnist-subset":
         if data_dir is not None:
             if not os.path.isdir(data_dir):
-                raise DatasetError(f"data_dir {data_dir!r} does not exist (or is not a folder)")
+                raise DatasetError(_not_a_folder(data_dir))
             for d in (os.path.join(data_dir, name), data_dir):
                 if os.path.isfile(os.path.join(d, "MD5SUMS")):
                     return load_fashion_subset(d)

@@ -248,3 +248,16 @@ def test_linear_names_a_bad_size(args):
     from layers.modules import Linear
     with pytest.raises(ValueError, match="Linear: (in|out)_features must be an integer"):
         Linear(*args)
+
+
+def test_network_config_takes_what_the_constructor_takes():
+    # a checkpoint's config is checked against network_config's arguments before the
+    # network is built (training/checkpoints.py): they must be AlexNet's own
+    import inspect
+    from alexnet import network_config
+    init = inspect.signature(AlexNet.__init__).parameters
+    checked = inspect.signature(network_config).parameters
+    assert [(k, p.default) for k, p in init.items() if k != "self"] == \
+        [(k, p.default) for k, p in checked.items()]
+    for name in ("paper", "mini", "tiny"):
+        assert network_config(name) == AlexNet(name).config

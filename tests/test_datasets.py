@@ -578,6 +578,7 @@ def test_image_folder_errors(tmp_path):
         datasets.load_image_folder(str(tmp_path / "missing"))
     (tmp_path / "bad" / "c").mkdir(parents=True)
     save(str(tmp_path / "bad" / "c" / "ok.png"), np.zeros((4, 4, 3), np.uint8))
+    save(str(tmp_path / "bad" / "d" / "ok.png"), np.zeros((4, 4, 3), np.uint8))
     (tmp_path / "bad" / "c" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(DatasetError, match="broken.png: cannot read image"):
         datasets.load_image_folder(str(tmp_path / "bad"), size=4)

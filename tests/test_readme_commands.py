@@ -80,7 +80,7 @@ NOT_RUN = {
     "make train 'ARGS=--epochs 10'": "trains for minutes; the Makefile passes ARGS on, "
                                       "checked below",
     "python train.py --dataset fashion-mnist-subset --model mini --init he --epochs 4 "
-    "--out runs/quickstart": "the sample output's command: trains for minutes; its flags "
+    "--out runs/quickstart --overwrite": "the sample output's command: trains for minutes; its flags "
                              "parse, and it is the Makefile's",
     "python -m experiments CLAIM": "trains for minutes; python -m experiments list runs here",
     "python -m bench.cpu --quick": "needs PyTorch and takes minutes",

@@ -562,8 +562,9 @@ def test_an_earlier_runs_best_npz_in_the_folder_is_never_tested_as_this_ones(
     assert (out / "best.npz").exists()
     capsys.readouterr()
     StepClock(monkeypatch)
+    # (a new run into a folder holding a run needs --overwrite: tests/test_hostile_inputs.py)
     assert train.main(QUICK + ["--epochs", "2", "--time-limit", "3.5", "--seed", "5",
-                               "--out", str(out)]) == 1
+                               "--out", str(out), "--overwrite"]) == 1
     assert "no epoch finished in time" in capsys.readouterr().err
 
 
@@ -652,7 +653,9 @@ def test_a_run_resumed_into_another_folder_tests_its_own_best_epoch(tmp_path, mo
     a, b = tmp_path / "a", tmp_path / "b"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(a)]) == 0
     assert train.main(QUICK + ["--epochs", "1", "--seed", "5", "--out", str(b)]) == 0
-    assert train.main(["--resume", str(a / "last.npz"), "--epochs", "2", "--out", str(b)]) == 0
+    # b holds another run: replacing it takes --overwrite (tests/test_hostile_inputs.py)
+    assert train.main(["--resume", str(a / "last.npz"), "--epochs", "2", "--out", str(b),
+                       "--overwrite"]) == 0
     m = json.loads((b / "metrics.json").read_text())
     assert m["best_epoch"] == 1 and m["epochs"] == 2 and "tested_epoch" not in m
     best_a, best_b = params_of(a / "best.npz"), params_of(b / "best.npz")

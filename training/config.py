@@ -12,6 +12,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from alexnet import network_config
+
 DATASETS = ("fashion-mnist", "fashion-mnist-subset", "mnist", "cifar10", "cifar100")
 PRESET_NAMES = ("mini", "paper", "tiny")
 INITS = ("paper", "he", "caffe")
@@ -35,7 +37,10 @@ class TrainConfig:
     # model
     model: str = "mini"
     groups: int | None = None           # None: the preset's
-    init: str = "paper"
+    # He init by default, on every preset: with the paper's N(0, 0.01) the small presets
+    # sit at chance for epochs (docs/TRAINING.md, "Pixels and initialization");
+    # --init paper is the paper's.
+    init: str = "he"
     activation: str = "relu"
     no_lrn: bool = False
     pool: str = "3,2"                   # size,stride
@@ -58,6 +63,7 @@ class TrainConfig:
     time_limit: float | None = None     # seconds
     eval_batch_size: int = 256
     quiet: bool = False
+    overwrite: bool = False             # replace a run already in --out
 
     @property
     def pool_size_stride(self) -> tuple[int, int]:
@@ -107,6 +113,10 @@ class TrainConfig:
             raise ValueError(f"--init: unknown {self.init!r}; choose one of {', '.join(INITS)}")
         if min(self.pool_size_stride) < 1:
             raise ValueError(f"--pool: size and stride must be >= 1, got {self.pool!r}")
+        # --groups and --width checked before any data is loaded (with the preset's
+        # input size; the network built later has the data's)
+        network_config(self.model, groups=self.groups, pool=self.pool_size_stride,
+                       dropout=self.dropout, seed=self.seed, width=self.width)
         if training and self.val_fraction == 0 and not self.lr_drop_fractions:
             raise ValueError("--val-fraction 0 leaves no validation set, and the default "
                              "schedule divides the learning rate when the validation error "
@@ -114,10 +124,35 @@ class TrainConfig:
         if self.data_dir is not None:          # --data-dir=~/x reaches us unexpanded
             self.data_dir = os.path.expanduser(self.data_dir)
             if not os.path.isdir(self.data_dir):
-                raise FileNotFoundError(f"--data-dir: folder {self.data_dir!r} does not exist")
+                raise FileNotFoundError(
+                    f"--data-dir: {self.data_dir!r} is not a folder"
+                    if os.path.exists(self.data_dir) else
+                    f"--data-dir: folder {self.data_dir!r} does not exist")
         if self.resume is not None and not os.path.isfile(self.resume):
-            raise FileNotFoundError(f"--resume: checkpoint {self.resume!r} does not exist")
+            raise FileNotFoundError(f"--resume: checkpoint {self.resume!r} " + (
+                "is not a file" if os.path.exists(self.resume) else "does not exist"))
         return self
+
+
+_TYPES = {"str": (str,), "bool": (bool,), "int": (int,), "float": (int, float),
+          "None": (type(None),)}
+
+
+def check_settings(saved: dict, where: str) -> None:
+    """A ValueError naming the first of ``saved``'s settings (a checkpoint's) that is
+    not of its TrainConfig field's type (e.g. a string where a number belongs). Names
+    TrainConfig does not know are left alone: they are never taken."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in saved:
+            continue
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        value = saved[f.name]
+        ok = any(isinstance(value, _TYPES[k]) for k in kinds)
+        if isinstance(value, bool) and "bool" not in kinds:
+            ok = False
+        if not ok:
+            text = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise ValueError(f"{where}.{f.name} must be {' or '.join(kinds)}, got {text}")
 
 
 def flag(name: str) -> str:
@@ -149,7 +184,7 @@ def parse_fractions(text) -> list[float]:
 
 # Settings of the invocation, not of the run: never taken from a checkpoint.
 PER_INVOCATION = ("resume", "device", "out", "quiet", "no_prefetch", "eval_batch_size",
-                  "time_limit")
+                  "time_limit", "overwrite")
 
 # Settings that make the run what it is: the network (rebuilt from the checkpoint), the
 # data split and the shuffling (from the seed), the step size in images, the PCA and the

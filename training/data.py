@@ -2,9 +2,11 @@
 its images are cropped for training and for testing."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
-from data.datasets import load_dataset, load_image_folder
+from data.datasets import DatasetError, load_dataset, load_image_folder
 
 # How each dataset is cropped: training uses random `crop` x `crop` patches of the image
 # zero-padded by `pad` (the small-scale analog of the paper's random 227 patches of
@@ -80,3 +82,51 @@ def check_labels(dataset, num_classes: int, checkpoint, *named_labels):
             raise ValueError(f"{dataset.name}: {name} labels outside [0, {num_classes}) "
                              f"({whose}; the labels run from {int(labels.min())} to "
                              f"{int(labels.max())})")
+
+
+def check_classes(dataset) -> None:
+    """A DatasetError unless ``dataset`` has at least two classes and a training image
+    of each: with one class every answer is right, and a class never seen in training
+    is never learnt (its test error says nothing of the network)."""
+    names = list(dataset.classes)
+    if len(names) < 2:
+        raise DatasetError(f"{dataset.name}: {len(names)} class ({', '.join(names)}): a "
+                           f"classifier needs at least two ({dataset.source})")
+    counts = np.bincount(dataset.train_y, minlength=len(names)) if len(dataset.train_y) \
+        else np.zeros(len(names), np.int64)
+    empty = [names[i] for i in np.flatnonzero(counts[:len(names)] == 0)]
+    if empty:
+        raise DatasetError(f"{dataset.name}: no training image of class(es) "
+                           f"{', '.join(map(repr, empty[:5]))}"
+                           + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+                           + f": every class needs one ({dataset.source})")
+
+
+def data_fingerprint(dataset, limit=None) -> dict:
+    """What a run trains on, as its checkpoints record it: the SHA-256 of its training
+    images and labels (the first ``limit``, as --train-limit takes them), their count,
+    and where they were read from. A resumed run must find the same data."""
+    x, y = dataset.train_x[:limit], dataset.train_y[:limit]
+    h = hashlib.sha256()
+    for a in (np.ascontiguousarray(x), np.ascontiguousarray(y, dtype=np.int64)):
+        h.update(f"{a.dtype.str} {a.shape}".encode())
+        h.update(a.data)
+    return dict(sha256=h.hexdigest(), images=int(len(x)), source=str(dataset.source))
+
+
+def check_same_data(checkpoint: str, saved, now: dict, warn) -> None:
+    """A ValueError where the data a resumed run found (``now``) are not those its
+    checkpoint was trained on (``saved``), naming both; for a checkpoint from before
+    the fingerprint was recorded (``saved`` None), a note through ``warn``."""
+    if saved is None:
+        warn(f"note: {checkpoint} records no fingerprint of its training data (it was "
+             f"written before they were recorded), so whether these are the same data "
+             f"cannot be checked; its next checkpoints record them")
+        return
+    if saved["sha256"] != now["sha256"]:
+        raise ValueError(
+            f"--resume {checkpoint}: these are not the data the run was trained on: it "
+            f"trained on {saved['images']} images from {saved.get('source', '?')} "
+            f"(SHA-256 {saved['sha256'][:16]}), these are {now['images']} images from "
+            f"{now['source']} (SHA-256 {now['sha256'][:16]}); point --data-dir at the "
+            f"run's data, or start a new run")

@@ -14,7 +14,7 @@ from data.loader import iterate_eval
 from engine.backend import check_device, to_numpy
 from training.metrics import confusion_matrix, topk_correct
 from layers.loss import softmax, softmax_cross_entropy
-from training.checkpoints import network_from_checkpoint
+from training.checkpoints import network_from_checkpoint, prepare_output
 from training.data import check_labels, crops_name, dataset_kind, load_data, test_prep
 from training.report import report
 from training.state import DivergedError, TrainState
@@ -64,8 +64,9 @@ def evaluate(model, x_u8, y, prep, batch_size, device, ten_crop=False, confusion
                 # inf weights; caught here, before such a net is saved or scored
                 raise DivergedError(
                     f"the network's outputs are not finite (loss {loss_sum}) on {n} "
-                    f"evaluation images: its weights hold NaN or inf. Checkpoints written "
-                    f"before this point are unaffected; try a smaller --lr or --init he.")
+                    f"evaluation images: its weights hold NaN or inf, or are so large "
+                    f"that its outputs overflow. Checkpoints written before this point "
+                    f"are unaffected; try a smaller --lr or --init he.")
     return out
 
 
@@ -100,6 +101,14 @@ def evaluate_checkpoint(config, path) -> dict:
     eval-NAME.json (the run's own metrics.json stays as training wrote it)."""
     device = check_device(config.device)
     ck, model = network_from_checkpoint(path, device)
+    # checked before the test: a folder that can be written to, and no run's files
+    # replaced unless --overwrite says so (a checkpoint's folder is left as it is)
+    out_dir = config.out or os.path.dirname(os.path.abspath(path))
+    prepare_output(out_dir, f"--out {out_dir}" if config.out else out_dir,
+                   may_hold_a_run=config.overwrite or not config.out, clean=False,
+                   remedy="choose another --out, leave --out out to write "
+                          "eval-NAME.json beside the checkpoint, or replace its "
+                          "metrics.json with --overwrite")
     dataset = load_data(config.dataset, config.data_dir, download=not config.no_download,
                         fallback=False)    # never the bundled subset in place of the data
     prep = test_prep(dataset_kind(config.dataset), ck["train_state"].get("args", {}),
@@ -110,7 +119,6 @@ def evaluate_checkpoint(config, path) -> dict:
     check_labels(dataset, model.config["num_classes"], path, ("test", dataset.test_y))
     test = evaluate(model, dataset.test_x, dataset.test_y, prep, config.eval_batch_size,
                     device, config.ten_crop, confusion=True)
-    out_dir = config.out or os.path.dirname(os.path.abspath(path))
     name = ("metrics.json" if config.out else
             f"eval-{os.path.splitext(os.path.basename(path))[0]}.json")
     return report(test, TrainState.from_dict(ck["train_state"]), dataset, out_dir, model,

@@ -74,9 +74,10 @@ def add_model_flags(m):
     m.add_argument("--groups", type=int,
                    help="groups of conv2/4/5 (2 = the paper's two-GPU split); default: preset's")
     m.add_argument("--init", choices=["paper", "he", "caffe"],
-                   help="paper: N(0, 0.01) weights, biases 1 in conv2,4,5 and fc6,7; "
-                        "caffe: those biases 0.1 and fc6,7 weights N(0, 0.005); "
-                        "he: He-scaled weights, those biases 0.1")
+                   help="he (default): He-scaled weights, biases 0.1 in conv2,4,5 and "
+                        "fc6,7; paper: N(0, 0.01) weights, those biases 1 (the small "
+                        "presets sit near chance with it for epochs); caffe: those biases "
+                        "0.1 and fc6,7 weights N(0, 0.005)")
     m.add_argument("--activation", choices=["relu", "tanh"])
     m.add_argument("--no-lrn", action="store_true", help="drop local response normalization")
     m.add_argument("--pool", help="max-pool size,stride (3,2 overlapping as the paper; "
@@ -107,7 +108,11 @@ def add_optimization_flags(o):
 
 def add_run_flags(r):
     r.add_argument("--device", choices=["cpu", "cuda"])
-    r.add_argument("--out", help="output folder (default runs/DATASET-MODEL)")
+    r.add_argument("--out", help="output folder (default runs/DATASET-MODEL); a new run "
+                                 "refuses one that already holds a run")
+    r.add_argument("--overwrite", action="store_true",
+                   help="let a new run (or --resume into another folder, or --eval-only "
+                        "--out) replace the run already in --out")
     r.add_argument("--resume", metavar="PATH",
                    help="continue from a checkpoint (last.npz) written by an earlier run")
     r.add_argument("--eval-only", default=None, metavar="CHECKPOINT",
@@ -154,7 +159,7 @@ def config_from(args, parser, argv) -> TrainConfig:
     checkpoint = args.resume or args.eval_only
     if checkpoint is None:
         return config
-    saved = load_checkpoint(checkpoint)["train_state"].get("args", {})
+    saved = load_checkpoint(checkpoint, arrays=False)["train_state"]["args"]
     return merge_saved_settings(config, saved, explicit_flags(parser, argv), checkpoint,
                                 evaluating=args.eval_only is not None,
                                 warn=None if args.predict else
@@ -172,4 +177,5 @@ def check_commands(args) -> None:
         raise ValueError("--invert inverts the images of --predict; there are none")
     for flag, path in (("--resume", args.resume), ("--eval-only", args.eval_only)):
         if path is not None and not os.path.isfile(path):
-            raise FileNotFoundError(f"{flag}: checkpoint {path!r} does not exist")
+            raise FileNotFoundError(f"{flag}: checkpoint {path!r} " + (
+                "is not a file" if os.path.exists(path) else "does not exist"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from alexnet import AlexNet
 from data.augment import lighting_pca, mean_image
@@ -21,10 +21,11 @@ from training.metrics import topk_correct
 from engine.optim import sgd_for
 from training.progress import ProgressBar
 from layers.loss import softmax_cross_entropy
-from training.checkpoints import (carry_best, is_runs_best, load_checkpoint,
-                                  save_checkpoint, weights_of)
+from training.checkpoints import (carry_best, check_room, is_runs_best, load_checkpoint,
+                                  prepare_output, save_checkpoint, weights_of)
 from training.config import TrainConfig
-from training.data import (CROPS, check_labels, dataset_kind, load_data, pixel_scale,
+from training.data import (CROPS, check_classes, check_labels, check_same_data,
+                           data_fingerprint, dataset_kind, load_data, pixel_scale,
                            split_train_val, test_prep)
 from training.evaluation import evaluate
 from training.report import report, save_plots, tf32_on
@@ -55,6 +56,8 @@ class Run:
     prep: dict                      # how test and validation images are prepared
     checkpoint_prep: dict           # what a checkpoint keeps of it (mean, pca, classes)
     out_dir: str
+    good: str | None = None         # the last checkpoint known good: resumed from, or saved
+    written: set = field(default_factory=set)     # the files this run has written
 
     @property
     def last_path(self) -> str:
@@ -95,18 +98,33 @@ def train_loop(run: Run, state: TrainState, stop: StopRequest) -> None:
                 tally.read(diverged(run, state, epoch))
                 tally.seconds += time.perf_counter() - began
                 state.step, state.partial = step, tally.to_dict()
-                save_checkpoint(run.last_path, model, opt, state, run.checkpoint_prep)
+                save_checkpoints(run, state, best=False)
                 return
         tally.seconds += time.perf_counter() - began
         val = validate(run, state)
         improved = state.end_epoch(tally, val)
         end_progress(bar, state.history[-1])
         run.schedule.after_epoch(state, opt, improved)
-        save_checkpoint(run.last_path, model, opt, state, run.checkpoint_prep)
-        if improved:
-            save_checkpoint(run.best_path, model, opt, state, run.checkpoint_prep)
-        save_plots(run.out_dir, state.history, model)
+        save_checkpoints(run, state, best=improved)
+        run.written.update(save_plots(run.out_dir, state.history, model))
         stop.epoch_done()
+
+
+def save_checkpoints(run: Run, state: TrainState, best: bool) -> None:
+    """last.npz, and best.npz first where this epoch is the best: a stop between the
+    two writes never leaves best.npz behind what last.npz records. A write that fails
+    (a full disk) stops the run in one line; the file it would have replaced is kept."""
+    for path in ([run.best_path] if best else []) + [run.last_path]:
+        try:
+            save_checkpoint(path, run.model, run.optimizer, state, run.checkpoint_prep)
+        except OSError as e:
+            kept = (f"the last good checkpoint, {run.good}, is kept: make room and "
+                    f"continue with: python train.py --resume {run.good}" if run.good
+                    else "no checkpoint of this run was saved")
+            raise TrainingError(f"cannot write {path} ({e.strerror or e}); stopped; "
+                                f"{kept}") from None
+        run.written.add(os.path.basename(path))
+    run.good = run.last_path
 
 
 def validate(run: Run, state: TrainState) -> dict:
@@ -132,8 +150,7 @@ def diverged(run: Run, state: TrainState, epoch: int):
     def stop_run(step, value):
         hint = (" or --init he." if config.init != "he" else
                 " or 0-1 pixels (no --raw-pixels)." if config.raw_pixels else ".")
-        last = (f"The last good checkpoint is {run.last_path}. "
-                if os.path.isfile(run.last_path) else "")
+        last = f"The last good checkpoint is {run.good}. " if run.good else ""
         raise DivergedError(f"the loss became {value} at epoch {epoch}, step {step} (lr "
                             f"{state.lr:g}); stopped without saving. {last}Try a smaller "
                             f"--lr{hint}")
@@ -166,23 +183,33 @@ def fit(config: TrainConfig) -> dict:
     run, state = prepare(config)
     with StopRequest(config.time_limit) as stop:
         train_loop(run, state, stop)
-    return finish(run, state, stop)
+    try:
+        return finish(run, state, stop)
+    except KeyboardInterrupt:            # Ctrl-C in the final test: the checkpoints stay
+        tested = run.best_path if is_runs_best(run.best_path, state) else run.good
+        print("\ninterrupted during the final test; the checkpoints are kept"
+              + (f": test again with python train.py --eval-only {tested}" if tested
+                 else ""), file=sys.stderr)
+        return {"interrupted": True, "epoch": state.epoch, "step": state.step}
 
 
 def prepare(config: TrainConfig) -> tuple[Run, TrainState]:
-    """Load the data, build (or restore) the network, the optimizer and the state."""
+    """Check the output folder, load the data, build (or restore) the network, the
+    optimizer and the state: everything that can fail before the first step."""
     device = check_device(config.device)
-    resume = load_checkpoint(config.resume) if config.resume else None
-    if resume is not None and "weights_only" in resume:
-        raise TrainingError(f"--resume {config.resume}: this file holds the weights only, "
-                            f"without the momentum a run continues with; evaluate it with "
-                            f"--eval-only, or resume from the run's last.npz")
+    resume = load_resume(config.resume) if config.resume else None
+    out_dir = output_folder(config)
     # never the bundled subset in place of the data a checkpoint was trained on
     dataset = load_data(config.dataset, config.data_dir, download=not config.no_download,
                         fallback=not (config.no_fallback or config.resume))
     if len(dataset.test_y) == 0:
         raise ValueError(f"{dataset.name}: the test set is empty, so the run could not be "
                          f"tested at its end ({dataset.source})")
+    check_classes(dataset)
+    data = data_fingerprint(dataset, config.train_limit)
+    if resume is not None:
+        check_same_data(config.resume, resume["train_state"].get("data"), data,
+                        lambda line: print(line, file=sys.stderr))
     kind = dataset_kind(config.dataset)
     crops = CROPS[kind]
     print(f"data: {dataset.name} from {dataset.source}: {len(dataset.train_x)} train / "
@@ -192,21 +219,12 @@ def prepare(config: TrainConfig) -> tuple[Run, TrainState]:
         dataset.train_x, dataset.train_y, config.val_fraction, config.seed, config.train_limit)
     crop = min(crops["crop"], *train_x.shape[2:])
     model, mean, pca = restore_or_build(config, resume, train_x, len(dataset.classes), crop)
+    check_room(out_dir, model.num_params())
     model.to(device)
     # on CuPy the parameters become views of one buffer, updated in a few calls
     optimizer = sgd_for(model, lr=config.lr, momentum=config.momentum,
                         weight_decay=config.weight_decay)
-    state = TrainState(lr=config.lr, settings=config.settings())
-    if resume is not None:
-        optimizer.load_state_dict({
-            "lr": resume["train_state"]["lr"], "momentum": config.momentum,
-            "weight_decay": config.weight_decay,
-            "velocity": {k[len("velocity/"):]: v for k, v in resume.items()
-                         if k.startswith("velocity/")}})
-        state = TrainState.from_dict(dict(resume["train_state"], args=config.settings()))
-        print(f"resumed from {config.resume}: {state.epoch} epoch(s) and {state.step} "
-              f"step(s) done, lr {state.lr:g}")
-    out_dir = output_folder(config, state, kind, model.config["preset"])
+    state = restore_state(config, resume, optimizer, data)
     prep = test_prep(kind, config.settings(), mean, crop)
     schedule = Schedule(config)
     describe_run(config, model, state, len(train_x), len(val_x), out_dir, schedule)
@@ -219,8 +237,37 @@ def prepare(config: TrainConfig) -> tuple[Run, TrainState]:
         crop=crop, pad=0 if config.no_crop else crops["pad"],
         flip=crops["flip"] and not config.no_flip, pca=pca, random_crop=not config.no_crop)
     run = Run(config, model, optimizer, loader, schedule, dataset, val_x, val_y, prep,
-              dict(prep, pca=pca, classes=list(dataset.classes)), out_dir)
+              dict(prep, pca=pca, classes=list(dataset.classes)), out_dir, good=config.resume)
+    if bring_best(config, state, out_dir):
+        run.written.add("best.npz")
     return run, state
+
+
+def load_resume(path) -> dict:
+    """The checkpoint --resume goes on from, checked (load_checkpoint): a run's, with
+    the momentum it continues with."""
+    resume = load_checkpoint(path)
+    if "weights_only" in resume or not any(k.startswith("velocity/") for k in resume):
+        raise TrainingError(f"--resume {path}: this file holds the weights only, "
+                            f"without the momentum a run continues with; evaluate it with "
+                            f"--eval-only, or resume from the run's last.npz")
+    return resume
+
+
+def restore_state(config, resume, optimizer, data) -> TrainState:
+    """A new run's TrainState, or the checkpoint's, with its momentum in ``optimizer``."""
+    if resume is None:
+        return TrainState(lr=config.lr, settings=config.settings(), data=data)
+    optimizer.load_state_dict({
+        "lr": resume["train_state"]["lr"], "momentum": config.momentum,
+        "weight_decay": config.weight_decay,
+        "velocity": {k[len("velocity/"):]: v for k, v in resume.items()
+                     if k.startswith("velocity/")}})
+    state = TrainState.from_dict(dict(resume["train_state"], args=config.settings()))
+    state.data = data            # the same data (checked), or recorded from now on
+    print(f"resumed from {config.resume}: {state.epoch} epoch(s) and {state.step} "
+          f"step(s) done, lr {state.lr:g}")
+    return state
 
 
 def restore_or_build(config, resume, train_x, num_classes, crop):
@@ -229,7 +276,11 @@ def restore_or_build(config, resume, train_x, num_classes, crop):
     if resume is not None:
         model = AlexNet(**resume["config"])
         model.load_state_dict(weights_of(resume))
-        model.load_extra_state(resume["extra_state"])
+        try:
+            model.load_extra_state(resume["extra_state"])
+        except (KeyError, ValueError) as e:
+            raise TrainingError(f"checkpoint {config.resume!r} is not a readable train.py "
+                                f"checkpoint (extra_state: {e})") from None
         pca = ((resume["pca_eigvals"], resume["pca_eigvecs"])
                if "pca_eigvals" in resume else None)
         return model, resume["mean"], pca
@@ -259,17 +310,33 @@ def describe_run(config, model, state, n_train, n_val, out_dir, schedule) -> Non
     print(f"schedule: {schedule.describe()}")
 
 
-def output_folder(config, state, kind, preset) -> str:
+def output_folder(config) -> str:
     """--out; else a resumed run goes on in its checkpoint's folder, where its best.npz
-    is; else runs/DATASET-MODEL. A run resumed into another folder brings its best.npz
-    along: its final test needs it."""
+    is; else runs/DATASET-MODEL. Checked before anything is loaded or trained: a folder
+    (made if need be) that can be written to, and that holds no run unless it is the
+    resumed checkpoint's own or --overwrite says to replace it."""
     resume_dir = (os.path.dirname(config.resume) or ".") if config.resume else None
-    out_dir = config.out or resume_dir or os.path.join("runs", f"{kind}-{preset}")
-    os.makedirs(out_dir, exist_ok=True)
-    if resume_dir is not None and state.best_epoch is not None:
-        carry_best(os.path.join(resume_dir, "best.npz"), os.path.join(out_dir, "best.npz"),
-                   state)
+    out_dir = (config.out or resume_dir
+               or os.path.join("runs", f"{dataset_kind(config.dataset)}-{config.model}"))
+    what = (f"--out {out_dir}" if config.out else
+            f"the output folder {out_dir} (the checkpoint's)" if resume_dir else
+            f"the output folder {out_dir} (the default --out)")
+    own = resume_dir is not None and os.path.realpath(resume_dir) == os.path.realpath(out_dir)
+    removed = prepare_output(out_dir, what, may_hold_a_run=own or config.overwrite)
+    if removed:
+        print(f"note: removed {len(removed)} temporary file(s) that a stopped run left in "
+              f"{out_dir}: {', '.join(removed)}", file=sys.stderr)
     return out_dir
+
+
+def bring_best(config, state, out_dir) -> bool:
+    """A run resumed into another folder brings its best.npz along: its final test
+    needs it. Returns whether it was copied."""
+    if not config.resume or state.best_epoch is None:
+        return False
+    resume_dir = os.path.dirname(config.resume) or "."
+    return carry_best(os.path.join(resume_dir, "best.npz"),
+                      os.path.join(out_dir, "best.npz"), state)
 
 
 def finish(run: Run, state: TrainState, stop: StopRequest) -> dict:
@@ -281,15 +348,13 @@ def finish(run: Run, state: TrainState, stop: StopRequest) -> dict:
     if time_limited:
         where = f"{state.epoch} epoch(s)" + (f" and {state.step} step(s)" if state.step else "")
         print(f"time limit of {config.time_limit:g} s: stopped after {where} of "
-              f"{config.epochs}; saved {run.last_path}; continue with: python train.py "
-              f"--resume {run.last_path}", file=sys.stderr)
+              f"{config.epochs}{saved(run)}", file=sys.stderr)
         if state.best_epoch is None:
             raise TrainingError(f"--time-limit {config.time_limit:g}: no epoch finished in "
                                 f"time, so there is no best checkpoint to test")
     if stop.signalled:
-        print(f"\ninterrupted after {state.epoch} epoch(s) and {state.step} step(s): "
-              f"saved {run.last_path}; continue with: python train.py --resume "
-              f"{run.last_path}", file=sys.stderr)
+        print(f"\ninterrupted after {state.epoch} epoch(s) and {state.step} step(s)"
+              f"{saved(run)}", file=sys.stderr)
         return {"interrupted": True, "epoch": state.epoch, "step": state.step}
     # the best checkpoint is this run's own, which best_epoch says it wrote: a best.npz
     # that another run left in the same folder is never tested in its place
@@ -304,6 +369,16 @@ def finish(run: Run, state: TrainState, stop: StopRequest) -> dict:
                   file=sys.stderr)
     test = evaluate(run.model, run.dataset.test_x, run.dataset.test_y, run.prep,
                     config.eval_batch_size, config.device, config.ten_crop, confusion=True)
-    save_plots(run.out_dir, state.history, run.model)      # the tested network's kernels
+    # the tested network's kernels
+    run.written.update(save_plots(run.out_dir, state.history, run.model))
     return report(test, state, run.dataset, run.out_dir, run.model, config,
-                  time_limited=time_limited, tested_last=tested_last)
+                  time_limited=time_limited, tested_last=tested_last, written=run.written)
+
+
+def saved(run: Run) -> str:
+    """'; saved PATH; continue with: ...' where this run saved a checkpoint, or where
+    the one it resumed from is; '' for neither."""
+    if run.good is None:
+        return ""
+    did = "saved" if "last.npz" in run.written else "its checkpoint is"
+    return f"; {did} {run.good}; continue with: python train.py --resume {run.good}"

@@ -3,6 +3,7 @@ the plots: curves.png (loss and error per epoch) and kernels.png (the first laye
 kernels, the paper's Figure 3)."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -10,9 +11,11 @@ import sys
 
 import numpy as np
 
+from alexnet import write_atomic
 from engine.backend import gpu_routes, to_numpy
 from training.environment import environment
 from training.metrics import class_errors, hardest_classes
+from training.state import TrainingError
 
 
 def tf32_on() -> bool:
@@ -21,17 +24,18 @@ def tf32_on() -> bool:
 
 
 def write_json(path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file: a stop mid-write
-    leaves the old file whole."""
-    with open(path + ".part", "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(path + ".part", path)
+    """Write ``obj`` as JSON to ``path`` safely (alexnet.write_atomic): a stop or a
+    full disk mid-write leaves the old file whole, and a link planted at ``path`` is
+    replaced, not followed."""
+    write_atomic(path, json.dumps(obj, indent=2).encode())
 
 
 def report(test, state, dataset, out_dir, model, config, time_limited=False,
-           metrics_name=None, tested_last=False) -> dict:
+           metrics_name=None, tested_last=False, written=()) -> dict:
     """Test errors to the console and to out_dir/metrics.json (or ``metrics_name``, for
-    --eval-only, which writes nothing else)."""
+    --eval-only, which writes nothing else); ``written``: the other files the run
+    wrote, for the line that lists them. A metrics file that cannot be written is a
+    TrainingError, after the errors are printed."""
     primary = "tencrop_" if config.ten_crop else ""
     metrics = dict(
         dataset=dataset.name, data_source=dataset.source, model=model.config["preset"],
@@ -60,17 +64,22 @@ def report(test, state, dataset, out_dir, model, config, time_limited=False,
     if conf is not None:      # where the errors are: by true class, on the primary crops
         per_class = class_errors(conf, dataset.classes)
         metrics.update(test_confusion=conf.tolist(), test_class_top1_error=per_class)
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, metrics_name or "metrics.json"), metrics)
     print_test(test, state, dataset, config, tested_last)
     if conf is not None:
         print("test error by true class, the hardest: "
               + ", ".join(f"{c} {100 * e:.1f}%" for c, e in hardest_classes(per_class, 5))
               + " (all of them, and the confusion matrix: metrics.json)")
-    if metrics_name:
-        print(f"wrote {os.path.join(out_dir, metrics_name)}")
-    else:
-        print(f"wrote {out_dir}/metrics.json, last.npz, best.npz, curves.png, kernels.png")
+    path = os.path.join(out_dir, metrics_name or "metrics.json")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        write_json(path, metrics)
+    except OSError as e:
+        raise TrainingError(f"cannot write {path} ({e.strerror or e}); the test errors "
+                            f"are printed above" + ("" if metrics_name else
+                            f", and the checkpoints in {out_dir} are kept")) from None
+    order = ("last.npz", "best.npz", "curves.png", "kernels.png")
+    others = [name for name in order if name in written]
+    print(f"wrote {path}" + "".join(f", {name}" for name in others))
     return metrics
 
 
@@ -99,13 +108,14 @@ def print_test(test, state, dataset, config, tested_last) -> None:
 _plot_warned = []       # save_plots has said that matplotlib is missing
 
 
-def save_plots(out_dir, history, model) -> None:
-    """curves.png and kernels.png in ``out_dir``.
+def save_plots(out_dir, history, model) -> list:
+    """curves.png and kernels.png in ``out_dir``; returns the names of those written.
 
     Drawn on matplotlib Figure objects with the Agg canvas, not pyplot, so that a run
     started from a notebook does not change the notebook's plotting backend. Without
     matplotlib: no plots, and a one-time note on stderr (the checkpoints and
-    metrics.json are written either way).
+    metrics.json are written either way). A plot that cannot be written (a full disk)
+    is a note too: the run goes on.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -115,7 +125,8 @@ def save_plots(out_dir, history, model) -> None:
             _plot_warned.append(True)
             print(f"note: no plots ({e}); install matplotlib (pip install matplotlib) "
                   f"for curves.png and kernels.png", file=sys.stderr)
-        return
+        return []
+    written = []
     if history:
         epochs = [h["epoch"] for h in history]
         fig = Figure(figsize=(10, 3.8))
@@ -135,14 +146,27 @@ def save_plots(out_dir, history, model) -> None:
             if h["lr"] < prev["lr"] / 5:       # a dotted line at each drop by 10
                 ax2.axvline(h["epoch"] - 0.5, color="gray", ls=":", lw=1)
         fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
+        written += save_figure(fig, out_dir, "curves.png")
     grid = kernel_grid(to_numpy(model.params["conv1.w"]))
     fig = Figure(figsize=(max(2.0, grid.shape[1] / 12), max(2.0, grid.shape[0] / 12)))
     FigureCanvasAgg(fig)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
     ax.set_axis_off()
-    fig.savefig(os.path.join(out_dir, "kernels.png"), dpi=100)
+    return written + save_figure(fig, out_dir, "kernels.png")
+
+
+def save_figure(fig, out_dir, name) -> list:
+    """Write ``fig`` as out_dir/NAME safely; [NAME], or [] with a note if it failed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    try:
+        write_atomic(os.path.join(out_dir, name), buf.getvalue())
+    except OSError as e:
+        print(f"note: could not write {os.path.join(out_dir, name)} ({e.strerror or e})",
+              file=sys.stderr)
+        return []
+    return [name]
 
 
 def kernel_grid(w, pad=1):

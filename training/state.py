@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from numbers import Real
 
 from engine.backend import get_array_module, to_numpy
 
@@ -101,6 +102,7 @@ class TrainState:
     best_epoch: int | None = None
     since_best: int = 0             # epochs since it
     history: list = field(default_factory=list)   # one dict per epoch
+    data: dict | None = None        # what it trains on: its SHA-256, image count, source
 
     def end_epoch(self, tally: EpochTally, val: dict) -> bool:
         """Record the finished epoch; return whether it is the best so far. With no
@@ -128,3 +130,75 @@ class TrainState:
         names = {f.name for f in dataclasses.fields(cls)}
         kept = {k: v for k, v in saved.items() if k in names}
         return cls(settings=saved.get("args", {}), **kept)
+
+
+# ---------------------------------------------------------------------------- checking a saved one
+
+def _number(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+# field: (check, what it must be, whether every checkpoint has it)
+SAVED_FIELDS = {
+    "lr": (lambda v: _number(v) and v > 0, "a positive number", True),
+    "epoch": (_count, "an integer >= 0", True),
+    "step": (_count, "an integer >= 0", True),
+    "history": (lambda v: isinstance(v, list), "a list (one entry per epoch)", True),
+    "args": (lambda v: isinstance(v, dict), "a dict of the run's settings", True),
+    "partial": (_optional(lambda v: isinstance(v, dict)), "null or a dict", False),
+    "lr_drops": (_count, "an integer >= 0", False),
+    "best_val": (_optional(_number), "null or a number", False),
+    "best_epoch": (_optional(lambda v: _count(v) and v >= 1), "null or an epoch >= 1", False),
+    "since_best": (_count, "an integer >= 0", False),
+    "data": (_optional(lambda v: isinstance(v, dict) and isinstance(v.get("sha256"), str)
+                       and _count(v.get("images"))), "null or a dict with sha256 and images",
+             False),
+}
+# what the report, the plots and the fingerprint of a run read of each epoch
+HISTORY_FIELDS = {"epoch": _count, "train_loss": _number, "train_top1_error": _number,
+                  "val_loss": _optional(_number), "val_top1_error": _optional(_number),
+                  "lr": _number}
+PARTIAL_FIELDS = {"seen": _count, "correct": _count, "loss_sum": _number, "seconds": _number}
+
+
+def check_saved_state(saved: dict) -> None:
+    """A ValueError naming the first field of ``saved`` (a checkpoint's train_state,
+    as TrainState.to_dict writes it) that TrainState could not go on from."""
+    for name, (check, what, required) in SAVED_FIELDS.items():
+        if name not in saved:
+            if required:
+                raise ValueError(f"train_state has no {name!r}")
+            continue
+        if not check(saved[name]):
+            raise ValueError(f"train_state.{name} must be {what}, got "
+                             f"{_short(saved[name])}")
+    entries = [("history", i, h, HISTORY_FIELDS) for i, h in enumerate(saved["history"])]
+    if saved.get("partial") is not None:
+        entries.append(("partial", None, saved["partial"], PARTIAL_FIELDS))
+    for name, i, entry, fields in entries:
+        where = f"train_state.{name}" + ("" if i is None else f"[{i}]")
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be a dict, got {_short(entry)}")
+        for key, check in fields.items():
+            if not check(entry.get(key)):
+                raise ValueError(f"{where}.{key} is missing or of the wrong type "
+                                 f"({_short(entry.get(key))})")
+    if len(saved["history"]) != saved["epoch"]:
+        raise ValueError(f"train_state.history has {len(saved['history'])} epoch(s) but "
+                         f"train_state.epoch says {saved['epoch']}")
+    if (saved.get("best_epoch") or 0) > saved["epoch"]:
+        raise ValueError(f"train_state.best_epoch {saved['best_epoch']} is past "
+                         f"train_state.epoch {saved['epoch']}")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
