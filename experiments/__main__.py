@@ -4,6 +4,7 @@
     python -m experiments list --scale medium  # (at the medium scale)
     python -m experiments relu                 # one claim, 3 seeds, small scale
     python -m experiments all --seeds 3        # every claim in sequence
+    python -m experiments pool --seeds 0,1,2,3,4 --scale medium-mini   # two more seeds
     python -m experiments all --scale medium   # longer runs on 12,000 real images
     python -m experiments lrn --scale full --device cuda
     python -m experiments ensemble A/best.npz B/best.npz ...  # average trained networks
@@ -11,11 +12,12 @@
 
 Each run is an ordinary ``train.py`` run; its output lands in
 ``experiments/results/SCALE/CLAIM/VARIANT/seedN``. A claim's summary (mean and standard
-deviation over seeds, a verdict, a plot) goes to ``experiments/results/SCALE/CLAIM.json``
-and ``.png``, and ``docs/RESULTS.md`` is regenerated from every summary present.
-Runs already finished are reused, so an interrupted sweep continues where it stopped,
-and a run another claim already made with the same configuration (the shared baseline:
-ReLU, LRN, overlapping pooling, dropout 0.5, augmentation, He init) is not trained twice.
+deviation over seeds, the paired difference with its 95% interval, a verdict, a plot)
+goes to ``experiments/results/SCALE/CLAIM.json`` and ``.png``, and ``docs/RESULTS.md``
+is regenerated from every summary present. Runs already finished are reused, so an
+interrupted sweep continues where it stopped, more seeds add only their own runs, and a
+run another claim already made with the same configuration (the shared baseline: ReLU,
+LRN, overlapping pooling, dropout 0.5, augmentation, He init) is not trained twice.
 """
 from __future__ import annotations
 
@@ -25,6 +27,16 @@ import sys
 from experiments import ensemble, runner
 from experiments.claims import CLAIMS, SCALES
 from experiments.results_md import write_results_md
+
+
+def seeds_arg(text):
+    """``--seeds``: a count N (seeds 0 to N - 1) or a comma-separated list of seeds."""
+    try:
+        if "," not in text:
+            return int(text)
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count or a list of seeds: {text!r}") from None
 
 
 def main(argv=None) -> int:
@@ -37,7 +49,9 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("claim", help="a claim name, 'all', or 'list' (or 'ensemble' and "
                                  "'weights': python -m experiments ensemble --help)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per variant (at least 3)")
+    p.add_argument("--seeds", type=seeds_arg, default=3,
+                   help="seeds per variant: a count N (seeds 0 to N-1; at least 3) or a "
+                        "list such as 0,1,2,3,4 (default 3)")
     p.add_argument("--scale", default="small", choices=sorted(SCALES))
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--force", action="store_true", help="rerun runs that already finished")
@@ -51,8 +65,8 @@ def main(argv=None) -> int:
         print(f"error: unknown claim {unknown[0]!r}; choose one of {', '.join(CLAIMS)}, all, "
               f"list", file=sys.stderr)
         return 2
-    if a.seeds < 1:
-        print("error: --seeds must be >= 1", file=sys.stderr)
+    if (a.seeds < 1) if isinstance(a.seeds, int) else (not a.seeds or min(a.seeds) < 0):
+        print("error: --seeds must be a count >= 1 or a list of seeds >= 0", file=sys.stderr)
         return 2
     for n in names:
         runner.run_claim(n, a.seeds, a.scale, a.device, a.force)

@@ -3,8 +3,10 @@
 ``run_claim(name, seeds, scale, device)`` trains each variant of the claim with each
 seed (``run_one``: an ordinary ``train.py`` run, its output in
 ``RESULTS/SCALE/CLAIM/VARIANT/seedN``), then writes ``RESULTS/SCALE/CLAIM.json``: the
-mean and standard deviation of the claim's metric for each variant, the verdict, and
-every run's history; and a plot of the training curves beside it.
+mean and standard deviation of the claim's metric for each variant, the paired
+difference of the two arms seed by seed with its 95% confidence interval, the verdict
+drawn from that interval (``compare``), and every run's history; and a plot of the
+training curves beside it.
 
 A finished run is never trained twice. Its metrics.json is reused when the claim runs
 again (so an interrupted sweep continues where it stopped), and when another claim
@@ -67,7 +69,8 @@ def train_settings(argv) -> dict:
 
 # train.py arguments that say where a run writes or how it reports, not what it computes.
 NOT_CONFIG = {"out", "quiet", "device", "data_dir", "no_download", "no_fallback",
-              "no_prefetch", "eval_batch_size", "resume", "eval_only", "predict", "invert"}
+              "no_prefetch", "eval_batch_size", "resume", "eval_only", "predict", "invert",
+              "overwrite"}
 
 
 def config_differences(saved: dict, wanted: dict) -> list:
@@ -161,6 +164,11 @@ def run_one(claim, label, flags, seed, scale, device, out_dir, force=False,
         argv = ["--resume", last, "--device", device, "--out", out_dir, "--quiet",
                 "--no-fallback"]
     else:
+        if "overwrite" in train_settings([]):
+            # a fresh run replaces what its folder holds (a stopped run of another
+            # configuration, or a finished one with --force), which train.py refuses to
+            # do unless told
+            argv = argv + ["--overwrite"]
         print(f"[{claim.name}] {label} seed {seed}: python train.py {' '.join(argv)}",
               flush=True)
     t0 = time.perf_counter()
@@ -241,29 +249,105 @@ def summarize(values):
             "values": [float(x) for x in v]}
 
 
-def verdict(claim, stats) -> str:
-    """Reproduced when the paper's preferred variant is better by more than the sum of
-    the two standard deviations; 'not reproduced' when it is worse by that much;
-    otherwise inconclusive at this scale. One seed has no spread to judge by: always
-    inconclusive."""
+# --- The verdict: paired differences and a t interval -------------------------------
+#
+# Each seed gives both arms of a claim the same initialization stream and the same data
+# order, so the two runs of one seed are a pair: their difference d_i removes what the
+# seed does to both. With n seeds, the mean difference has the 95% confidence interval
+#     mean(d) ± t(0.975, n - 1) * sd(d) / sqrt(n)       (sd: the sample one, ddof=1)
+# Reproduced: the whole interval lies on the paper's side of zero; contradicted: on the
+# other side; inconclusive: the interval holds zero (the seeds cannot tell the sign).
+
+# t(0.975, df), the two-sided 95% critical value of Student's t for df = 1..30: the
+# standard table (e.g. NIST/SEMATECH e-Handbook of Statistical Methods, section
+# 1.3.6.7.2), to four decimals; the tests check it against the t density integrated
+# numerically.
+T_975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622,
+         2.2281, 2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930,
+         2.0860, 2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452,
+         2.0423)
+Z_975 = 1.959964           # the normal distribution's 97.5% quantile
+
+
+def t_975(df: int) -> float:
+    """t(0.975, df): half the 95% two-sided interval, in standard errors. Beyond the table,
+    the normal quantile corrected to second order in 1/df (Abramowitz and Stegun 26.7.5),
+    within 1e-4 of the exact value there."""
+    if df < 1:
+        raise ValueError(f"t needs at least one degree of freedom, got {df}")
+    if df <= len(T_975):
+        return T_975[df - 1]
+    z = Z_975
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+VERDICTS = ("reproduced", "inconclusive", "contradicted")
+
+
+def paired_verdict(diffs, paper_side=1) -> dict:
+    """The verdict on paired differences ``diffs`` (one per seed). ``paper_side`` is the
+    sign the paper predicts for them (+1: positive). Returns n, the mean and sample
+    standard deviation of the differences, t(0.975, n - 1), the 95% interval (low,
+    high), and the verdict: 'reproduced' when the interval excludes zero on the
+    paper's side, 'contradicted' when it excludes zero on the other side, otherwise
+    'inconclusive'. Fewer than two differences have no spread: inconclusive, without
+    an interval (low and high None)."""
+    d = np.asarray(diffs, dtype=float)
+    n = len(d)
+    out = dict(n=n, mean=float(d.mean()) if n else None, std=None, t=None, low=None,
+               high=None, verdict="inconclusive")
+    if n < 2:
+        return out
+    sd = float(d.std(ddof=1))
+    t = t_975(n - 1)
+    half = t * sd / np.sqrt(n)
+    out.update(std=sd, t=t, low=out["mean"] - half, high=out["mean"] + half)
+    if out["low"] > 0 or out["high"] < 0:       # zero lies outside the interval
+        side = 1 if out["low"] > 0 else -1
+        out["verdict"] = "reproduced" if side == paper_side else "contradicted"
+    return out
+
+
+def pair_by_seed(a: dict, b: dict) -> tuple:
+    """The seeds both arms ran, in order, and the difference b - a for each: a seed one
+    arm lacks has no pair and is left out. ``a``, ``b``: {seed: value}."""
+    seeds = [s for s in a if s in b]
+    return seeds, [b[s] - a[s] for s in seeds]
+
+
+def by_seed(st: dict, metric: str) -> dict:
+    """{seed: value} of one arm's metric in a summary's stats (the seeds are the arm's
+    ``seeds``; a summary without them lists its values in seed order from 0)."""
+    values = st[metric]["values"]
+    return dict(zip(st.get("seeds", range(len(values))), values))
+
+
+def compare(claim, stats) -> dict:
+    """The claim's paired comparison, from its stats: which difference (``what``, in the
+    metric's units), the seeds paired, each seed's difference, and ``paired_verdict``'s
+    interval and verdict. Two or more arms: the second arm minus the first (the paper's
+    choice) for each seed, so a positive difference is the paper's side when the metric
+    is an error or a count of epochs (lower is better); a third arm is shown, not
+    judged. The ten-crop claim, one arm: each network's centre-crop minus its ten-crop
+    error, the pair within one run."""
     labels = list(stats)
-    if min(len(stats[label][claim.metric].get("values", (0, 0))) for label in labels) < 2:
-        return "inconclusive: one seed has no spread to judge by"
     if claim.metric == "tencrop_vs_center":
-        s = stats[labels[0]][claim.metric]
-        if s["mean"] + s["std"] < 0:
-            return "reproduced"
-        if s["mean"] - s["std"] > 0:
-            return "not reproduced"
-        return "inconclusive at this scale"
-    a, b = stats[labels[0]][claim.metric], stats[labels[1]][claim.metric]
-    diff = (b["mean"] - a["mean"]) if claim.lower_is_better else (a["mean"] - b["mean"])
-    margin = a["std"] + b["std"]
-    if diff > margin:
-        return "reproduced"
-    if diff < -margin:
-        return "not reproduced"
-    return "inconclusive at this scale"
+        vals = by_seed(stats[labels[0]], claim.metric)      # ten-crop minus centre
+        seeds, diffs = list(vals), [-v for v in vals.values()]
+        what = "centre crop − ten crops"
+    else:
+        first, second = labels[0], labels[1]
+        seeds, diffs = pair_by_seed(by_seed(stats[first], claim.metric),
+                                    by_seed(stats[second], claim.metric))
+        what = f"{second} − {first}"
+    out = paired_verdict(diffs, paper_side=1 if claim.lower_is_better else -1)
+    return dict(what=what, metric=claim.metric, seeds=list(seeds),
+                diffs=[float(x) for x in diffs], **out)
+
+
+def verdict(claim, stats) -> str:
+    """The claim's verdict (``compare``): reproduced, inconclusive or contradicted."""
+    return compare(claim, stats)["verdict"]
 
 
 def format_stat(s, metric) -> str:
@@ -271,6 +355,18 @@ def format_stat(s, metric) -> str:
     if metric.startswith("epochs"):
         return f"{s['mean']:.2f} ± {s['std']:.2f} epochs"
     return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}%"
+
+
+def format_difference(c: dict) -> str:
+    """A paired comparison (``compare``) in words: 'no-lrn − lrn: +0.15 points, 95% CI
+    [-1.20, +1.50] (n = 3)'; error metrics in percentage points."""
+    unit, k = (" epochs", 1) if c["metric"].startswith("epochs") else (" points", 100)
+    if c["mean"] is None:
+        return f"{c['what']}: no seed ran both arms"
+    text = f"{c['what']}: {k * c['mean']:+.2f}{unit}"
+    if c["low"] is None:
+        return text + f" (n = {c['n']}: no interval)"
+    return text + f", 95% CI [{k * c['low']:+.2f}, {k * c['high']:+.2f}] (n = {c['n']})"
 
 
 def slug_of(text) -> str:
@@ -303,9 +399,31 @@ def tune_variant(claim, label, flags, scale, device, force) -> tuple:
     return min(rank, key=rank.get), dict(sweep=sweep, not_reached=missed), seconds
 
 
+def seed_list(seeds) -> list:
+    """The seeds a claim runs: a count N is seeds 0 to N - 1, else the seeds given."""
+    if isinstance(seeds, (int, np.integer)):
+        return list(range(seeds))
+    return sorted(set(int(s) for s in seeds))
+
+
+def seeds_flag(seeds) -> str:
+    """How ``--seeds`` spells these seeds: a count when they are 0 to N - 1."""
+    seeds = seed_list(seeds)
+    return str(len(seeds)) if seeds == list(range(len(seeds))) else ",".join(map(str, seeds))
+
+
+def summary_seeds(summary) -> list:
+    """The seeds a claim's summary covers (an older one names only their count)."""
+    first = next(iter(summary.get("stats", {}).values()), {})
+    return first.get("seeds") or list(range(summary.get("seeds", 0)))
+
+
 def run_claim(name, seeds, scale, device, force=False) -> dict:
-    """Train (or reuse) every run of the claim and write its summary and plot."""
+    """Train (or reuse) every run of the claim with ``seeds`` (a count N: seeds 0 to
+    N - 1; or a list) and write its summary and plot. A summary of seeds this call does
+    not cover is kept (a quick look with one seed must not replace the fuller one)."""
     claim = CLAIMS[name]
+    seeds = seed_list(seeds)
     per_variant, tuned = {}, {}
     devices = set()              # where the runs trained: a reused run may come from another
     sweep_seconds = 0.0          # the sweeps' runs other than the seed 0 kept
@@ -320,7 +438,7 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
             folder = os.path.join(folder, f"{slug_of(claim.tune[0])}{best}")
             flags = flags + [claim.tune[0], best]
         runs = []
-        for seed in range(seeds):
+        for seed in seeds:
             out = os.path.join(folder, f"seed{seed}")
             again = force and not (claim.tune and seed == 0)   # the sweep just made it
             m = run_one(claim, label, flags, seed, scale, device, out, again)
@@ -339,33 +457,38 @@ def run_claim(name, seeds, scale, device, force=False) -> dict:
               f"rounding, not only the claim's change", file=sys.stderr)
     for label, runs in per_variant.items():
         stats[label]["reached_25"] = sum(bool(r["reached_25"]) for r in runs)
+        stats[label]["seeds"] = seeds         # the seed of each value, for the pairing
         if label in tuned:
             stats[label]["tuned"] = tuned[label]
+    comparison = compare(claim, stats)
     summary = dict(
         claim=name, title=claim.title, paper=claim.paper, metric=claim.metric,
         notes=claim.notes, setting=claim.setting, scale=scale,
-        scale_desc=SCALES[scale]["desc"], seeds=seeds,
-        device=", ".join(sorted(devices)), stats=stats, verdict=verdict(claim, stats),
+        scale_desc=SCALES[scale]["desc"], seeds=len(seeds),
+        device=", ".join(sorted(devices)), stats=stats, verdict=comparison["verdict"],
+        comparison=comparison,
         # training time of all the runs (from their histories, so a summary rebuilt
         # from finished runs still reports how long they took)
         seconds=float(sum(h["seconds"] for runs in per_variant.values() for r in runs
                           for h in r["history"]) + sweep_seconds),
         seconds_per_epoch=float(np.mean([h["seconds"] for runs in per_variant.values()
                                          for r in runs for h in r["history"]])),
-        command=f"python -m experiments {name} --seeds {seeds} --scale {scale}"
+        command=f"python -m experiments {name} --seeds {seeds_flag(seeds)} --scale {scale}"
                 + (f" --device {device}" if device != "cpu" else ""),
         histories={label: [r["history"] for r in runs] for label, runs in per_variant.items()})
     path = os.path.join(RESULTS, scale, f"{name}.json")
     kept = read_json(path) if os.path.exists(path) and not force else None
-    if kept is not None and kept.get("seeds", 0) > seeds:
+    if kept is not None and not set(summary_seeds(kept)) <= set(seeds):
         # a quick look with fewer seeds must not replace the fuller summary
-        print(f"[{name}] {path} summarizes {kept['seeds']} seeds: kept as it is (this "
-              f"run's {seeds} seed(s) are not written over it)")
+        print(f"[{name}] {path} summarizes seeds "
+              f"{', '.join(map(str, summary_seeds(kept)))}: kept as it is (this run's "
+              f"seeds {', '.join(map(str, seeds))} are not written over it)")
     else:
         write_json(path, summary)
         plot_claim(summary, os.path.join(RESULTS, scale, f"{name}.png"))
     print(f"[{name}] {summary['verdict']}: " + "; ".join(
-        f"{label} {format_stat(stats[label][claim.metric], claim.metric)}" for label in stats))
+        f"{label} {format_stat(stats[label][claim.metric], claim.metric)}" for label in stats)
+        + f"; {format_difference(comparison)}")
     return summary
 
 
@@ -396,7 +519,11 @@ def plot_claim(summary, path):
         ax.axhline(25, color="gray", lw=1, ls=":")
     ax.set_xlabel("epoch")
     ax.set_ylabel("top-1 error (%)")
-    ax.set_title("\n".join(textwrap.wrap(summary["title"], 70)), fontsize=9)
+    title = textwrap.wrap(summary["title"], 70)
+    if summary.get("comparison"):       # the verdict, and the paired difference behind it
+        c = summary["comparison"]
+        title += textwrap.wrap(f"{c['verdict']}: {format_difference(c)}", 80)
+    ax.set_title("\n".join(title), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -405,26 +532,29 @@ def plot_claim(summary, path):
 
 def claim_status(name, scale, seeds) -> dict:
     """Where a claim stands at a scale, without training: its verdict if its summary
-    covers ``seeds`` seeds; else its runs counted as finished (trained here, or the same
-    configuration finished by another claim: the shared baseline), stopped midway
-    (last.npz, no metrics.json: the next run resumes them) and not started."""
+    covers ``seeds`` (a count N: seeds 0 to N - 1; or a list); else its runs counted as
+    finished (trained here, or the same configuration finished by another claim: the
+    shared baseline), stopped midway (last.npz, no metrics.json: the next run resumes
+    them) and not started."""
     claim = CLAIMS[name]
+    seeds = seed_list(seeds)
     summary_path = os.path.join(RESULTS, scale, f"{name}.json")
     if os.path.exists(summary_path):
         summary = read_json(summary_path)
-        if summary.get("seeds", 0) >= seeds:
-            return dict(done=True, verdict=summary["verdict"], seeds=summary["seeds"])
+        if set(seeds) <= set(summary_seeds(summary)):
+            return dict(done=True, verdict=summary["verdict"], seeds=summary["seeds"],
+                        comparison=summary.get("comparison"))
     st = dict(done=False, finished=0, shared=0, unfinished=0, todo=0)
     if claim.tune:          # seed 0 at every value, then the other seeds at the best one
         folder = os.path.join(RESULTS, scale, name)
         finished = len([p for pattern in ("metrics.json", "diverged.json")
                         for p in glob.glob(os.path.join(folder, "**", pattern),
                                            recursive=True)])
-        total = len(claim.variants) * (len(claim.tune[1]) + seeds - 1)
+        total = len(claim.variants) * (len(claim.tune[1]) + len(set(seeds) - {0}))
         st.update(finished=finished, todo=max(total - finished, 0))
         return st
     for label, flags in claim.variants.items():
-        for seed in range(seeds):
+        for seed in seeds:
             out = os.path.join(RESULTS, scale, name, slug_of(label), f"seed{seed}")
             if os.path.exists(os.path.join(out, "metrics.json")):
                 st["finished"] += 1
@@ -452,12 +582,15 @@ def mean_epoch_seconds(scale):
 def print_status(scale, seeds):
     """`python -m experiments list`: each claim, and where it stands at this scale."""
     per_epoch = mean_epoch_seconds(scale)
-    print(f"scale {scale}: {SCALES[scale]['desc']}; {seeds} seeds"
+    print(f"scale {scale}: {SCALES[scale]['desc']}; seeds "
+          f"{', '.join(map(str, seed_list(seeds)))}"
           + (f"; an epoch has taken {per_epoch:.0f} s here, on average" if per_epoch else ""))
     for name, c in CLAIMS.items():
         st = claim_status(name, scale, seeds)
         if st["done"]:
             where = f"done ({st['seeds']} seed{'s' if st['seeds'] != 1 else ''}): {st['verdict']}"
+            if st.get("comparison"):
+                where += f" ({format_difference(st['comparison'])})"
         else:
             left = st["unfinished"] + st["todo"]
             where = f"{st['finished']} of {st['finished'] + left} runs finished"

@@ -3,6 +3,7 @@ docs/RESULTS.md, and averaging networks."""
 import ast
 import glob
 import json
+import math
 import os
 
 import pytest
@@ -12,7 +13,7 @@ import training.loop
 from experiments import ensemble, results_md, runner
 from experiments.__main__ import main
 from experiments.claims import CLAIMS, SCALES
-from experiments.runner import epochs_to, summarize, verdict
+from experiments.runner import epochs_to, paired_verdict, summarize, t_975, verdict
 from training.flags import build_parser
 
 
@@ -29,13 +30,74 @@ def test_summarize_uses_sample_std():
     assert s["mean"] == 2.0 and s["std"] == pytest.approx(1.0)
 
 
-def test_verdicts():
+def test_paired_verdict_outcomes_and_a_hand_computed_interval():
+    """The interval of pooling's three paired differences at medium-mini (2x2 minus 3x3,
+    in points), by hand: mean (0.45 + 1.38 + 0.89) / 3 = 0.9067; deviations -0.4567,
+    0.4733, -0.0167, squares summing to 0.4329, so sd = sqrt(0.4329 / 2) = 0.4652;
+    half-width t(0.975, 2) * sd / sqrt(3) = 4.3027 * 0.4652 / 1.7321 = 1.1556. All three
+    seeds favour the paper, yet the interval [-0.249, 2.062] holds zero."""
+    p = paired_verdict([0.45, 1.38, 0.89])
+    assert p["n"] == 3 and p["t"] == pytest.approx(4.3027)
+    assert p["mean"] == pytest.approx(0.9067, abs=1e-4)
+    assert p["std"] == pytest.approx(0.4652, abs=1e-4)
+    assert p["low"] == pytest.approx(0.9067 - 1.1556, abs=1e-3)
+    assert p["high"] == pytest.approx(0.9067 + 1.1556, abs=1e-3)
+    assert p["verdict"] == "inconclusive"
+    # the same spread, shifted clear of zero: reproduced on the paper's side
+    assert paired_verdict([1.45, 2.38, 1.89])["verdict"] == "reproduced"
+    # ... contradicted on the other side, and the paper's side is the caller's
+    assert paired_verdict([-1.45, -2.38, -1.89])["verdict"] == "contradicted"
+    assert paired_verdict([-1.45, -2.38, -1.89], paper_side=-1)["verdict"] == "reproduced"
+    # the pairing matters: differences of 0.1 on every seed, however the seeds spread the
+    # two arms' own errors, have no spread left: reproduced
+    assert paired_verdict([0.1, 0.1, 0.1])["verdict"] == "reproduced"
+    assert paired_verdict([0.0, 0.0, 0.0])["verdict"] == "inconclusive"
+    # one difference has no spread, so no interval
+    one = paired_verdict([0.5])
+    assert one["verdict"] == "inconclusive" and one["low"] is None and one["n"] == 1
+
+
+def t_density_integral(t, df, steps=20000):
+    """P(0 < T < t) for Student's t with df degrees of freedom: its density integrated by
+    Simpson's rule (no SciPy), a reference computed apart from the table."""
+    import numpy as np
+    x = np.linspace(0.0, t, 2 * steps + 1)
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    f = c * (1 + x * x / df) ** (-(df + 1) / 2)
+    return (x[1] - x[0]) / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 9, 30, 31, 60, 200])
+def test_t_quantile_leaves_2_5_percent_in_each_tail(df):
+    """t_975 (the table to df 30, an expansion beyond) against the density itself."""
+    assert t_density_integral(t_975(df), df) == pytest.approx(0.475, abs=2e-5)
+
+
+def test_verdicts_pair_the_arms_seed_by_seed():
     c = CLAIMS["lrn"]          # lower test error with LRN is the paper's claim
-    mk = lambda m, sd: {c.metric: {"mean": m, "std": sd}}
-    assert verdict(c, {"lrn": mk(0.10, 0.01), "no-lrn": mk(0.15, 0.01)}) == "reproduced"
-    assert verdict(c, {"lrn": mk(0.15, 0.01), "no-lrn": mk(0.10, 0.01)}) == "not reproduced"
-    assert verdict(c, {"lrn": mk(0.10, 0.03), "no-lrn": mk(0.12, 0.03)}) == \
-        "inconclusive at this scale"
+    mk = lambda values, seeds=None: {c.metric: summarize(values),
+                                     **({"seeds": seeds} if seeds else {})}
+    # the seeds spread each arm by 4 points, but no-lrn is 1 point worse on every seed
+    assert verdict(c, {"lrn": mk([0.10, 0.14, 0.12]),
+                       "no-lrn": mk([0.11, 0.15, 0.13])}) == "reproduced"
+    assert verdict(c, {"lrn": mk([0.11, 0.15, 0.13]),
+                       "no-lrn": mk([0.10, 0.14, 0.12])}) == "contradicted"
+    # the same two sets of numbers, paired the other way round: the sign changes by seed
+    assert verdict(c, {"lrn": mk([0.10, 0.14, 0.12]),
+                       "no-lrn": mk([0.15, 0.11, 0.13])}) == "inconclusive"
+    # a seed one arm lacks is left out, and n says how many pairs there were
+    cmp = runner.compare(c, {"lrn": mk([0.10, 0.14, 0.12, 0.2], [0, 1, 2, 3]),
+                             "no-lrn": mk([0.11, 0.13], [0, 2])})
+    assert cmp["seeds"] == [0, 2] and cmp["n"] == 2
+    assert cmp["diffs"] == pytest.approx([0.01, 0.01]) and cmp["verdict"] == "reproduced"
+    assert cmp["what"] == "no-lrn − lrn"
+    assert runner.format_difference(cmp) == \
+        "no-lrn − lrn: +1.00 points, 95% CI [+1.00, +1.00] (n = 2)"
+    # ten crops: one arm, each network against itself; ten crops 0.2 points better
+    tc = CLAIMS["tencrop"]
+    cmp = runner.compare(tc, {"ten-crop": {tc.metric: summarize([-0.003, -0.0025, -0.002])}})
+    assert cmp["what"] == "centre crop − ten crops" and cmp["verdict"] == "reproduced"
+    assert cmp["mean"] == pytest.approx(0.0025)
 
 
 @pytest.mark.parametrize("scale", sorted(SCALES))
@@ -78,6 +140,8 @@ def test_results_table_shows_the_overfitting_gap(tmp_path, monkeypatch):
     assert "dropout 0.5: 10.00 ± 1.00%, test − train gap 2.00 ± 0.50%" in row
     assert "no dropout: 14.00 ± 1.00%, test − train gap 9.00 ± 1.00%" in row
     assert "| reproduced |" in row and "2 min of training" in row
+    # the paired difference beside the means (one value each: no interval)
+    assert "| no dropout − dropout 0.5: +4.00 points (n = 1: no interval) |" in row
     # a third arm is shown, and the verdict says which two it judged
     summary["stats"]["dropout 0.8"] = summary["stats"]["no dropout"]
     (tmp_path / "results" / "small" / "dropout.json").write_text(json.dumps(summary))
@@ -437,7 +501,7 @@ def test_augment_claim_compares_centre_crops(tmp_path, monkeypatch):
              "none": {"test_center_top1_error": st(0.145), "test_top1_error": st(0.23),
                       "train_test_gap": st(0.03), "reached_25": 3}}
     v = verdict(claim, stats)       # 14.5% against 15.0% on the centre crop: no win
-    assert v == "not reproduced"
+    assert v == "contradicted"
     summary = dict(claim="augment", title="Data augmentation", paper="p",
                    metric=claim.metric, notes="", scale="small", scale_desc="tiny", seeds=3,
                    device="cpu", verdict=v, seconds=60.0, seconds_per_epoch=5.0,
@@ -552,7 +616,7 @@ def test_tuned_claim_sweeps_seed0_then_runs_the_best_value(tmp_path, monkeypatch
 def test_one_seed_is_never_a_decisive_verdict():
     c = CLAIMS["lrn"]
     one = lambda m: {c.metric: {"mean": m, "std": 0.0, "values": [m]}}
-    assert verdict(c, {"lrn": one(0.10), "no-lrn": one(0.1001)}).startswith("inconclusive")
+    assert verdict(c, {"lrn": one(0.10), "no-lrn": one(0.2)}) == "inconclusive"
 
 
 def test_a_finished_run_must_be_the_run_asked_for(tmp_path, monkeypatch):
@@ -597,6 +661,44 @@ def test_a_finished_run_must_be_the_run_asked_for(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "results" / "t" / "dropout.json").read_text())["seeds"] == 2
     runner.run_claim("dropout", 1, "t", "cpu")
     assert json.loads((tmp_path / "results" / "t" / "dropout.json").read_text())["seeds"] == 2
+
+
+def test_more_seeds_train_only_the_new_runs(tmp_path, monkeypatch, capsys, tiny_scale):
+    """`--seeds 0,1,2,3,4` (or `--seeds 5`) after three seeds trains seeds 3 and 4 only,
+    and the summary pairs all five; a list that leaves out a summarized seed does not
+    overwrite the summary."""
+    monkeypatch.setattr(results_md, "RESULTS_MD", str(tmp_path / "docs" / "RESULTS.md"))
+    trained = []
+
+    def fake_main(argv):
+        a = build_parser().parse_args(argv)
+        trained.append((a.dropout, a.seed))
+        # no dropout is 1 point worse, plus a seed's own offset shared by both arms
+        err = 0.2 + 0.01 * (a.dropout == 0) + 0.03 * (a.seed % 3)
+        write_fake_run(a, [{"epoch": 1, "train_top1_error": 0.3, "val_top1_error": 0.3,
+                            "seconds": 1.0}], test_top1_error=err)
+        return 0
+
+    monkeypatch.setattr(runner, "run_training", fake_main)
+    assert main(["dropout", "--scale", "t", "--seeds", "3"]) == 0
+    assert len(trained) == 6
+    assert main(["dropout", "--scale", "t", "--seeds", "0,1,2,3,4"]) == 0
+    assert sorted(trained[6:]) == [(0.0, 3), (0.0, 4), (0.5, 3), (0.5, 4)]
+    s = json.loads((tmp_path / "results" / "t" / "dropout.json").read_text())
+    assert s["seeds"] == 5 and s["comparison"]["n"] == 5
+    assert s["comparison"]["seeds"] == [0, 1, 2, 3, 4]
+    assert s["comparison"]["mean"] == pytest.approx(0.01)       # no dropout − dropout 0.5
+    assert s["verdict"] == "reproduced"
+    assert s["command"] == "python -m experiments dropout --seeds 5 --scale t"
+    assert "| no dropout − dropout 0.5: +1.00 points, 95% CI [+1.00, +1.00] (n = 5) |" in \
+        (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert main(["dropout", "--scale", "t", "--seeds", "5"]) == 0     # nothing new
+    assert main(["dropout", "--scale", "t", "--seeds", "3,4"]) == 0   # kept: 0-2 missing
+    assert len(trained) == 10
+    assert "summarizes seeds 0, 1, 2, 3, 4: kept" in capsys.readouterr().out
+    assert json.loads((tmp_path / "results" / "t" / "dropout.json").read_text())["seeds"] == 5
+    with pytest.raises(SystemExit):             # argparse: not a count or a list of seeds
+        main(["dropout", "--scale", "t", "--seeds", "1,x"])
 
 
 def test_a_flag_added_after_a_run_counts_as_its_default():

@@ -80,31 +80,54 @@ for name, s in SCALES.items():
 # Two training runs that differ only in their seed (the initial weights, the order of
 # the batches, the dropout masks, the crops) end at different test errors. A claim
 # whose effect is smaller than that spread cannot be seen in one run each. So each
-# variant runs with three seeds, and the verdict compares the means with the spread:
+# variant runs with several seeds (three so far), and the *same* seeds: seed 1 gives
+# both arms the same initialization stream and the same order of batches. The two
+# runs of a seed are a **pair**, alike in everything but the claim's change, so the
+# verdict looks at the difference within each pair,
 #
-# - **reproduced**: the paper's variant is better by more than the two standard
-#   deviations added;
-# - **not reproduced**: it is worse by more than that;
-# - otherwise **inconclusive at this scale**.
+# $$d_i = \text{(the other arm's error)} - \text{(the paper's arm's error)}, \quad
+#   i = 1 \dots n,$$
 #
-# The ten-crop claim has one variant and one number per seed, ten-crop minus
-# centre-crop error on the same network: it is reproduced when that difference plus
-# its standard deviation is still below zero, not reproduced when minus its standard
-# deviation it is still above zero. One seed has no spread, so a claim run with one
-# seed is always inconclusive.
+# positive when the paper's choice wins. What a seed does to both runs (a lucky
+# initialization, an easy batch order) cancels in $d_i$. The mean $\bar d$ and the
+# sample standard deviation $s$ of the $n$ differences give a 95% confidence interval,
+# with Student's $t$ at $n - 1$ degrees of freedom:
 #
-# Three seeds make a rough standard deviation, so the rule is deliberately strict. For
-# example, with three seeds each:
+# $$\bar d \pm t_{0.975,\,n-1} \, \frac{s}{\sqrt n}.$$
+#
+# - **reproduced**: the whole interval is above zero, on the paper's side;
+# - **contradicted**: the whole interval is below zero;
+# - **inconclusive**: the interval holds zero. These seeds cannot tell the sign of the
+#   difference; that is not the same as "no effect".
+#
+# The ten-crop claim has one arm evaluated both ways: its $d_i$ is each network's
+# centre-crop minus its ten-crop error. One seed has no spread and no interval: always
+# inconclusive. $t_{0.975,\,n-1}$ comes from a table (`runner.t_975`):
 
 # %%
-lrn = CLAIMS["lrn"]
-stat = lambda mean, std: {lrn.metric: {"mean": mean, "std": std}}
-for a, b in [((0.150, 0.002), (0.170, 0.003)),      # 2 points apart, tight seeds
-             ((0.150, 0.010), (0.170, 0.015)),      # 2 points apart, noisy seeds
-             ((0.170, 0.003), (0.150, 0.002))]:     # the paper's variant worse
-    v = runner.verdict(lrn, {"lrn": stat(*a), "no-lrn": stat(*b)})
-    print(f"lrn {100 * a[0]:.1f} ± {100 * a[1]:.1f}%  against  no-lrn {100 * b[0]:.1f} ± "
-          f"{100 * b[1]:.1f}%:  {v}")
+for df in (1, 2, 4, 9, 29, 100):
+    print(f"n = {df + 1:>3} seeds: t = {runner.t_975(df):.3f}, so the interval is the mean "
+          f"± {runner.t_975(df) / np.sqrt(df + 1):.2f} × s")
+
+# %% [markdown]
+# With three seeds the interval is wide, 2.5 standard deviations of the differences
+# each way; five seeds halve that. Why pair at all? Here two arms whose seeds spread
+# them by 4 points, but where no-lrn is about 0.8 points worse *on every seed*: side
+# by side the two sets of errors overlap, yet the paired differences are all on one
+# side. Then the differences of the pooling claim at the medium-mini scale, all three
+# on the paper's side yet inconclusive, and a difference against the paper.
+
+# %%
+lrn_errors = np.array([0.150, 0.190, 0.170])
+no_lrn_errors = np.array([0.158, 0.199, 0.177])
+print(f"lrn {100 * lrn_errors.mean():.2f} ± {100 * lrn_errors.std(ddof=1):.2f}%,  no-lrn "
+      f"{100 * no_lrn_errors.mean():.2f} ± {100 * no_lrn_errors.std(ddof=1):.2f}%")
+for what, d in [("no-lrn − lrn, per seed", 100 * (no_lrn_errors - lrn_errors)),
+                ("2x2 − 3x3 pooling, medium-mini", [0.45, 1.38, 0.89]),
+                ("the paper's arm worse", [-1.2, -0.7, -1.0])]:
+    p = runner.paired_verdict(d)
+    print(f"{what:<31} d = {', '.join(f'{x:+.2f}' for x in d)} points: mean {p['mean']:+.2f}, "
+          f"s {p['std']:.2f}, 95% CI [{p['low']:+.2f}, {p['high']:+.2f}]  ->  {p['verdict']}")
 
 # %% [markdown]
 # ## What the runs showed
@@ -112,7 +135,9 @@ for a, b in [((0.150, 0.002), (0.170, 0.003)),      # 2 points apart, tight seed
 # Every claim measured so far, at each scale (test top-1 error, mean ± standard
 # deviation over the seeds; for the ReLU claims, epochs to 25% training error, where a
 # run that never got there counts as its epoch budget, a lower bound: the count of
-# runs that did is printed beside it). The same table, with the paper's numbers, time and commands, is `docs/RESULTS.md`.
+# runs that did is printed beside it), then the paired difference, its 95% interval
+# and the verdict. The same table, with the paper's numbers, time and commands, is
+# `docs/RESULTS.md`.
 
 # %%
 def load_summaries():
@@ -146,13 +171,18 @@ for name, c in CLAIMS.items():
                           + (f" ({st['reached_25']}/{len(st[c.metric]['values'])} reached)"
                              if c.metric.startswith("epochs") and "reached_25" in st else "")
                           for label, st in s["stats"].items())
-        print(f"    {scale:<12} {arms}  ->  {s['verdict']}")
+        print(f"    {scale:<12} {arms}\n    {'':<12} "
+              f"{runner.format_difference(runner.compare(c, s['stats']))}  ->  {s['verdict']}")
     # the verdict in the file is the rule above, applied to the stats in the file
     assert all(runner.verdict(c, s["stats"]) == s["verdict"]
                for (scale, n), s in summaries.items() if n == name)
 
 # %% [markdown]
-# Few verdicts agree with the paper, and that is the interesting part. The paper's
+# Few verdicts agree with the paper, and most are inconclusive: with three seeds, an
+# effect of a point or less at these scales cannot be told from zero (more seeds
+# narrow the interval: `python -m experiments pool --scale medium-mini --seeds
+# 0,1,2,3,4` trains seeds 3 and 4 only, and reuses the rest). Where a verdict is
+# decisive, it is often against the paper, and that is the interesting part. The paper's
 # claims were measured on ImageNet, 1.2 million 224x224 colour images, with a
 # network of 60 million parameters that overfits its data. Here the networks are
 # small and so is the data, and a design choice can only show the effect it has in
@@ -160,10 +190,12 @@ for name, c in CLAIMS.items():
 #
 # ## Seeds: how much one run can mislead
 #
-# Each dot is one training run; the bar is the mean of its seeds (each panel has its
-# own scale). Where the dots of the two variants overlap, one run of each could have
-# come out either way. The init claim is left out: its paper variant sits at chance
-# (90% error) for every seed and scale, and notebook 11 shows why, layer by layer.
+# Each dot is one training run, a grey line joins the runs of one seed, and the bar is
+# the mean of the seeds (each panel has its own scale). Where the dots of the two
+# variants overlap, one run of each could have come out either way; where the grey
+# lines all slope the same way, the pairs agree on the sign even so. The init claim is
+# left out: its paper variant sits at chance (90% error) for every seed and scale, and
+# notebook 11 shows why, layer by layer.
 
 # %%
 scale = "medium" if ("medium", "lrn") in summaries else (scales[0] if scales else None)
@@ -176,10 +208,14 @@ if names:
     fig, axes = plt.subplots(1, len(names), figsize=(2.3 * len(names), 3.4))
     for ax, name in zip(np.atleast_1d(axes), names):
         metric = CLAIMS[name].metric
-        for i, (label, st) in enumerate(summaries[scale, name]["stats"].items()):
+        arms = list(summaries[scale, name]["stats"].values())
+        for i, st in enumerate(arms):
             values = 100 * np.array(st[metric]["values"])
             ax.plot([i] * len(values), values, "o", alpha=0.6)
             ax.hlines(values.mean(), i - 0.25, i + 0.25, color="k")
+        for seed in range(min(len(st[metric]["values"]) for st in arms)):  # one seed's runs
+            ax.plot(range(len(arms)), [100 * st[metric]["values"][seed] for st in arms],
+                    color="gray", lw=0.6, zorder=0)
         ax.set_xticks(range(len(summaries[scale, name]["stats"])))
         ax.set_xticklabels(list(summaries[scale, name]["stats"]), rotation=30, fontsize=8)
         ax.set_xlim(-0.6, len(summaries[scale, name]["stats"]) - 0.4)
@@ -323,7 +359,7 @@ print()
 for label, st in summary["stats"].items():
     print(f"{label:<12} test error {short(st['test_top1_error'], 'error')},  "
           f"test - train gap {short(st['train_test_gap'], 'gap')}")
-print("verdict:", summary["verdict"])
+print(runner.format_difference(summary["comparison"]), " ->  verdict:", summary["verdict"])
 assert summary["verdict"] == runner.verdict(CLAIMS["dropout"], summary["stats"])
 
 # %% [markdown]
