@@ -10,6 +10,11 @@ The notebooks are written as Python files in the "percent" format, in
     # %%
     print("a code cell")
 
+A cell marker may carry Jupyter cell tags, as jupytext writes them:
+``# %% tags=["exercise"]`` or ``# %% [markdown] tags=["question"]``. They go into the
+cell's ``metadata.tags`` (the notebooks' exercises are the cells tagged ``exercise``,
+each followed by one tagged ``check``; see notebooks/exercises.py).
+
 A source is the only place a notebook is edited; the ``.ipynb`` next to it is
 built from it (and, with ``--execute``, run so that it carries its outputs).
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import re
 import sys
@@ -45,6 +51,8 @@ SMALL_ENV = "ALEXNET_NOTEBOOK_SMALL"
 KERNEL = "python3"
 
 _CELL_RE = re.compile(r"^# %%(?P<rest>.*)$")
+# what may follow "# %%": an optional "[markdown]", then optional tags=[...] (a JSON list)
+_MARKER_RE = re.compile(r"^(?P<kind>\[markdown\])?\s*(?:tags=(?P<tags>\[.*\]))?$")
 
 
 class BuildError(ValueError):
@@ -72,28 +80,42 @@ def _strip_blank(lines: list[str]) -> list[str]:
     return lines
 
 
-def parse_percent(text: str, where: str = "<source>") -> list[tuple[str, str]]:
-    """Split a percent-format source into ``[(cell_type, source), ...]``.
+def _parse_marker(rest: str, where: str, lineno: int, line: str):
+    """'' -> ('code', ()), '[markdown]' -> ('markdown', ()), ' tags=["exercise"]' ->
+    ('code', ('exercise',)), '[markdown] tags=[...]' -> ('markdown', (...))."""
+    m = _MARKER_RE.match(rest.strip())
+    if m is None:
+        raise BuildError(f"{where}:{lineno}: unknown cell marker {line!r}; use '# %%' "
+                         "or '# %% [markdown]', optionally followed by tags=[\"...\"]")
+    tags = []
+    if m.group("tags") is not None:
+        try:
+            tags = json.loads(m.group("tags"))
+        except ValueError:
+            tags = None
+        if not (isinstance(tags, list) and all(isinstance(t, str) and t for t in tags)):
+            raise BuildError(f"{where}:{lineno}: cell tags must be a JSON list of strings, "
+                             f"as tags=[\"exercise\"], got {line!r}")
+    return ("markdown" if m.group("kind") else "code"), tuple(tags)
+
+
+def parse_percent(text: str, where: str = "<source>") -> list[tuple[str, str, tuple]]:
+    """Split a percent-format source into ``[(cell_type, source, tags), ...]``.
 
     ``# %%`` starts a code cell and ``# %% [markdown]`` a markdown cell, whose lines
     must be comments (``# text`` or a bare ``#`` for an empty line); the comment
-    marks are removed. Blank lines around a cell are dropped, and so are empty cells.
+    marks are removed. Either marker may end with ``tags=["a", "b"]``, the cell's
+    Jupyter tags (a tuple, empty when there are none). Blank lines around a cell are
+    dropped, and so are empty cells.
     """
-    cells: list[tuple[str, list[str]]] = []
-    kind, body = None, []
+    cells: list[tuple[str, list[str], tuple]] = []
+    kind, body, tags = None, [], ()
     for lineno, line in enumerate(text.splitlines(), start=1):
         m = _CELL_RE.match(line)
         if m:
             if kind is not None or _strip_blank(body):
-                cells.append((kind or "code", body))
-            rest = m.group("rest").strip()
-            if rest == "":
-                kind = "code"
-            elif rest == "[markdown]":
-                kind = "markdown"
-            else:
-                raise BuildError(f"{where}:{lineno}: unknown cell marker {line!r}; use '# %%' "
-                                 "or '# %% [markdown]'")
+                cells.append((kind or "code", body, tags))
+            kind, tags = _parse_marker(m.group("rest"), where, lineno, line)
             body = []
             continue
         if kind == "markdown":
@@ -107,12 +129,12 @@ def parse_percent(text: str, where: str = "<source>") -> list[tuple[str, str]]:
         else:
             body.append(line)
     if kind is not None or _strip_blank(body):
-        cells.append((kind or "code", body))
+        cells.append((kind or "code", body, tags))
     out = []
-    for k, b in cells:
+    for k, b, t in cells:
         b = _strip_blank(b)
         if b:
-            out.append((k, "\n".join(b)))
+            out.append((k, "\n".join(b), t))
     return out
 
 
@@ -124,12 +146,14 @@ def build_notebook(src_path: str):
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3",
                                  "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    for i, (kind, text) in enumerate(cells):
+    for i, (kind, text, tags) in enumerate(cells):
         # Stable cell ids (nbformat would draw random ones), so a rebuild of an
         # unchanged source gives the same file.
         cid = f"{'md' if kind == 'markdown' else 'code'}-{i:02d}"
         cell = (nbformat.v4.new_markdown_cell(text, id=cid) if kind == "markdown"
                 else nbformat.v4.new_code_cell(text, id=cid))
+        if tags:
+            cell.metadata["tags"] = list(tags)
         nb.cells.append(cell)
     return nb
 
@@ -190,8 +214,8 @@ def write(nb, path: str):
     os.replace(tmp, path)
 
 
-def _cells_of(nb) -> list[tuple[str, str]]:
-    return [(c.cell_type, c.source) for c in nb.cells]
+def _cells_of(nb) -> list[tuple[str, str, tuple]]:
+    return [(c.cell_type, c.source, tuple(c.metadata.get("tags", ()))) for c in nb.cells]
 
 
 def check_notebook(src_path: str, nb_path: str) -> list[str]:

@@ -12,6 +12,14 @@
 # 5. a gradient check, and the time each way takes.
 #
 # All the code it runs lives in `layers/conv.py` and `engine/im2col.py`.
+#
+# **Your turn, twice.** You write the convolution's forward by loops, then its backward
+# through im2col. Each blank is a function stub in a cell tagged `exercise`; the cell
+# under it (tagged `check`) compares your function with the project's op on random
+# inputs, runs a gradient check where there is a backward, and prints one line:
+# `PASS` with the error, `FAIL` with the largest difference and where it is, or
+# `not written yet`. The notebook runs top to bottom with the blanks left as they are.
+# Stuck? The reference solutions are in `notebooks/solutions/01_convolution_im2col.py`.
 
 # %%
 import os
@@ -30,7 +38,7 @@ SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
 import matplotlib.pyplot as plt
 import numpy as np
 
-plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5), "image.cmap": "viridis"})
+plt.rcParams.update({"figure.dpi": 100, "figure.figsize": (9, 3.5), "image.cmap": "viridis"})
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 
 from engine.gradcheck import check_op, format_table
@@ -66,6 +74,36 @@ slow = conv2d_forward_naive(x, w, b, stride=2, pad=1)
 fast, _ = conv2d_forward(x, w, b, stride=2, pad=1)
 print("output shape:", fast.shape, " expected O =", conv_output_size(9, 3, stride=2, pad=1))
 print("largest difference, loops vs im2col:", np.abs(slow - fast).max())
+
+# %% [markdown]
+# ### Exercise 1: the convolution by loops
+#
+# Write the formula above as loops over the output positions $(o_h, o_w)$, for one
+# group. At each position, the window `xpad[:, :, oh*s : oh*s + KH, ow*s : ow*s + KW]`
+# (all images, all channels) meets every filter: a sum over $c, i, j$
+# (`np.tensordot`, or `np.einsum`, or one more loop over the filters). The check
+# compares your output with `conv2d_forward` on three geometries, one of them conv1's
+# 11x11 stride 4.
+
+# %% tags=["exercise-setup"]
+# What the exercises use: the checks (notebooks/exercises.py) and the project's im2col.
+import numpy as np
+from engine.im2col import col2im, im2col
+from notebooks.exercises import check_conv_backward, check_conv_forward
+
+# %% tags=["exercise"]
+def my_conv_forward(x, w, b, stride, pad):
+    """Convolution (groups = 1) by loops over the output positions.
+
+    x: (N, C, H, W); w: (F, C, KH, KW); b: (F,); stride, pad: ints.
+    Returns out: (N, F, OH, OW), OH = (H + 2 pad - KH) // stride + 1, same for OW.
+    """
+    # YOUR CODE HERE: pad x once (np.pad), then fill out one (oh, ow) at a time.
+    raise NotImplementedError
+
+
+# %% tags=["check"]
+check_conv_forward(my_conv_forward)
 
 # %% [markdown]
 # ## What the im2col matrix looks like
@@ -240,8 +278,9 @@ for ax, (shape, k, s, p, title) in zip(axes, cases):
     ones = np.ones(im2col(np.zeros(shape), k, k, stride=s, pad=p).shape)
     count = col2im(ones, shape, k, k, stride=s, pad=p)[0, 0]
     im = ax.imshow(count, cmap="magma")
-    plt.colorbar(im, ax=ax, fraction=0.046)
+    plt.colorbar(im, ax=ax, fraction=0.046, label="windows covering the pixel")
     ax.set_title(title, fontsize=10)
+    ax.set_xlabel("input column"), ax.set_ylabel("input row")
 plt.tight_layout()
 plt.show()
 
@@ -288,6 +327,45 @@ print(format_table(results))
 assert all(r.passed for r in results)
 
 # %% [markdown]
+# ### Exercise 2: the backward through im2col
+#
+# Now the backward, for one group. Redo the forward's im2col (`im2col(x, KH, KW,
+# (stride, stride), (pad, pad))`, a $(C K_H K_W) \times (N O_H O_W)$ matrix with columns
+# ordered $(n, o_h, o_w)$), lay `dout` out as the $F \times N O_H O_W$ matrix $G$ in the
+# same column order (a transpose and a reshape), and use the three formulas above:
+# $dW = G\,\text{cols}^\top$, $db$ = the row sums of $G$, and $dx$ = `col2im` of
+# $W^\top G$. The check compares your three gradients with `conv2d_backward` and runs
+# a gradient check of each.
+
+# %% tags=["exercise"]
+def my_conv_backward(dout, x, w, stride, pad):
+    """Gradients of the convolution (groups = 1), through im2col and col2im.
+
+    dout: (N, F, OH, OW); x: (N, C, H, W); w: (F, C, KH, KW); stride, pad: ints.
+    Returns (dx, dw, db) with the shapes of x, w and (F,).
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["check"]
+check_conv_backward(my_conv_backward)
+
+# %% [markdown]
+# **Question.** Why is col2im a *sum* onto each pixel and not a copy back, as the
+# inverse of im2col's copy would be?
+#
+# <details><summary>Answer (open it after you have thought about it)</summary>
+#
+# im2col copies a pixel into every column whose window covers it, so the pixel
+# influences the loss through each of those copies. By the chain rule its gradient is
+# the sum of the gradients of all its copies. col2im is the transpose (adjoint) of
+# im2col, not its inverse: the adjoint of "copy to several places" is "add up from
+# those places". Copying back would keep only one copy's gradient (whichever was
+# written last), and the gradient check above would fail wherever windows overlap.
+#
+# </details>
+#
 # ## The time of each way
 #
 # The loops run $F \cdot O_H \cdot O_W$ small NumPy operations; im2col runs $K_H K_W$
@@ -347,3 +425,16 @@ plt.show()
 #   weights, one product per group.
 # - The gradient check agrees to a few times $10^{-6}$ or better (a bug gives $10^{-3}$ or worse):
 #   the backward is right.
+#
+# **Question.** AlexNet's conv1 has an 11x11 kernel and stride 4. How many times
+# larger than the image is its im2col matrix, and why is a larger stride cheaper?
+#
+# <details><summary>Answer</summary>
+#
+# Each output position copies a $3 \times 11 \times 11$ window, and there are
+# $55 \times 55$ positions: $363 \cdot 3025$ entries against $3 \cdot 227^2$ for the
+# image, about 7.1 times (the printout above). The factor is roughly
+# $K_H K_W / s^2 = 121 / 16$: a stride of $s$ divides the number of windows by $s^2$
+# along the two axes, and with it the number of copies of each pixel.
+#
+# </details>

@@ -10,6 +10,11 @@
 # This notebook shows the formula, what it does to a feature map, the four different
 # ways libraries write its constants (a classic source of silent bugs), and the
 # gradient check of its backward. The code is `layers/lrn.py`.
+#
+# You write the forward and the backward yourself, into the stubs of the cells tagged
+# `exercise`; the cell under each checks yours against `lrn_forward` / `lrn_backward`
+# and prints `PASS`, `FAIL` (with where) or `not written yet`. Reference solutions:
+# `notebooks/solutions/03_local_response_normalization.py`.
 
 # %%
 import os
@@ -27,7 +32,7 @@ SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
 import matplotlib.pyplot as plt
 import numpy as np
 
-plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
+plt.rcParams.update({"figure.dpi": 100, "figure.figsize": (9, 3.5)})
 np.set_printoptions(precision=5, suppress=True, linewidth=110)
 
 from engine.gradcheck import check_op, format_table
@@ -58,6 +63,33 @@ x = np.maximum(0, 40 * rng.standard_normal((2, 7, 4, 4)))     # ReLU outputs of 
 fast, cache = lrn_forward(x)
 slow = lrn_forward_naive(x)
 print("largest relative difference, fast vs loop:", np.max(np.abs(fast - slow) / (np.abs(slow) + 1e-12)))
+
+# %% [markdown]
+# ### Exercise 1: the forward
+#
+# Write the formula: for every channel $c$, the sum of the squares of the channels
+# $\max(0, c - n/2) \ldots \min(N - 1, c + n/2)$ (clipped at the borders, $n/2$ rounded
+# down), then $b = a / (k + \alpha \cdot \text{sum})^\beta$. A loop over the channels is
+# fine; the check tries the paper's constants on activations of the paper's size, and
+# two other sets.
+
+# %% tags=["exercise-setup"]
+# What the exercises use: the checks (notebooks/exercises.py).
+import numpy as np
+from notebooks.exercises import check_lrn_backward, check_lrn_forward
+
+# %% tags=["exercise"]
+def my_lrn_forward(x, size, alpha, beta, k):
+    """Local response normalization across channels, alpha as the paper writes it.
+
+    x: (N, C, H, W); size: n, odd; alpha, beta, k: numbers. Returns b, shaped as x.
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["check"]
+check_lrn_forward(my_lrn_forward)
 
 # %% [markdown]
 # ## The response curve
@@ -96,7 +128,7 @@ print(f"largest output when all 5 are equal: b = {b_together.max():.2f} at a = {
 # fed its network raw pixel values (0 to 255, minus the mean: it states only the mean
 # subtraction), and with weights $\mathcal{N}(0,
 # 0.01^2)$ conv1's ReLUs reach that range. Our training pipeline scales pixels to
-# $[0, 1]$ (see `engine/augment.py`), which makes conv1's activations about 255 times
+# $[0, 1]$ (see `data/augment.py`), which makes conv1's activations about 255 times
 # smaller, so with the paper's constants LRN there is nearly the constant division by
 # $2^{0.75}$. Keep that in mind when you compare runs with and without it.
 #
@@ -281,6 +313,52 @@ print(format_table(results))
 assert all(r.passed for r in results)
 
 # %% [markdown]
+# ### Exercise 2: the backward
+#
+# Write the formula above. Recompute $s$ and $b$ from $x$ (the project caches them;
+# here you get only $x$), then the two terms; the second is the same windowed sum as
+# in the forward, applied to $g\,b/s$. The check compares with `lrn_backward` and runs
+# a gradient check, also with $\alpha = 1$, where leaving out the cross-channel term
+# shows at once.
+
+# %% tags=["exercise"]
+def my_lrn_backward(dout, x, size, alpha, beta, k):
+    """dL/dx of LRN, given g = dL/db (dout) and the forward's input x and constants."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["check"]
+check_lrn_backward(my_lrn_backward)
+
+# %% [markdown]
+# **Question.** Why does the paper's LRN need $k = 2$ (or any $k > 0$)? What would
+# $k = 0$ do to a weak activation?
+#
+# <details><summary>Answer</summary>
+#
+# With $k = 0$ a channel alone in its window gives $b = a / (\alpha a^2)^\beta =
+# \alpha^{-\beta} a^{1 - 2\beta}$: with $\beta = 0.75$ that is $a^{-0.5}$, which
+# **grows without bound** as $a \to 0$ (and divides by zero at $a = 0$). Weak, noisy
+# activations would become the largest outputs. $k$ puts a floor under the divisor:
+# below about $\sqrt{k / (n\alpha)}$ the layer is the constant division by
+# $k^\beta$, and only strong activations are damped. $k = 2$ sets where that bend is,
+# for activations of the size the paper's network produced.
+#
+# </details>
+#
+# **Question.** You port AlexNet to PyTorch and type the paper's numbers into
+# `nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2)`. Does anything break?
+#
+# <details><summary>Answer</summary>
+#
+# Nothing breaks, and that is the trouble: PyTorch divides $\alpha$ by $n$, so the
+# layer normalizes five times more weakly than the paper's. The network trains and is
+# silently a different one (the table above: the "paper's numbers typed in" rows).
+# The paper's layer is `LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)`.
+#
+# </details>
+#
 # ## What to remember
 #
 # - LRN divides each activation by $(k + \alpha \sum_\text{window} a^2)^\beta$ over $n$

@@ -11,7 +11,10 @@
 # The overlap changes the backward pass: one input pixel can be the maximum of several
 # windows and then collects all their gradients. This notebook draws where each
 # input's gradient comes from, looks at ties, and checks the backward. The code is
-# `layers/pool.py`.
+# `layers/pool.py`. You write the forward and, the point of it, the backward where
+# windows overlap, into the stubs of the cells tagged `exercise`; the cell under each
+# checks yours and prints `PASS`, `FAIL` (with where) or `not written yet`. Reference
+# solutions: `notebooks/solutions/04_overlapping_max_pooling.py`.
 
 # %%
 import os
@@ -30,7 +33,7 @@ SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
 import matplotlib.pyplot as plt
 import numpy as np
 
-plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
+plt.rcParams.update({"figure.dpi": 100, "figure.figsize": (9, 3.5)})
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
 
 from engine.gradcheck import check_op, format_table, numerical_gradient
@@ -64,6 +67,28 @@ for z, s in [(3, 2), (2, 2)]:
           f"backward {same_bwd}")
 
 # %% [markdown]
+# ### Exercise 1: the forward
+#
+# Loop over the output positions $(i, j)$ and take the maximum of each window
+# `x[:, :, i*s : i*s + z, j*s : j*s + z]` over its two last axes (all images and
+# channels at once).
+
+# %% tags=["exercise-setup"]
+# What the exercises use: the checks (notebooks/exercises.py).
+import numpy as np
+from notebooks.exercises import check_maxpool_backward, check_maxpool_forward
+
+# %% tags=["exercise"]
+def my_maxpool_forward(x, size, stride):
+    """Max-pooling, no padding. x: (N, C, H, W) -> (N, C, OH, OW), OH = (H - size) // stride + 1."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["check"]
+check_maxpool_forward(my_maxpool_forward)
+
+# %% [markdown]
 # ## Where each input's gradient comes from
 #
 # The backward sends each output's gradient to the input that was the maximum of its
@@ -93,46 +118,60 @@ for ax, (z, s) in zip(axes, [(2, 2), (3, 2)]):
         ax.text(q, r, f"{v:.0f}", ha="center", va="center", fontsize=9)
     ax.set_title(f"{z}x{z} stride {s}: windows covering each pixel", fontsize=10)
     ax.set_xticks([]), ax.set_yticks([])
+    ax.set_xlabel("input column"), ax.set_ylabel("input row")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
 # Covering a pixel is not the same as receiving its gradient: only the window's maximum
 # does. Send a gradient of 1 from every output of a real feature map and count what
-# each input pixel collects. Here the "feature map" is a Fashion-MNIST image plus a
-# little noise (so that no two pixels are equal):
+# each input pixel collects. Here the "feature map" is a Fashion-MNIST image. Its
+# black background is flat (every pixel 0), and many garment pixels share a grey
+# level, so many windows hold their maximum more than once: which pixel "wins" such
+# a window says nothing about the image, only about the tie rule (below). So only the
+# windows whose maximum is unique send their gradient here; the tied ones are counted
+# and left out.
 
 # %%
 from data.datasets import load_dataset
 
 ds = load_dataset("fashion-mnist-subset")
 img = ds.train_x[ds.train_y == 7][:1].astype(np.float64) / 255    # a sneaker
-img = img + 1e-3 * rng.random(img.shape)                          # break ties between equal pixels
+
+
+def times_the_max_occurs(x, out, z, s):
+    """For every window, how many of its entries equal its maximum."""
+    Ho, Wo = out.shape[2:]
+    return sum((x[:, :, p:p + s * (Ho - 1) + 1:s, q:q + s * (Wo - 1) + 1:s] == out).astype(int)
+               for p in range(z) for q in range(z))
+
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
 axes[0].imshow(img[0, 0], cmap="gray"), axes[0].set_title("input 28x28")
 for ax, (z, s) in zip(axes[1:], [(2, 2), (3, 2)]):
     out, cache = maxpool2d_forward(img, size=z, stride=s)
-    received = maxpool2d_backward(np.ones_like(out), cache)[0, 0]
+    unique = times_the_max_occurs(img, out, z, s) == 1
+    received = maxpool2d_backward(unique.astype(np.float64), cache)[0, 0]
     im = ax.imshow(received, cmap="magma", vmin=0, vmax=4)
-    ax.set_title(f"{z}x{z} stride {s}: windows\nwhose max is each pixel", fontsize=10)
+    ax.set_title(f"{z}x{z} stride {s}: how many windows\nhave each pixel as their max", fontsize=10)
     counts = ", ".join(f"{int((received == v).sum())} pixels from {int(v)}"
                        for v in np.unique(received))
-    print(f"{z}x{z} stride {s}: {counts}")
-plt.colorbar(im, ax=axes[1:].tolist(), fraction=0.03)
+    print(f"{z}x{z} stride {s}: {unique.sum()} of {unique.size} windows have a unique maximum "
+          f"({unique.size - unique.sum()} tied, left out); {counts}")
+plt.colorbar(im, ax=axes[1:].tolist(), fraction=0.03, label="windows won (gradient received)")
 for ax in axes:
     ax.axis("off")
 plt.show()
 
 # %% [markdown]
-# With 2x2 windows each output picks one of its own 4 pixels, so 196 pixels get a
-# gradient of exactly 1 and the other 588 get nothing. With overlapping 3x3 windows, a
-# bright pixel on a shared row or column can win 2, 3 or 4 windows and collects the
-# sum of their gradients, while fewer pixels get anything at all. The backward must
-# add these contributions, not overwrite them: on NumPy it does so in one `np.add.at`
-# (a scatter-add that sums repeated indices) at each window's maximum; its "masks"
-# method, CuPy's default, adds them one window offset at a time instead (within one
-# offset, no two windows reach the same pixel, so a plain `+=` is safe).
+# With 2x2 windows each output picks one of its own 4 pixels: every pixel gets the
+# gradient of at most one window. With overlapping 3x3 windows, a bright pixel on a
+# shared row or column can win 2, 3 or 4 windows and collects the sum of their
+# gradients (the printout counts them). The backward must add these contributions,
+# not overwrite them: on NumPy it does so in one `np.add.at` (a scatter-add that sums
+# repeated indices) at each window's maximum; its "masks" method, CuPy's default, adds
+# them one window offset at a time instead (within one offset, no two windows reach
+# the same pixel, so a plain `+=` is safe).
 #
 # A tiny example makes the sum visible: one peak in the middle of a 5x5 map is in all
 # four 3x3 windows and wins each of them.
@@ -202,6 +241,42 @@ for z, s, shape in [(3, 2, (2, 3, 9, 9)), (3, 2, (2, 2, 8, 7)), (2, 2, (2, 3, 8,
                         {"size": z, "stride": s})
 print(format_table(results))
 assert all(r.passed for r in results)
+
+# %% [markdown]
+# ### Exercise 2: the backward where windows overlap
+#
+# For each output position, find the **first** maximum of its window (row-major:
+# `window.reshape(N, C, -1).argmax(axis=2)`, then `np.divmod` by the window's width
+# gives its row and column) and send that output's gradient there. Where windows
+# overlap, one pixel can win several of them: its gradient is the sum. The check uses
+# overlapping 3x3 stride 2 windows and the peak example above, so an `=` where a `+=`
+# belongs fails it.
+
+# %% tags=["exercise"]
+def my_maxpool_backward(dout, x, size, stride):
+    """dL/dx of max-pooling. dout: (N, C, OH, OW); x: the forward's input (N, C, H, W)."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["check"]
+check_maxpool_backward(my_maxpool_backward)
+
+# %% [markdown]
+# **Question.** With fancy indexing, `dx[n, c, rows, cols] += g` silently adds **once**
+# per repeated index. Why is that a bug here, and why is it not one inside a loop
+# over the output positions?
+#
+# <details><summary>Answer</summary>
+#
+# NumPy's `a[idx] += g` reads `a[idx]`, adds, and writes back; when `idx` repeats a
+# position, the writes overwrite each other and only one addition survives. If one
+# call covers all the windows at once, a pixel that wins two windows gets one
+# gradient instead of their sum. `np.add.at(a, idx, g)` adds every repeat. Inside a
+# loop over the output positions, each call handles one window per image and
+# channel, so no index repeats within a call, and the sum builds up across the calls.
+#
+# </details>
 
 # %% [markdown]
 # ## The time of each way

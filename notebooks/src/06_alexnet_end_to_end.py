@@ -31,7 +31,7 @@ SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
 import matplotlib.pyplot as plt
 import numpy as np
 
-plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
+plt.rcParams.update({"figure.dpi": 100, "figure.figsize": (9, 3.5)})
 
 from alexnet import AlexNet
 from engine.im2col import conv_output_size
@@ -110,6 +110,8 @@ axes[0].bar(names, params / 1e6, color="C0")
 axes[0].set_ylabel("parameters (millions)")
 axes[1].bar(names, macs / 1e6, color="C1")
 axes[1].set_ylabel("multiply-adds per image (millions)")
+for ax in axes:
+    ax.set_xlabel("weight layer")
 plt.tight_layout()
 plt.show()
 
@@ -192,6 +194,7 @@ for ax, (N, (fwd_t, bwd_t)) in zip(axes, timings.items()):
            bottom=[1e3 * fwd_t[n] for n in layer_names], label="backward")
     ax.set_ylabel("milliseconds"), ax.set_title(f"time per layer, batch of {N} at 227x227")
     ax.tick_params(axis="x", rotation=80, labelsize=8)
+    ax.set_xlabel("layer")
 axes[0].legend()
 plt.tight_layout()
 plt.show()
@@ -248,3 +251,7 @@ assert all(r.passed for r in results)
 #   the five convolutions.
 # - 227, not 224: that is the size for which conv1's 11x11 stride-4 windows give 55x55.
 # - A whole-network gradient check catches what per-layer checks cannot: the wiring.
+#
+# How `backward` passes the gradient from layer to layer (each layer's cache, the
+# order, the shapes), and the fully connected layers' own backward, which hold 96%
+# of these parameters, are the subject of notebook 12, where you write them.

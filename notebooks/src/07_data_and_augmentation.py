@@ -12,8 +12,11 @@
 # 5. test on **ten crops** (four corners, centre, and their reflections), averaging the
 #    ten softmax outputs.
 #
-# The code is `engine/augment.py` (each step, on whole batches) and `engine/loader.py`
-# (the steps chained into batches).
+# The code is `data/augment.py` (each step, on whole batches) and `data/loader.py`
+# (the steps chained into batches). You write the ten test crops and their averaging
+# yourself, into the stubs of the cells tagged `exercise`; the cell under each checks
+# yours and prints `PASS`, `FAIL` (with where) or `not written yet`. Reference
+# solutions: `notebooks/solutions/07_data_and_augmentation.py`.
 #
 # **About the pictures.** We have no RGB photographs offline (the bundled dataset is
 # the grayscale Fashion-MNIST subset). Steps 2, 3 and 5 are shown on Fashion-MNIST;
@@ -38,7 +41,7 @@ SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
 import matplotlib.pyplot as plt
 import numpy as np
 
-plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
+plt.rcParams.update({"figure.dpi": 100, "figure.figsize": (9, 3.5)})
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 
 from data import augment
@@ -260,6 +263,70 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ### Exercise 1: the ten crops
+#
+# Write `ten_crops` yourself: the four corners, the centre (offsets
+# $\lfloor (H - c)/2 \rfloor$, $\lfloor (W - c)/2 \rfloor$), then the same five mirrored
+# left-right (`[..., ::-1]`), stacked into one array (10, N, C, c, c) in
+# `TEN_CROP_ORDER`.
+
+# %% tags=["exercise-setup"]
+# What the exercises use: the checks (notebooks/exercises.py).
+import numpy as np
+from notebooks.exercises import check_ten_crop_average, check_ten_crops
+
+# %% tags=["exercise"]
+def my_ten_crops(x, crop):
+    """x: (N, C, H, W) -> (10, N, C, crop, crop), in TEN_CROP_ORDER."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["check"]
+check_ten_crops(my_ten_crops)
+
+# %% [markdown]
+# ### The average over the crops, written out
+#
+# The network gives each crop $t = 1 \ldots 10$ of an image its logits $z^{(t)}$. The
+# paper's prediction is the **mean of the ten softmax outputs**,
+#
+# $$\bar p_k = \frac{1}{10} \sum_{t=1}^{10} \frac{e^{z^{(t)}_k}}{\sum_j e^{z^{(t)}_j}},
+#   \qquad \hat y = \arg\max_k \bar p_k ,$$
+#
+# a vote in which each crop spends one unit of probability. It is not the softmax of
+# the mean logits: a crop with huge logits would outvote the other nine there. Notebook
+# 8 does this with a trained network and compares it with `train.py`'s ten-crop error.
+#
+# ### Exercise 2: the average
+#
+# Given the logits of the ten crops, shaped (10, N, K), return $\bar p$ (N, K). Write
+# the softmax in its stable form (notebook 2).
+
+# %% tags=["exercise"]
+def my_ten_crop_average(logits):
+    """logits: (10, N, K), one row of K class scores per crop and image -> (N, K)."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %% tags=["check"]
+check_ten_crop_average(my_ten_crop_average)
+
+# %% [markdown]
+# **Question.** Why is a mirrored crop a fair test-time view of a Fashion-MNIST image,
+# and why would it not be for MNIST digits?
+#
+# <details><summary>Answer</summary>
+#
+# A mirrored shirt or shoe is still a shirt or shoe, and the network was trained on
+# mirrored images (random reflections), so the mirror is another view of the same
+# class. A mirrored digit can be another symbol or none (a mirrored 2 or 7), and a
+# network trained without reflections never saw such an image: for MNIST `train.py`
+# uses the five crops without mirrors (`ten_crops(..., mirrors=False)`).
+#
+# </details>
+#
 # ## All together: the training batches
 #
 # `BatchLoader` chains the steps for every batch, as `train.py` uses it:

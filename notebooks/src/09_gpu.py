@@ -10,12 +10,15 @@
 # 1. how one function serves both backends;
 # 2. moving a model and data to the GPU, and back;
 # 3. the same results on both, to float32 rounding;
-# 4. the time of both backends side by side;
-# 5. why a loop that is fast on the CPU is slow on the GPU, and what replaces it.
+# 4. the time of both backends side by side, here and as recorded on an NVIDIA H200;
+# 5. in an appendix: why a loop that is fast on the CPU is slow on the GPU, what
+#    replaces it, and how many calls a training step makes on each route.
 #
 # On a machine without a usable GPU (no CuPy, no CUDA device), the notebook says so,
-# runs everything on the CPU, and still runs to the end. The code is
-# `engine/backend.py`.
+# runs everything on the CPU, and still runs to the end. **The outputs committed with
+# this notebook come from such a machine** (a CPU; "GPU usable: False" below); what a
+# GPU did is in the section "On an NVIDIA H200", from the recorded measurements. The
+# code is `engine/backend.py`.
 
 # %%
 import os
@@ -34,7 +37,7 @@ SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
 import matplotlib.pyplot as plt
 import numpy as np
 
-plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
+plt.rcParams.update({"figure.dpi": 100, "figure.figsize": (9, 3.5)})
 
 from engine.backend import (device_of, get_array_module, gpu_status, synchronize, to_device,
                             to_numpy)
@@ -240,7 +243,77 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Few large calls: the host's side of a GPU
+# ## On an NVIDIA H200: the recorded numbers
+#
+# The committed outputs of this notebook come from a CPU. The project's GPU
+# measurements were made on an NVIDIA H200, lent twice for 15 minutes; they are
+# recorded in `docs/PERFORMANCE.md` (section "On a GPU") and `docs/GPU.md`, and copied
+# into `notebooks/gpu_h200.json`, which this cell reads (a test checks the copy against
+# those pages). First one training step of the `mini` net, batch 128, against PyTorch
+# on the same GPU, on two of the GPU routes (`few`: the ops' whole-array calls, the
+# default; `loops`: the CPU's loops run on CuPy; the appendix explains both):
+
+# %%
+import json
+
+with open(os.path.join(ROOT, "notebooks", "gpu_h200.json")) as f:
+    h200 = json.load(f)
+print(f"{h200['software']}; `{h200['step_command']}`\n")
+print(f"{'case, route':<18} {'ours ms':>8} {'(host)':>7} {'PyTorch ms':>11} {'ratio':>6} "
+      f"{'ours img/s':>11} {'PyTorch img/s':>14}")
+for r in h200["step"]:
+    print(f"{r['case'] + ' ' + r['route']:<18} {r['ours_ms']:>8.2f} {r['ours_host_ms']:>7.2f} "
+          f"{r['torch_ms']:>11.2f} {r['ratio']:>6.2f} {r['ours_img_s']:>11,} {r['torch_img_s']:>14,}")
+print(f"\ntraining ({h200['training_command']}):")
+print(f"{'code':<40} {'networks at once':>16} {'s per epoch, each':>18} {'images/s, all':>14}")
+for r in h200["training"]:
+    print(f"{r['code']:<40} {r['networks']:>16} {r['s_per_epoch']:>18} {r['img_s']:>14,}")
+acc = h200["accuracy"]
+print(f"\n{acc['networks']} networks trained together for {acc['seconds_each']} s each "
+      f"({acc['epochs']} epochs): {' and '.join(acc['each_tencrop_error'])} ten-crop test error, "
+      f"{acc['averaged_tencrop_error']} averaged, the project's best")
+
+fig, ax = plt.subplots(figsize=(7, 2.6))
+labels = [f"{r['route']} route" for r in h200["step"]]
+ypos = np.arange(len(labels))
+ax.barh(ypos - 0.2, [r["ours_ms"] for r in h200["step"]], 0.4, label="this project (CuPy)")
+ax.barh(ypos + 0.2, [r["torch_ms"] for r in h200["step"]], 0.4, label="PyTorch (cuDNN)")
+ax.barh(ypos - 0.2, [r["ours_host_ms"] for r in h200["step"]], 0.4, fill=False, hatch="//",
+        edgecolor="0.3", label="of ours: time on the host")
+ax.set_yticks(ypos, labels), ax.invert_yaxis()
+ax.set_xlabel("milliseconds per training step (mini, batch 128)")
+ax.set_title("one training step on an NVIDIA H200 (recorded)")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# On the GPU a `mini` step takes milliseconds, far less than on the CPU above; but it
+# still takes more than twice PyTorch's (the ratio column), and most of it is the host's time
+# (hatched): Python and CuPy launching some hundreds of small kernels, while the GPU
+# waits. That is why the `few` route, fewer and larger calls, is the default on CuPy,
+# and why two networks trained at once used the GPU better than one. The appendix
+# shows the routes.
+#
+# ## What to remember
+#
+# - Every op takes its array module from its inputs (`get_array_module`), so NumPy and
+#   CuPy run the same code; only the data pipeline, metrics and checkpoints copy
+#   between host and device.
+# - Move the model (`model.to('cuda')`) and each batch (`to_device`, or
+#   `BatchLoader(device='cuda')`); mixing devices is an error that says so.
+# - Time GPU code after a warm-up and with `synchronize()`, or you time only the
+#   launch of the work.
+# - On a GPU every call costs the host microseconds: a small network needs few, large
+#   calls (`python -m bench.calls` counts them), where the CPU prefers loops of
+#   slices.
+# - Train with `python train.py --device cuda`; check with
+#   `python gradcheck.py --device cuda`.
+
+# %% [markdown]
+# ## Appendix: the GPU routes and their call counts
+#
+# ### Few large calls: the host's side of a GPU
 #
 # A CuPy call does not compute on the CPU, but the CPU still runs it: Python, CuPy's
 # checks of shapes and dtypes, the launch of a kernel. That costs some microseconds
@@ -308,7 +381,7 @@ for dev in DEVICES:
     assert same
 
 # %% [markdown]
-# ## One kernel instead of many passes
+# ### One kernel instead of many passes
 #
 # Fewer calls still leave each call a pass over memory. LRN as array code squares the
 # activation, adds shifted copies, takes a power and divides: about ten passes over
@@ -351,19 +424,3 @@ if "cuda" in DEVICES:
 else:
     print("no GPU here: the kernels route runs on CuPy only (python scripts/check_kernels.py "
           "compiles the kernels with nvcc, without a GPU)")
-
-# %% [markdown]
-# ## What to remember
-#
-# - Every op takes its array module from its inputs (`get_array_module`), so NumPy and
-#   CuPy run the same code; only the data pipeline, metrics and checkpoints copy
-#   between host and device.
-# - Move the model (`model.to('cuda')`) and each batch (`to_device`, or
-#   `BatchLoader(device='cuda')`); mixing devices is an error that says so.
-# - Time GPU code after a warm-up and with `synchronize()`, or you time only the
-#   launch of the work.
-# - On a GPU every call costs the host microseconds: a small network needs few, large
-#   calls (`python -m bench.calls` counts them), where the CPU prefers loops of
-#   slices.
-# - Train with `python train.py --device cuda`; check with
-#   `python gradcheck.py --device cuda`.
