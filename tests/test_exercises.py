@@ -33,7 +33,7 @@ _spec = importlib.util.spec_from_file_location(
 bn = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bn)
 
-from notebooks import exercises
+from notebooks import exercises  # noqa: E402  (after the build script is loaded)
 
 SOURCES = {bn.notebook_name(p): p for p in bn.sources()}
 

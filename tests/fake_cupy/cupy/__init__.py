@@ -298,4 +298,4 @@ def __getattr__(name):
     return _Fn(attr)
 
 
-from cupy._elementwise import ElementwiseKernel  # noqa: E402  (g++ on the CPU)
+from cupy._elementwise import ElementwiseKernel  # noqa: E402, F401  (g++ on the CPU; cupy.ElementwiseKernel)
