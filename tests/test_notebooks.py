@@ -183,13 +183,10 @@ def _source(name):
 
 
 def test_figures_are_drawn_at_100_dpi_or_more():
-    """Every notebook sets matplotlib's figure.dpi, at 100 or more (10 excepted: it is
-    edited elsewhere and still draws at 72)."""
+    """Every notebook sets matplotlib's figure.dpi, at 100 or more."""
     import re
     for name in NOTEBOOKS:
         dpis = [int(d) for d in re.findall(r'"figure\.dpi":\s*(\d+)', _source(name))]
-        if name == "10_the_papers_claims":
-            continue
         assert dpis and min(dpis) >= 100, (name, dpis)
 
 

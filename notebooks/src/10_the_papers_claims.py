@@ -37,7 +37,7 @@ SMALL = os.environ.get("ALEXNET_NOTEBOOK_SMALL", "0") not in ("", "0")
 import matplotlib.pyplot as plt
 import numpy as np
 
-plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3.5)})
+plt.rcParams.update({"figure.dpi": 100, "figure.figsize": (9, 3.5)})
 
 from experiments import runner
 from experiments.claims import CLAIMS, SCALES
