@@ -30,7 +30,7 @@ run or ended in an error, or when the notebook was run in small mode.
 
 The kernel runs with its working directory in ``notebooks/`` (whatever ``--out``
 is), so the notebooks find the project as they do in Jupyter.
-Needs nbformat; ``--execute`` also needs nbclient and ipykernel (``pip install -e '.[dev]'``).
+Needs nbformat and jupytext; ``--execute`` also needs nbclient and ipykernel (``pip install -e '.[dev]'``).
 """
 from __future__ import annotations
 
@@ -72,22 +72,13 @@ def notebook_name(src_path: str) -> str:
     return os.path.splitext(os.path.basename(src_path))[0]
 
 
-def _strip_blank(lines: list[str]) -> list[str]:
-    while lines and not lines[0].strip():
-        lines = lines[1:]
-    while lines and not lines[-1].strip():
-        lines = lines[:-1]
-    return lines
-
-
-def _parse_marker(rest: str, where: str, lineno: int, line: str):
-    """'' -> ('code', ()), '[markdown]' -> ('markdown', ()), ' tags=["exercise"]' ->
-    ('code', ('exercise',)), '[markdown] tags=[...]' -> ('markdown', (...))."""
+def _parse_marker(rest: str, where: str, lineno: int, line: str) -> str:
+    """Check what follows a '# %%' marker: '' or '[markdown]', then optional
+    tags=["a", ...]; return the cell's kind."""
     m = _MARKER_RE.match(rest.strip())
     if m is None:
         raise BuildError(f"{where}:{lineno}: unknown cell marker {line!r}; use '# %%' "
                          "or '# %% [markdown]', optionally followed by tags=[\"...\"]")
-    tags = []
     if m.group("tags") is not None:
         try:
             tags = json.loads(m.group("tags"))
@@ -96,46 +87,39 @@ def _parse_marker(rest: str, where: str, lineno: int, line: str):
         if not (isinstance(tags, list) and all(isinstance(t, str) and t for t in tags)):
             raise BuildError(f"{where}:{lineno}: cell tags must be a JSON list of strings, "
                              f"as tags=[\"exercise\"], got {line!r}")
-    return ("markdown" if m.group("kind") else "code"), tuple(tags)
+    return "markdown" if m.group("kind") else "code"
+
+
+def check_source(text: str, where: str = "<source>") -> None:
+    """What jupytext would read without a word but this project refuses, naming the
+    line: a cell marker other than code or markdown, tags that are not a list of
+    names, and a markdown line that is not a comment (it would be lost)."""
+    kind = None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        m = _CELL_RE.match(line)
+        if m:
+            kind = _parse_marker(m.group("rest"), where, lineno, line)
+        elif kind == "markdown" and line.strip() and not (line == "#" or line.startswith("# ")):
+            raise BuildError(f"{where}:{lineno}: a markdown cell's lines must start with "
+                             f"'# ' (or be '#'), got {line!r}")
 
 
 def parse_percent(text: str, where: str = "<source>") -> list[tuple[str, str, tuple]]:
     """Split a percent-format source into ``[(cell_type, source, tags), ...]``.
 
     ``# %%`` starts a code cell and ``# %% [markdown]`` a markdown cell, whose lines
-    must be comments (``# text`` or a bare ``#`` for an empty line); the comment
-    marks are removed. Either marker may end with ``tags=["a", "b"]``, the cell's
-    Jupyter tags (a tuple, empty when there are none). Blank lines around a cell are
-    dropped, and so are empty cells.
+    are comments (``# text``, or a bare ``#`` for an empty line). Either marker may end
+    with ``tags=["a", "b"]``, the cell's Jupyter tags. jupytext reads the cells (the
+    format is its own, so Jupyter with jupytext opens a source as a notebook);
+    ``check_source`` refuses first what jupytext would take silently. Empty cells are
+    dropped.
     """
-    cells: list[tuple[str, list[str], tuple]] = []
-    kind, body, tags = None, [], ()
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        m = _CELL_RE.match(line)
-        if m:
-            if kind is not None or _strip_blank(body):
-                cells.append((kind or "code", body, tags))
-            kind, tags = _parse_marker(m.group("rest"), where, lineno, line)
-            body = []
-            continue
-        if kind == "markdown":
-            if line.strip() == "":
-                body.append("")
-            elif line == "#" or line.startswith("# "):
-                body.append(line[2:])
-            else:
-                raise BuildError(f"{where}:{lineno}: a markdown cell's lines must start with "
-                                 f"'# ' (or be '#'), got {line!r}")
-        else:
-            body.append(line)
-    if kind is not None or _strip_blank(body):
-        cells.append((kind or "code", body, tags))
-    out = []
-    for k, b, t in cells:
-        b = _strip_blank(b)
-        if b:
-            out.append((k, "\n".join(b), t))
-    return out
+    import jupytext
+
+    check_source(text, where)
+    nb = jupytext.reads(text, fmt="py:percent")
+    return [(c.cell_type, c.source, tuple(c.metadata.get("tags", ())))
+            for c in nb.cells if c.source.strip()]
 
 
 def build_notebook(src_path: str):
