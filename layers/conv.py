@@ -15,7 +15,8 @@ filters see only the first C/2 channels and the last F/2 only the last C/2
 The forward and backward use im2col (engine/im2col.py): one GEMM per group forward,
 two per group backward, and col2im (the exact adjoint of im2col) for dx. The same
 code split over the CPU's threads, and with an im2col buffer kept from call to call,
-is in layers/fast/conv.py. ``conv2d_forward_naive`` is the reference with explicit
+is in layers/fast/conv.py; on the CPU the 3x3 stride-1 convolutions take Winograd's
+route there (layers/fast/winograd.py), with about three times fewer multiplies. ``conv2d_forward_naive`` is the reference with explicit
 loops.
 """
 from __future__ import annotations

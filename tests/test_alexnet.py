@@ -196,8 +196,9 @@ def test_flatten_params_makes_views_of_one_buffer(xp):
     net.load_state_dict(state)                            # writes into the views
     assert float(flat[0]) == state["conv1.w"].reshape(-1)[0]
     xd = x if xp is np else to_device(x, "cuda")
+    # (atol: on NumPy the 3x3 convs take Winograd's route, which rounds otherwise)
     np.testing.assert_allclose(to_numpy(net.forward(xd, train=False)), before, rtol=1e-5,
-                               atol=1e-6)
+                               atol=1e-5)
     opt = sgd_for(net, lr=0.01)
     assert (opt.flat is not None) == few_calls(xp)
 

@@ -5,7 +5,9 @@ The files of layers/ read top-down: the formula, the public forward and backward
 plain array code, the naive reference. Each public function hands over to the module
 here of the same name in one dispatch (``if fast.applies(...): return fast...``) where
 a faster route exists, and every route here computes the readable route's numbers;
-the tests hold each one to the readable route or to the naive reference. A module
+the tests hold each one to the readable route or to the naive reference. The one
+route that computes them another way, Winograd's for the 3x3 convolutions
+(winograd.py), agrees with im2col to float rounding and has its own gradient checks. A module
 keeps side by side:
 
 - the tuned CPU route: the batch split over the cores (engine/parallel.py), pieces

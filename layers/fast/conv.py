@@ -20,6 +20,7 @@ import numpy as np
 from engine.backend import get_array_module
 from engine.im2col import col2im_into, im2col_into
 from engine.parallel import run_parallel
+from layers.fast import winograd
 
 
 def applies(xp, workspace) -> bool:
@@ -32,6 +33,8 @@ def conv2d_forward(x, w, b, stride, pad, groups, out_size, workspace):
     """conv2d_forward for checked arguments; (out, cache) as layers/conv.py returns
     them. stride, pad and out_size (OH, OW) are int pairs."""
     xp = get_array_module(x)
+    if xp is np and winograd.applies(x.shape, w.shape, stride):     # 3x3, stride 1
+        return winograd.conv2d_forward(x, w, b, pad, groups, out_size)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     OH, OW = out_size
@@ -78,6 +81,8 @@ def conv2d_forward(x, w, b, stride, pad, groups, out_size, workspace):
 
 def conv2d_backward(dout, cache, need_dx):
     """conv2d_backward for a checked dout: (dx, dw, db)."""
+    if isinstance(cache[0], winograd.Saved):         # the forward took Winograd's route
+        return winograd.conv2d_backward(dout, cache, need_dx)
     cols, x, workspace, token, x_shape, w, has_b, stride, pad, groups, (OH, OW) = cache
     xp = get_array_module(dout)
     N, C, H, W = x_shape
