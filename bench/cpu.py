@@ -35,7 +35,13 @@ GFLOP/s counts 2 flops per multiply-add of the conv and fc layers (forward, dw, 
 dx except conv1's), divided by the time of those layers (the sum of their per-layer
 medians). The ceiling is a float32 product of 2048 x 2048 matrices with NumPy, timed
 once in every round of the layer timings, so under the same load as the layers (on a
-shared machine the load changes from minute to minute).
+shared machine the load changes from minute to minute). Each conv layer's GFLOP/s
+(forward plus backward) is also given as a share of the machine's float32 FMA peak,
+measured at the start on as many threads as our engine uses (bench/peak.py): the
+most any code can do on these cores, where the matmul is what a tuned BLAS does.
+The flops are those of a direct convolution for both frameworks. Our 3x3 layers take
+Winograd's route (layers/fast/winograd.py), which does about three times fewer
+multiplies: their GFLOP/s are effective rates, and could pass the peak.
 """
 from __future__ import annotations
 
@@ -58,9 +64,10 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from alexnet import AlexNet  # noqa: E402
+from bench.peak import fma_peak  # noqa: E402
 from engine.backend import to_device, to_numpy  # noqa: E402
 from engine.optim import sgd_for  # noqa: E402
-from engine.parallel import blas_info, num_threads, run_parallel  # noqa: E402
+from engine.parallel import num_threads, run_parallel  # noqa: E402
 from layers.loss import softmax_cross_entropy  # noqa: E402
 from layers.modules import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,  # noqa: E402
                             MaxPool2d, ReLU)
@@ -485,13 +492,22 @@ def measure_memory(case):
 
 # ---------------------------------------------------------------------- report
 
-def blas_name():
+def blas_name(libs=None):
     """The BLAS NumPy runs on, as threadpoolctl finds it: library, version, threading
-    layer and its own thread count, e.g. 'openblas 0.3.31.188.0, pthreads, 2 threads'."""
-    libs = [", ".join(filter(None, [f"{b['library']} {b['version'] or ''}".strip(),
-                                    b["threading_layer"], f"{b['threads']} threads"]))
-            for b in blas_info()]
-    return "; ".join(libs) or "a BLAS threadpoolctl does not find"
+    layer, the kernel it picked for this CPU (OpenBLAS and BLIS say) and its own thread
+    count, e.g. 'openblas 0.3.31.188.0, pthreads, SkylakeX kernel, 2 threads'.
+    ``libs``: threadpoolctl's info dicts of the BLAS libraries (default: those loaded,
+    the ones engine/parallel.py's blas_info describes)."""
+    if libs is None:
+        from threadpoolctl import ThreadpoolController
+        libs = ThreadpoolController().select(user_api="blas").info()
+    names = []
+    for b in libs:
+        kernel = b.get("architecture")
+        names.append(", ".join(filter(None, [
+            f"{b['internal_api']} {b.get('version') or ''}".strip(), b.get("threading_layer"),
+            kernel and f"{kernel} kernel", f"{b['num_threads']} threads"])))
+    return "; ".join(names) or "a BLAS threadpoolctl does not find"
 
 
 def fmt_ms(t):
@@ -504,8 +520,34 @@ def verdict(ratio, target):
     return f"<= {target:g}  {'met' if ratio <= target else 'NOT met'}"
 
 
+def gflops_rows(case, net, batch, layer_times, ceiling, peak, only=None):
+    """The table's GFLOP/s rows: one per conv layer timed, whose last field asks
+    print_table for its share of the FMA ``peak`` (GFLOP/s, or None: not measured), and
+    the conv and fc layers together, with their share of the matmul ``ceiling`` too
+    (only when every layer was timed)."""
+    flops = layer_flops(net, batch)
+    rows, work = [], {"ours": [0.0, 0], "torch": [0.0, 0]}
+    for name, layer in net.layers:
+        if name not in flops or name not in layer_times:
+            continue
+        gflops = {}
+        for who in ("ours", "torch"):
+            seconds = sum(layer_times[name][who])          # forward + backward
+            work[who][0] += seconds
+            work[who][1] += sum(flops[name])
+            gflops[who] = sum(flops[name]) / seconds / 1e9
+        if isinstance(layer, Conv2d):
+            rows.append((case, f"  {name} GFLOP/s", None, None, gflops["ours"], None, None,
+                         gflops["torch"], ("peak", peak)))
+    if only is None:              # the share of the ceiling needs every conv and fc layer
+        rows.append((case, "conv+fc GFLOP/s", None, None,
+                     work["ours"][1] / work["ours"][0] / 1e9, None, None,
+                     work["torch"][1] / work["torch"][0] / 1e9, ("gflops", ceiling, peak)))
+    return rows
+
+
 def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, notes,
-             idle_wait=0, do_step=True, only=None, warm=0.03):
+             idle_wait=0, do_step=True, only=None, warm=0.03, peak=None):
     preset, batch, _ = CASES[case]
     net, x, y = build_ours(case)
     names = [name for name, _ in net.layers]
@@ -540,8 +582,6 @@ def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, no
                                                only=only, warm=warm)
         notes.append(f"{case}: other processes kept {load.cores:.1f} cores busy during the "
                      f"layer timings")
-        flops = layer_flops(net, batch)
-        work = {"ours": [0.0, 0], "torch": [0.0, 0]}
         for name, _ in net.layers:
             if name == "flatten" or name not in layer_times:
                 continue          # flatten: a reshape in both, nothing to time
@@ -550,14 +590,7 @@ def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, no
             ours_s, torch_s = ours_fwd + ours_bwd, torch_fwd + torch_bwd
             rows.append((case, f"  {name}", ours_fwd, ours_bwd, ours_s, torch_fwd, torch_bwd,
                          torch_s, verdict(ours_s / torch_s, TARGET_LAYER)))
-            if name in flops:
-                for who, seconds in (("ours", ours_s), ("torch", torch_s)):
-                    work[who][0] += seconds
-                    work[who][1] += sum(flops[name])
-        if only is None:          # the share of the ceiling needs every conv and fc layer
-            rows.append((case, "conv+fc GFLOP/s", None, None,
-                         work["ours"][1] / work["ours"][0] / 1e9, None, None,
-                         work["torch"][1] / work["torch"][0] / 1e9, ("gflops", ceiling)))
+        rows += gflops_rows(case, net, batch, layer_times, ceiling, peak, only)
     if do_memory:
         mem = measure_memory(case)
         ours_mib = (mem["ours"]["peak_kb"] - mem["ours"]["base_kb"]) / 1024
@@ -571,6 +604,13 @@ def run_case(case, torch, repeats, layer_repeats, do_layers, do_memory, rows, no
     return ok
 
 
+def peak_share(ours_gflops, torch_gflops, peak):
+    """'ours 41%, torch 55% of FMA peak 230': GFLOP/s as shares of the FMA peak."""
+    if peak is None:
+        return "FMA peak not measured"
+    return f"ours {ours_gflops / peak:.0%}, torch {torch_gflops / peak:.0%} of FMA peak {peak:.0f}"
+
+
 def print_table(rows):
     head = (f"{'case':<14} {'what':<18} {'ours fwd':>9} {'ours bwd':>9} {'ours':>9} "
             f"{'torch fwd':>9} {'torch bwd':>9} {'torch':>9} {'ours/torch':>10}  target")
@@ -580,14 +620,16 @@ def print_table(rows):
          target) in rows:
         label = case if case != prev else ""
         prev = case
-        if isinstance(target, tuple):
-            ceiling = target[1]
-            ours_share, torch_share = ours_value / ceiling, torch_value / ceiling
-            lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {ours_value:>9.1f} {'':>9} "
-                         f"{'':>9} {torch_value:>9.1f} {ours_value / torch_value:>9.2f}x  "
-                         f"ours {ours_share:.0%}, torch {torch_share:.0%} of {ceiling:.0f} "
+        if isinstance(target, tuple):        # GFLOP/s: ("peak", peak) or ("gflops", ceiling, peak)
+            share = peak_share(ours_value, torch_value, target[-1])
+            if target[0] == "gflops":
+                ceiling = target[1]
+                ours_share, torch_share = ours_value / ceiling, torch_value / ceiling
+                share = (f"ours {ours_share:.0%}, torch {torch_share:.0%} of matmul {ceiling:.0f} "
                          f"(>= {TARGET_CEILING:.0%}: "
-                         f"{'met' if ours_share >= TARGET_CEILING else 'NOT met'})")
+                         f"{'met' if ours_share >= TARGET_CEILING else 'NOT met'}); {share}")
+            lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {ours_value:>9.1f} {'':>9} "
+                         f"{'':>9} {torch_value:>9.1f} {ours_value / torch_value:>9.2f}x  {share}")
         elif what.startswith("step peak"):
             lines.append(f"{label:<14} {what:<18} {'':>9} {'':>9} {ours_value:>9.0f} {'':>9} "
                          f"{'':>9} {torch_value:>9.0f} {ours_value / torch_value:>9.2f}x  "
@@ -639,6 +681,8 @@ def main(argv=None):
     cases = QUICK if args.quick else (args.case or list(CASES))
     layer_repeats = args.layer_repeats or args.repeats
 
+    with BackgroundLoad() as peak_load:
+        peak = fma_peak(num_threads())
     numpy_gflops, torch_gflops = matmul_ceiling(torch)
     header = [
         f"AlexNet training on the CPU: ours (NumPy {np.__version__}, {num_threads()} threads) vs "
@@ -648,6 +692,8 @@ def main(argv=None):
         f"float32 matmul (3072^3, median of 5) at the start: NumPy {numpy_gflops:.0f} GFLOP/s, "
         f"PyTorch {torch_gflops:.0f} GFLOP/s; the GFLOP/s rows compare with a 2048^3 product "
         f"timed in every round of the layer timings (its median is printed there)",
+        f"{peak.describe()}, at the start (bench/peak.py; other processes kept "
+        f"{peak_load.cores:.1f} cores busy meanwhile); the GFLOP/s rows give their share of it",
         "times in ms, medians of "
         + (f"{args.repeats} interleaved steps ({layer_repeats} per layer)" if not args.no_step
            else f"{layer_repeats} interleaved runs per layer")
@@ -662,7 +708,7 @@ def main(argv=None):
         all_ok &= run_case(case, torch, args.repeats, layer_repeats, not args.no_layers,
                            not args.no_memory, rows, notes, idle_wait=args.wait_idle,
                            do_step=not args.no_step, only=set(args.layer) if args.layer else None,
-                           warm=args.warm)
+                           warm=args.warm, peak=peak.gflops)
         gc.collect()
     report = "\n".join(header + ["", print_table(rows), ""] + notes)
     print("\n" + report)
